@@ -1,0 +1,685 @@
+//! The applier: runs plans through transports, one container at a time per worker, isolating
+//! failures, with the VMID lock and the rollback policy.
+//!
+//! For each container: read its facts, plan the node part, run it (choosing the VMID under the
+//! node lock), read the facts inside, plan the inside part, run it, verify, report. A failing
+//! step stops that container only and is reported with the step, the error and the last lines
+//! of output; with `rollback`, a container created by this very run is destroyed again.
+
+use crate::cmd::{Cmd, Output};
+use crate::facts::{self, Guest, InsideFacts, NodeFacts};
+use crate::plan::{
+    self, Action, Content, InsidePlan, NodePlan, Options, ProfileFiles, Request, SourceFacts, Step,
+};
+use crate::profile::{Driver, FuseSource};
+use crate::progress::Line;
+use crate::report::{ContainerReport, Failure, Outcome, StepReport};
+use crate::transport::Transport;
+use crate::transport::pct::Pct;
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A command that exited non-zero, with the tail of its output.
+#[derive(Debug)]
+pub struct CmdFailed {
+    /// Where it ran.
+    pub label: String,
+    /// The command (masked).
+    pub cmd: String,
+    /// Exit status.
+    pub status: i32,
+    /// Last lines of output.
+    pub tail: String,
+}
+
+impl std::fmt::Display for CmdFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let first = self.tail.lines().last().unwrap_or("").trim();
+        write!(f, "{}: `{}` exited with status {}", self.label, short(&self.cmd), self.status)?;
+        if !first.is_empty() {
+            write!(f, ": {first}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CmdFailed {}
+
+fn short(s: &str) -> String {
+    let one = s.replace('\n', " ");
+    if one.chars().count() > 160 {
+        format!("{}…", one.chars().take(160).collect::<String>())
+    } else {
+        one
+    }
+}
+
+/// Runs `cmd`; a non-zero exit becomes [`CmdFailed`].
+pub fn run_checked(t: &dyn Transport, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output> {
+    let out = t.run(cmd, stdin)?;
+    if !out.success() {
+        return Err(CmdFailed {
+            label: t.label(),
+            cmd: cmd.to_string(),
+            status: out.status,
+            tail: out.tail(20),
+        }
+        .into());
+    }
+    Ok(out)
+}
+
+/// Shared state of a run.
+pub struct Ctx {
+    /// The node.
+    pub node: Arc<dyn Transport>,
+    /// Plan switches.
+    pub opts: Options,
+    /// Destroy what this run created when it fails.
+    pub rollback: bool,
+    /// Set on Ctrl-C: no new container is started.
+    pub cancel: Arc<AtomicBool>,
+    /// How long to wait for the node's VMID lock.
+    pub lock_wait: Duration,
+    /// Templates already made present by this run (downloaded once).
+    pub templates_done: Mutex<BTreeSet<String>>,
+    /// Serialises template downloads.
+    pub template_lock: Mutex<()>,
+    /// Opens the transport for a container (pct through the node by default).
+    pub container: Box<dyn Fn(u32) -> Arc<dyn Transport> + Send + Sync>,
+}
+
+impl Ctx {
+    /// A context whose containers are reached through `pct` on `node`.
+    pub fn new(node: Arc<dyn Transport>, opts: Options) -> Ctx {
+        let n = node.clone();
+        Ctx {
+            node,
+            opts,
+            rollback: false,
+            cancel: Arc::new(AtomicBool::new(false)),
+            lock_wait: Duration::from_secs(300),
+            templates_done: Mutex::new(BTreeSet::new()),
+            template_lock: Mutex::new(()),
+            container: Box::new(move |vmid| Arc::new(Pct { node: n.clone(), vmid }) as Arc<dyn Transport>),
+        }
+    }
+}
+
+/// Everything needed to plan one container, read from the node.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The node plan.
+    pub node_plan: NodePlan,
+    /// Where the fuse-overlayfs binary comes from and its checksum.
+    pub src: SourceFacts,
+    /// Steps to get the binary onto the node first (URL source).
+    pub src_steps: Vec<Step>,
+}
+
+/// Reads the source facts (fuse-overlayfs on the node) and refuses a binary whose checksum is
+/// not the pinned one, before anything is changed.
+pub fn gather_sources(node: &dyn Transport, nf: &NodeFacts, p: &crate::profile::Profile, driver: Option<Driver>) -> Result<(SourceFacts, Vec<Step>)> {
+    if driver != Some(Driver::FuseOverlayfs) {
+        return Ok((SourceFacts::default(), vec![]));
+    }
+    let (path, pinned, url) = match &p.docker.fuse_overlayfs {
+        FuseSource::Package => return Ok((SourceFacts::default(), vec![])),
+        FuseSource::Node { path, sha256 } => (path.clone(), sha256.clone(), None),
+        FuseSource::Url { url, sha256 } => (
+            format!("{}/fuse-overlayfs-{sha256}", plan::NODE_CACHE_DIR),
+            Some(sha256.clone()),
+            Some(url.clone()),
+        ),
+    };
+    let out = node.run(&Cmd::new("sha256sum").arg(&path), None);
+    let have = match out {
+        Ok(o) if o.success() => o.stdout_text().split_whitespace().next().map(String::from),
+        Ok(_) => None,
+        Err(e) if !nf.pve => {
+            tracing::debug!("no sha256sum here: {e:#}");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    match (have, url) {
+        (Some(h), _) => {
+            if let Some(want) = &pinned
+                && &h != want
+            {
+                bail!(
+                    "{} on the node has SHA-256 {h}, but the profile pins {want}: refusing to push a binary that is not the one asked for",
+                    path
+                );
+            }
+            Ok((SourceFacts { fuse_sha256: Some(h), fuse_present: true }, vec![]))
+        }
+        (None, Some(url)) => {
+            let sha = pinned.unwrap_or_default();
+            Ok((
+                SourceFacts { fuse_sha256: Some(sha.clone()), fuse_present: false },
+                vec![Step::FetchFuseOverlayfs { url, sha256: sha }],
+            ))
+        }
+        (None, None) if nf.pve => bail!(
+            "the fuse-overlayfs binary {path} does not exist on the node; put it there, or set docker.fuse_overlayfs.source = \"package\" (or \"url\" with a sha256)"
+        ),
+        (None, None) => Ok((SourceFacts { fuse_sha256: pinned, fuse_present: false }, vec![])),
+    }
+}
+
+/// Reads the facts for one request and plans the node part.
+pub fn prepare(ctx: &Ctx, req: &Request, nf: &NodeFacts) -> Result<(Prepared, Option<Guest>)> {
+    let existing = plan::find_existing(req, &nf.guests, &ctx.opts)?.cloned();
+    let ct = match &existing {
+        Some(g) => Some(facts::gather_ct(ctx.node.as_ref(), &g.node, g.vmid)?),
+        None => None,
+    };
+    let tf = match (&existing, nf.pve) {
+        (None, true) => Some(facts::gather_templates(ctx.node.as_ref(), &req.profile.template_storage)?),
+        _ => None,
+    };
+    let proposed = match (&existing, req.vmid, nf.pve) {
+        (None, None, true) => next_vmid(ctx.node.as_ref())?,
+        (None, None, false) => nf.guests.iter().map(|g| g.vmid + 1).max().unwrap_or(100).max(100),
+        _ => req.vmid.unwrap_or(0),
+    };
+    let node_plan = plan::plan_node(req, nf, existing.as_ref(), ct.as_ref(), tf.as_ref(), proposed, &ctx.opts)?;
+    let (src, src_steps) = gather_sources(ctx.node.as_ref(), nf, &req.profile, node_plan.driver)?;
+    Ok((Prepared { node_plan, src, src_steps }, existing))
+}
+
+/// `pvesh get /cluster/nextid`.
+pub fn next_vmid(node: &dyn Transport) -> Result<u32> {
+    let out = run_checked(
+        node,
+        &Cmd::new("pvesh").args(["get", "/cluster/nextid", "--output-format", "json"]),
+        None,
+    )?;
+    let t = out.stdout_text();
+    t.trim()
+        .trim_matches('"')
+        .parse()
+        .with_context(|| format!("pvesh get /cluster/nextid printed {:?}, not a VMID", t.trim()))
+}
+
+/// Reads the profile's files from the machine running provision.
+pub fn read_profile_files(p: &crate::profile::Profile) -> Result<ProfileFiles> {
+    let mut out = Vec::new();
+    for f in &p.files {
+        let mode = crate::profile::parse_mode(&f.mode).map_err(|e| anyhow!(e))?;
+        let bytes = match (&f.content, &f.source) {
+            (Some(c), _) => c.clone().into_bytes(),
+            (None, Some(src)) => {
+                let path = match &p.base_dir {
+                    Some(d) if std::path::Path::new(src).is_relative() => d.join(src),
+                    _ => std::path::PathBuf::from(src),
+                };
+                std::fs::read(&path).with_context(|| format!("reading {} for {}", path.display(), f.dest))?
+            }
+            (None, None) => Vec::new(),
+        };
+        out.push((f.dest.clone(), mode, Arc::new(bytes)));
+    }
+    Ok(out)
+}
+
+struct Runner<'a> {
+    ctx: &'a Ctx,
+    line: &'a Line,
+    report: ContainerReport,
+    created: Option<u32>,
+    changed: bool,
+}
+
+impl Runner<'_> {
+    fn step<T>(&mut self, step: &Step, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.line.step(&step.name());
+        let t0 = Instant::now();
+        let res = f(self);
+        let ms = t0.elapsed().as_millis() as u64;
+        self.report.steps.push(StepReport {
+            name: step.name(),
+            why: step.why(),
+            status: if res.is_ok() { "done".into() } else { "failed".into() },
+            duration_ms: ms,
+            detail: String::new(),
+        });
+        if res.is_ok() && step.changes() {
+            self.changed = true;
+        }
+        res.with_context(|| format!("step {:?}", step.name()))
+    }
+
+    fn run_actions(&mut self, step: &Step, vmid: u32, ct: &dyn Transport) -> Result<Vec<Output>> {
+        let node = self.ctx.node.clone();
+        let mut outs = Vec::new();
+        for a in step.actions(vmid) {
+            outs.push(exec_action(node.as_ref(), ct, vmid, &a)?);
+        }
+        Ok(outs)
+    }
+}
+
+/// Runs one action.
+pub fn exec_action(node: &dyn Transport, ct: &dyn Transport, vmid: u32, a: &Action) -> Result<Output> {
+    match a {
+        Action::Node(c) => run_checked(node, c, None),
+        Action::Inside(c, stdin) => run_checked(ct, c, stdin.as_ref().map(|s| s.0.as_slice())),
+        Action::Put { dest, mode, content, .. } => {
+            match content {
+                Content::Bytes(b) => ct.put(b, dest, *mode)?,
+                Content::NodeFile(src) => {
+                    run_checked(node, &Pct::push_cmd(vmid, src, dest, *mode), None)?;
+                }
+            }
+            Ok(Output::default())
+        }
+        Action::PutNode { dest, bytes } => {
+            node.put(bytes, dest, 0o600)?;
+            Ok(Output::default())
+        }
+    }
+}
+
+/// True when a failed `pct create` says the VMID is taken (a concurrent creator won).
+fn vmid_taken(err: &anyhow::Error) -> bool {
+    let text = format!("{err:#}");
+    text.contains("already exists") || text.contains("can't lock file")
+}
+
+/// Brings one container to its profile. Never panics on a node failure: the report says it.
+pub fn converge(
+    ctx: &Ctx,
+    req: &Request,
+    nf: &NodeFacts,
+    password: Option<&str>,
+    files: &ProfileFiles,
+    line: &Line,
+) -> ContainerReport {
+    let t0 = Instant::now();
+    let mut r = Runner {
+        ctx,
+        line,
+        report: ContainerReport::new(&req.hostname),
+        created: None,
+        changed: false,
+    };
+    let res = converge_inner(&mut r, req, nf, password, files);
+    let mut report = r.report;
+    report.duration_ms = t0.elapsed().as_millis() as u64;
+    match res {
+        Ok(()) => {
+            report.outcome = if r.created.is_some() {
+                Outcome::Created
+            } else if r.changed {
+                Outcome::Changed
+            } else {
+                Outcome::Unchanged
+            };
+            line.finish(true, report.outcome.word());
+        }
+        Err(e) => {
+            let tail = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<CmdFailed>())
+                .map(|c| c.tail.lines().map(String::from).collect())
+                .unwrap_or_default();
+            let step = report
+                .steps
+                .iter()
+                .rev()
+                .find(|s| s.status == "failed")
+                .map_or_else(|| "facts".to_string(), |s| s.name.clone());
+            let mut left = match (r.created, report.vmid) {
+                (Some(v), _) => format!("container {v} was created by this run and is half-made; the next run continues it"),
+                (None, Some(v)) if r.changed => format!("container {v} was partly changed; the next run continues it"),
+                (None, Some(v)) => format!("container {v} is as it was"),
+                (None, None) => "nothing was changed".to_string(),
+            };
+            report.outcome = Outcome::Failed;
+            if let (Some(v), true) = (r.created, ctx.rollback) {
+                match destroy(ctx.node.as_ref(), v) {
+                    Ok(()) => {
+                        left = format!("container {v}, created by this run, was destroyed (--rollback)");
+                        report.outcome = Outcome::RolledBack;
+                    }
+                    Err(de) => left = format!("container {v} was created by this run; rollback failed: {de:#}"),
+                }
+            }
+            report.failure = Some(Failure { step, message: format!("{e:#}"), tail, left });
+            line.finish(false, &format!("failed: {}", report.failure.as_ref().map_or("", |f| f.step.as_str())));
+        }
+    }
+    report
+}
+
+/// Stops (when running) and destroys a container with its disks.
+pub fn destroy(node: &dyn Transport, vmid: u32) -> Result<()> {
+    let id = vmid.to_string();
+    let st = node.run(&Cmd::new("pct").args(["status", &id]), None)?;
+    if st.stdout_text().contains("running") {
+        run_checked(node, &Cmd::new("pct").args(["stop", &id]), None)?;
+    }
+    run_checked(node, &Cmd::new("pct").args(["destroy", &id, "--purge"]), None)?;
+    Ok(())
+}
+
+fn converge_inner(r: &mut Runner<'_>, req: &Request, nf: &NodeFacts, password: Option<&str>, files: &ProfileFiles) -> Result<()> {
+    let ctx = r.ctx;
+    r.line.step("facts");
+    if !nf.pve {
+        bail!("no Proxmox VE tools (pct, pvesh) answer on this node; only --dry-run works here");
+    }
+    let (prep, _existing) = prepare(ctx, req, nf)?;
+    let Prepared { mut node_plan, src, src_steps } = prep;
+    r.report.driver = node_plan.driver.map(|d| d.as_str().to_string());
+    r.report.driver_reason = node_plan.driver_reason.clone();
+    r.report.notes.extend(node_plan.notes.iter().cloned());
+    r.report.already.extend(node_plan.already.iter().cloned());
+    r.report.pending = node_plan.pending.clone();
+    if node_plan.exists {
+        r.report.vmid = Some(node_plan.vmid);
+    }
+    for s in &src_steps {
+        let ct = (ctx.container)(0);
+        r.step(s, |r| r.run_actions(s, 0, ct.as_ref()).map(|_| ()))?;
+    }
+    let mut vmid = node_plan.vmid;
+    let steps = std::mem::take(&mut node_plan.steps);
+    let mut i = 0;
+    let mut steps = steps;
+    while i < steps.len() {
+        let step = steps[i].clone();
+        match &step {
+            Step::UpdateTemplateIndex => {
+                r.step(&step, |r| {
+                    let out = r.ctx.node.run(&Cmd::new("pveam").arg("update"), None)?;
+                    if plan::pveam_update_failed(&out) {
+                        bail!("pveam update failed (it exits 0 even then): {}", out.tail(5).trim());
+                    }
+                    Ok(())
+                })?;
+                let tf = facts::gather_templates(ctx.node.as_ref(), &req.profile.template_storage)?;
+                let mut notes = Vec::new();
+                let (volid, more) = plan::resolve_template(&req.profile, &tf, &mut notes)?;
+                if more.iter().any(|s| matches!(s, Step::UpdateTemplateIndex)) {
+                    bail!("the template index is still empty after `pveam update`");
+                }
+                for s in steps.iter_mut() {
+                    if let Step::Create { template, .. } = s {
+                        *template = volid.clone();
+                    }
+                }
+                steps.splice(i + 1..i + 1, more);
+            }
+            Step::DownloadTemplate { storage, name } => {
+                let key = format!("{storage}:vztmpl/{name}");
+                let _g = ctx.template_lock.lock().unwrap_or_else(|p| p.into_inner());
+                if ctx.templates_done.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
+                    r.report.already.push(plan::Already { step: step.name(), why: "downloaded earlier in this run".into() });
+                } else {
+                    let ct = (ctx.container)(0);
+                    r.step(&step, |r| {
+                        let outs = r.run_actions(&step, 0, ct.as_ref())?;
+                        let listed = outs.last().map(|o| facts::parse_pveam_list(&o.stdout_text())).unwrap_or_default();
+                        if !listed.contains(&key) {
+                            bail!("pveam download reported success but {key} is not in `pveam list {storage}`");
+                        }
+                        Ok(())
+                    })?;
+                    ctx.templates_done.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+                }
+            }
+            Step::Create { fixed_vmid, .. } => {
+                if ctx.cancel.load(Ordering::SeqCst) {
+                    bail!("interrupted before the container was created");
+                }
+                let fixed = *fixed_vmid;
+                vmid = r.step(&step, |r| create_locked(r.ctx, &step, fixed))?;
+                r.created = Some(vmid);
+                r.report.vmid = Some(vmid);
+            }
+            _ => {
+                let ct = (ctx.container)(vmid);
+                r.step(&step, |r| r.run_actions(&step, vmid, ct.as_ref()).map(|_| ()))?;
+                if let Step::Set { .. } = step
+                    && node_plan.running
+                    && !ctx.opts.restart
+                {
+                    // What PVE kept pending is read back, not guessed.
+                    let cfg = facts::gather_ct(ctx.node.as_ref(), &node_plan.node, vmid)?;
+                    let mut keys: Vec<String> = cfg.pending.keys().chain(cfg.pending_delete.iter()).cloned().collect();
+                    keys.sort();
+                    keys.dedup();
+                    if !keys.is_empty() {
+                        r.report.pending = keys.clone();
+                        r.report.notes.push(format!(
+                            "pending until the container restarts: {} (run again with --restart to restart it now)",
+                            keys.join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    // Inside.
+    let ct = (ctx.container)(vmid);
+    r.line.step("wait for init and network");
+    let file_dests: Vec<String> = files.iter().map(|(d, _, _)| d.clone()).collect();
+    let t0 = Instant::now();
+    let inside = facts::gather_inside(ct.as_ref(), &file_dests)?;
+    tracing::debug!("ct/{vmid}: ready and facts read in {:?}", t0.elapsed());
+    let ip = plan::plan_inside(&req.profile, node_plan.driver, &inside, &src, files, password, &ctx.opts)?;
+    r.report.already.extend(ip.already.iter().cloned());
+    r.report.notes.extend(ip.notes.iter().cloned());
+    for step in &ip.steps {
+        let outs = r.step(step, |r| r.run_actions(step, vmid, ct.as_ref()))?;
+        if let Step::Verify { .. } = step {
+            r.report.verified = true;
+            if let (Some(last), Some(sr)) = (outs.last(), r.report.steps.last_mut()) {
+                sr.detail = last.stdout_text().trim().to_string();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Chooses the VMID and creates the container while holding the node's VMID lock, so that two
+/// creators (threads or processes) never pick the same ID. A create that still loses the race
+/// (another tool created it meanwhile) is retried with the next free ID.
+fn create_locked(ctx: &Ctx, step: &Step, fixed: Option<u32>) -> Result<u32> {
+    let _lock = ctx.node.lock("vmid", ctx.lock_wait)?;
+    let ct = (ctx.container)(0);
+    let mut last_err = None;
+    for _attempt in 0..5 {
+        let vmid = match fixed {
+            Some(v) => v,
+            None => next_vmid(ctx.node.as_ref())?,
+        };
+        let actions = step.actions(vmid);
+        let mut res = Ok(());
+        for a in &actions {
+            let is_cleanup = matches!(a, Action::Node(c) if c.program == "rm");
+            if res.is_err() && !is_cleanup {
+                continue;
+            }
+            let r = exec_action(ctx.node.as_ref(), ct.as_ref(), vmid, a);
+            if res.is_ok() {
+                res = r.map(|_| ());
+            }
+        }
+        match res {
+            Ok(()) => return Ok(vmid),
+            Err(e) if fixed.is_none() && vmid_taken(&e) => {
+                tracing::info!("VMID {vmid} was taken meanwhile; trying the next free one");
+                last_err = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| anyhow!("could not create the container")))
+        .context("five VMIDs in a row were taken by someone else")
+}
+
+/// A dry-run plan for one container.
+#[derive(Serialize, Debug, Clone)]
+pub struct PlanView {
+    /// Hostname.
+    pub hostname: String,
+    /// VMID (proposed when auto).
+    pub vmid: u32,
+    /// VMID is chosen at create time.
+    pub vmid_auto: bool,
+    /// The container exists.
+    pub exists: bool,
+    /// Storage driver and reason.
+    pub driver: Option<String>,
+    /// Why.
+    pub driver_reason: String,
+    /// Steps with their commands.
+    pub steps: Vec<StepView>,
+    /// Checks with nothing to do.
+    pub already: Vec<plan::Already>,
+    /// Notes.
+    pub notes: Vec<String>,
+}
+
+/// One step of a dry-run plan.
+#[derive(Serialize, Debug, Clone)]
+pub struct StepView {
+    /// Name.
+    pub name: String,
+    /// Why.
+    pub why: String,
+    /// Every command, as argv.
+    pub commands: Vec<Vec<String>>,
+    /// Every file written: destination, mode, SHA-256.
+    pub files: Vec<FileView>,
+}
+
+/// A file a plan writes.
+#[derive(Serialize, Debug, Clone)]
+pub struct FileView {
+    /// Where: `ct:/path` inside the container or `node:/path`.
+    pub dest: String,
+    /// Octal mode.
+    pub mode: String,
+    /// SHA-256 of the content (null when it is not known before the run).
+    pub sha256: Option<String>,
+}
+
+/// Renders steps for a dry run.
+pub fn view_steps(steps: &[Step], vmid: u32) -> Vec<StepView> {
+    steps
+        .iter()
+        .map(|s| {
+            let acts = s.actions(vmid);
+            let mut files = Vec::new();
+            let mut commands = Vec::new();
+            for a in &acts {
+                match a {
+                    Action::Put { dest, mode, sha256, .. } => files.push(FileView {
+                        dest: format!("ct:{dest}"),
+                        mode: format!("{mode:04o}"),
+                        sha256: sha256.clone(),
+                    }),
+                    Action::PutNode { dest, bytes } => {
+                        files.push(FileView {
+                            dest: format!("node:{dest}"),
+                            mode: "0600".into(),
+                            sha256: Some(plan::sha256_hex(bytes)),
+                        });
+                        continue;
+                    }
+                    _ => {}
+                }
+                commands.push(plan::action_argv(a, vmid));
+            }
+            StepView { name: s.name(), why: s.why(), commands, files }
+        })
+        .collect()
+}
+
+/// Plans one container without changing anything: node facts, and inside facts when the
+/// container runs (read-only), or a fresh container otherwise.
+pub fn dry_plan(ctx: &Ctx, req: &Request, nf: &NodeFacts, password: Option<&str>, files: &ProfileFiles) -> Result<PlanView> {
+    let (prep, existing) = prepare(ctx, req, nf)?;
+    let np = &prep.node_plan;
+    let mut notes = np.notes.clone();
+    let inside: InsideFacts = match &existing {
+        Some(g) if g.status == "running" => {
+            let ct = (ctx.container)(g.vmid);
+            let paths: Vec<String> = files.iter().map(|(d, _, _)| d.clone()).collect();
+            facts::gather_inside(ct.as_ref(), &paths)?
+        }
+        Some(_) => {
+            notes.push("the container is stopped: in-container steps assume what a fresh container needs; the real run reads it after start".into());
+            InsideFacts::fresh()
+        }
+        None => {
+            if nf.pve {
+                notes.push("in-container steps assume a fresh container from the template".into());
+            }
+            InsideFacts::fresh()
+        }
+    };
+    let ip: InsidePlan = plan::plan_inside(&req.profile, np.driver, &inside, &prep.src, files, password, &ctx.opts)?;
+    let mut steps = prep.src_steps.clone();
+    steps.extend(np.steps.iter().cloned());
+    let mut views = view_steps(&steps, np.vmid);
+    views.extend(view_steps(&ip.steps, np.vmid));
+    let mut already = np.already.clone();
+    already.extend(ip.already);
+    notes.extend(ip.notes);
+    Ok(PlanView {
+        hostname: req.hostname.clone(),
+        vmid: np.vmid,
+        vmid_auto: np.vmid_auto,
+        exists: np.exists,
+        driver: np.driver.map(|d| d.as_str().to_string()),
+        driver_reason: np.driver_reason.clone(),
+        steps: views,
+        already,
+        notes,
+    })
+}
+
+/// Text rendering of a dry-run plan.
+pub fn plan_text(v: &PlanView) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let id = if v.vmid_auto {
+        format!("{} (next free ID; chosen under the node lock at create time)", v.vmid)
+    } else {
+        v.vmid.to_string()
+    };
+    let _ = writeln!(s, "container {} — VMID {id}, {}", v.hostname, if v.exists { "exists" } else { "to be created" });
+    if let Some(d) = &v.driver {
+        let _ = writeln!(s, "  storage driver: {d} — {}", v.driver_reason);
+    }
+    for n in &v.notes {
+        let _ = writeln!(s, "  note: {n}");
+    }
+    if v.steps.iter().all(|st| st.name == "verify docker") {
+        let _ = writeln!(s, "  nothing to change");
+    }
+    for (i, st) in v.steps.iter().enumerate() {
+        let _ = writeln!(s, "  {}. {} — {}", i + 1, st.name, st.why);
+        for c in &st.commands {
+            let _ = writeln!(s, "       $ {}", crate::cmd::display_argv(c));
+        }
+        for f in &st.files {
+            let _ = writeln!(s, "       > {} (mode {}, sha256 {})", f.dest, f.mode, f.sha256.as_deref().unwrap_or("known at run time"));
+        }
+    }
+    for a in &v.already {
+        let _ = writeln!(s, "  = {}: {}", a.step, a.why);
+    }
+    s
+}

@@ -1,0 +1,520 @@
+//! What exists now: on the node (guests, storages, templates) and inside a container.
+//!
+//! Gathering is a handful of read-only commands chosen so that a no-op re-run stays cheap: one
+//! `pvesh get /cluster/resources` and one `pvesm status` per run, one `pending` read and one
+//! in-container facts script per container. Parsers are separate pure functions, tested on
+//! recorded output. Nothing here changes anything.
+
+use crate::cmd::Cmd;
+use crate::transport::Transport;
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A guest as `/cluster/resources` lists it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Guest {
+    /// VMID.
+    pub vmid: u32,
+    /// Name (hostname for containers).
+    pub name: String,
+    /// Node it lives on.
+    pub node: String,
+    /// running, stopped...
+    pub status: String,
+    /// Tags, split.
+    pub tags: Vec<String>,
+    /// lxc or qemu.
+    pub kind: String,
+}
+
+/// A storage as `pvesm status` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Storage {
+    /// Storage ID.
+    pub name: String,
+    /// Type: dir, zfspool, lvmthin...
+    pub kind: String,
+    /// active / inactive / disabled.
+    pub status: String,
+    /// Available KiB.
+    pub avail_kib: u64,
+    /// Content types, when known (from `pvesm status --content`).
+    pub content: Vec<String>,
+}
+
+/// Facts about the node, read once per run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NodeFacts {
+    /// False when no PVE tools answer here (the plan is for an empty node).
+    pub pve: bool,
+    /// Guests in the cluster.
+    pub guests: Vec<Guest>,
+    /// Storages on this node.
+    pub storages: Vec<Storage>,
+    /// Host ZFS version (`/sys/module/zfs/version`), when ZFS is loaded.
+    pub zfs_version: Option<String>,
+}
+
+/// Template facts for one template storage, read only when a container must be created.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TemplateFacts {
+    /// Volume ids present on the storage (`pveam list`).
+    pub present: Vec<String>,
+    /// Names offered by `pveam available --section system`.
+    pub available: Vec<String>,
+}
+
+/// One existing container's configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CtConfig {
+    /// Current values.
+    pub current: BTreeMap<String, String>,
+    /// Pending new values (apply at next start).
+    pub pending: BTreeMap<String, String>,
+    /// Keys pending deletion.
+    pub pending_delete: Vec<String>,
+}
+
+impl CtConfig {
+    /// The value with pending changes applied (what PVE's `pct config` shows).
+    pub fn effective(&self, key: &str) -> Option<&str> {
+        if self.pending_delete.iter().any(|k| k == key) {
+            return None;
+        }
+        self.pending
+            .get(key)
+            .or_else(|| self.current.get(key))
+            .map(String::as_str)
+    }
+    /// True when changes wait for a restart.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty() || !self.pending_delete.is_empty()
+    }
+}
+
+/// What the in-container facts script reports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct InsideFacts {
+    /// os-release ID.
+    pub os_id: String,
+    /// os-release VERSION_ID.
+    pub os_version: String,
+    /// dockerd is installed.
+    pub docker_installed: bool,
+    /// The docker service is active.
+    pub docker_active: bool,
+    /// SHA-256 of /usr/local/bin/fuse-overlayfs, when present.
+    pub fuse_overlayfs_sha256: Option<String>,
+    /// /usr/local/bin/fuse-overlayfs is a symlink to the package's binary.
+    pub fuse_overlayfs_link: Option<String>,
+    /// Content of /etc/docker/daemon.json, when present.
+    pub daemon_json: Option<String>,
+    /// State the tool recorded inside (`/var/lib/provision/state`).
+    pub state: BTreeMap<String, String>,
+    /// /bin/busybox exists (used for the local probe image).
+    pub busybox: bool,
+    /// libfuse3 is installed (a node-built fuse-overlayfs needs it).
+    pub libfuse3: bool,
+    /// SHA-256 of files asked about, by path.
+    pub files: BTreeMap<String, String>,
+}
+
+impl InsideFacts {
+    /// What a freshly created container from a standard template looks like (for dry runs).
+    pub fn fresh() -> Self {
+        InsideFacts::default()
+    }
+}
+
+/// Splits a PVE tag list (`a;b`, `a,b`, `a b`).
+pub fn split_tags(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .split([';', ',', ' '])
+        .filter(|t| !t.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Parses `pvesh get /cluster/resources --type vm --output-format json`.
+pub fn parse_resources(json: &str) -> Result<Vec<Guest>> {
+    let v: serde_json::Value =
+        serde_json::from_str(json).context("parsing /cluster/resources JSON")?;
+    let arr = v.as_array().context("/cluster/resources is not a JSON array")?;
+    let mut out = Vec::new();
+    for g in arr {
+        let kind = g["type"].as_str().unwrap_or("").to_string();
+        if kind != "lxc" && kind != "qemu" {
+            continue;
+        }
+        let vmid = match &g["vmid"] {
+            serde_json::Value::Number(n) => n.as_u64().unwrap_or(0) as u32,
+            serde_json::Value::String(s) => s.parse().unwrap_or(0),
+            _ => 0,
+        };
+        out.push(Guest {
+            vmid,
+            name: g["name"].as_str().unwrap_or("").to_string(),
+            node: g["node"].as_str().unwrap_or("").to_string(),
+            status: g["status"].as_str().unwrap_or("").to_string(),
+            tags: split_tags(g["tags"].as_str().unwrap_or("")),
+            kind,
+        });
+    }
+    out.sort_by_key(|g| g.vmid);
+    Ok(out)
+}
+
+/// Parses `pvesm status` (columns `Name Type Status Total Used Available %`).
+pub fn parse_pvesm_status(text: &str) -> Vec<Storage> {
+    text.lines()
+        .skip_while(|l| !l.trim_start().starts_with("Name"))
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 6).then(|| Storage {
+                name: f[0].to_string(),
+                kind: f[1].to_string(),
+                status: f[2].to_string(),
+                avail_kib: f[5].parse().unwrap_or(0),
+                content: Vec::new(),
+            })
+        })
+        .collect()
+}
+
+/// Parses `pveam list STORAGE` (`NAME SIZE`, NAME is the volume id).
+pub fn parse_pveam_list(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.contains(":vztmpl/"))
+        .map(String::from)
+        .collect()
+}
+
+/// Parses `pveam available` (`SECTION NAME [ARCH]`): field 2.
+pub fn parse_pveam_available(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|n| n.contains(".tar."))
+        .map(String::from)
+        .collect()
+}
+
+/// Parses `pvesh get /nodes/N/lxc/V/pending --output-format json`.
+pub fn parse_pending(json: &str) -> Result<CtConfig> {
+    let v: serde_json::Value = serde_json::from_str(json).context("parsing pending JSON")?;
+    let arr = v.as_array().context("pending is not a JSON array")?;
+    let mut c = CtConfig::default();
+    let text = |x: &serde_json::Value| match x {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(if *b { "1" } else { "0" }.to_string()),
+        _ => None,
+    };
+    for e in arr {
+        let Some(key) = e["key"].as_str() else { continue };
+        if key == "digest" {
+            continue;
+        }
+        if let Some(v) = text(&e["value"]) {
+            c.current.insert(key.to_string(), v);
+        }
+        if let Some(p) = text(&e["pending"]) {
+            c.pending.insert(key.to_string(), p);
+        }
+        if e["delete"].as_i64().unwrap_or(0) > 0 || e["delete"].as_bool() == Some(true) {
+            c.pending_delete.push(key.to_string());
+        }
+    }
+    Ok(c)
+}
+
+/// Parses `pct config` output (`key: value` lines; stops at the first section).
+pub fn parse_pct_config(text: &str) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for l in text.lines() {
+        if l.starts_with('[') {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(": ") {
+            m.insert(k.trim().to_string(), v.trim().to_string());
+        }
+    }
+    m
+}
+
+/// Parses a PVE property string (`a=1,b=2`, a bare first value under `default_key`).
+pub fn parse_property_string(s: &str, default_key: &str) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            Some((k, v)) => m.insert(k.to_string(), v.to_string()),
+            None => m.insert(default_key.to_string(), part.to_string()),
+        };
+    }
+    m
+}
+
+/// The in-container facts script. It first waits (bounded) until init is up and the network
+/// has a default route, then prints `key=value` lines. One `pct exec` per container.
+pub const INSIDE_FACTS_SCRIPT: &str = r#"export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C
+n=0; why=""
+while [ "$n" -lt "${PROVISION_WAIT_STEPS:-240}" ]; do
+  why=""
+  if command -v systemctl >/dev/null 2>&1; then
+    s=$(systemctl is-system-running 2>/dev/null)
+    case "$s" in running|degraded) ;; *) why="init is '$s', not running";; esac
+  fi
+  if [ -z "$why" ] && ! ip -4 route show default 2>/dev/null | grep -q . && ! ip -6 route show default 2>/dev/null | grep -q .; then
+    why="no default route (network not up)"
+  fi
+  [ -z "$why" ] && break
+  n=$((n+1)); sleep 0.25
+done
+if [ -n "$why" ]; then echo "container not ready after $((n/4)) s: $why" >&2; exit 75; fi
+. /etc/os-release 2>/dev/null
+echo "os_id=${ID:-unknown}"
+echo "os_version=${VERSION_ID:-unknown}"
+if command -v dockerd >/dev/null 2>&1; then echo docker_installed=1; fi
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>/dev/null; then echo docker_active=1; fi
+f=/usr/local/bin/fuse-overlayfs
+if [ -L "$f" ]; then echo "fuse_overlayfs_link=$(readlink "$f")"; fi
+if [ -f "$f" ]; then echo "fuse_overlayfs_sha256=$(sha256sum "$f" | cut -d' ' -f1)"; fi
+if [ -f /etc/docker/daemon.json ]; then echo "daemon_json_b64=$(base64 -w0 /etc/docker/daemon.json)"; fi
+if [ -f /var/lib/provision/state ]; then sed -n 's/^\([a-z_]*\)=\(.*\)$/state_\1=\2/p' /var/lib/provision/state; fi
+if [ -x /bin/busybox ]; then echo busybox=1; fi
+for l in /usr/lib/*/libfuse3.so.* /lib/*/libfuse3.so.*; do [ -e "$l" ] && { echo libfuse3=1; break; }; done
+for f in "$@"; do [ -f "$f" ] && echo "file_sha256=$(sha256sum "$f" | cut -d' ' -f1) $f"; done
+exit 0
+"#;
+
+/// The command that runs [`INSIDE_FACTS_SCRIPT`], reporting the SHA-256 of `files` too.
+pub fn inside_facts_cmd(files: &[String]) -> Cmd {
+    Cmd::new("sh")
+        .args(["-c", INSIDE_FACTS_SCRIPT, "provision-facts"])
+        .args(files.iter().cloned())
+}
+
+/// Parses what [`INSIDE_FACTS_SCRIPT`] prints.
+pub fn parse_inside_facts(text: &str) -> Result<InsideFacts> {
+    let mut f = InsideFacts::default();
+    for l in text.lines() {
+        let Some((k, v)) = l.split_once('=') else { continue };
+        match k {
+            "os_id" => f.os_id = v.to_string(),
+            "os_version" => f.os_version = v.to_string(),
+            "docker_installed" => f.docker_installed = v == "1",
+            "docker_active" => f.docker_active = v == "1",
+            "fuse_overlayfs_sha256" => f.fuse_overlayfs_sha256 = Some(v.to_string()),
+            "fuse_overlayfs_link" => f.fuse_overlayfs_link = Some(v.to_string()),
+            "busybox" => f.busybox = v == "1",
+            "libfuse3" => f.libfuse3 = v == "1",
+            "file_sha256" => {
+                if let Some((sha, path)) = v.split_once(' ') {
+                    f.files.insert(path.to_string(), sha.to_string());
+                }
+            }
+            "daemon_json_b64" => {
+                let bytes = base64_decode(v).context("daemon.json facts are not base64")?;
+                f.daemon_json = Some(String::from_utf8_lossy(&bytes).into_owned());
+            }
+            _ => {
+                if let Some(s) = k.strip_prefix("state_") {
+                    f.state.insert(s.to_string(), v.to_string());
+                }
+            }
+        }
+    }
+    if f.os_id.is_empty() {
+        bail!("the container's facts script printed nothing usable: {text:?}");
+    }
+    Ok(f)
+}
+
+fn base64_decode(s: &str) -> Result<Vec<u8>> {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.bytes() {
+        if c == b'=' {
+            break;
+        }
+        let v = T.iter().position(|&t| t == c).context("bad base64 character")? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Ok(out)
+}
+
+/// True when an output means "this program does not exist here".
+fn not_found(res: &Result<crate::cmd::Output>) -> bool {
+    match res {
+        Err(e) => e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+        }),
+        Ok(o) => o.status == 127,
+    }
+}
+
+/// Reads the node facts: guests, storages, ZFS version. On a machine without PVE tools,
+/// returns an empty node with `pve = false`.
+pub fn gather_node(node: &dyn Transport) -> Result<NodeFacts> {
+    let res = node.run(
+        &Cmd::new("pvesh").args(["get", "/cluster/resources", "--type", "vm", "--output-format", "json"]),
+        None,
+    );
+    if not_found(&res) {
+        return Ok(NodeFacts::default());
+    }
+    let out = res?;
+    if !out.success() {
+        bail!(
+            "{}: reading the guest list failed (pvesh get /cluster/resources, status {}): {}",
+            node.label(),
+            out.status,
+            out.tail(5).trim()
+        );
+    }
+    let guests = parse_resources(&out.stdout_text())?;
+    let st = crate::transport::run_ok(node, &Cmd::new("pvesm").arg("status"), None)?;
+    let storages = parse_pvesm_status(&st.stdout_text());
+    let zfs_version = if storages.iter().any(|s| s.kind == "zfspool") {
+        let o = node.run(&Cmd::new("cat").arg("/sys/module/zfs/version"), None)?;
+        o.success().then(|| o.stdout_text().trim().to_string())
+    } else {
+        None
+    };
+    Ok(NodeFacts {
+        pve: true,
+        guests,
+        storages,
+        zfs_version,
+    })
+}
+
+/// Reads what templates a storage has and which the index offers.
+pub fn gather_templates(node: &dyn Transport, storage: &str) -> Result<TemplateFacts> {
+    let list = crate::transport::run_ok(node, &Cmd::new("pveam").args(["list", storage]), None)?;
+    let avail = crate::transport::run_ok(
+        node,
+        &Cmd::new("pveam").args(["available", "--section", "system"]),
+        None,
+    )?;
+    Ok(TemplateFacts {
+        present: parse_pveam_list(&list.stdout_text()),
+        available: parse_pveam_available(&avail.stdout_text()),
+    })
+}
+
+/// Reads one container's configuration with pending changes.
+pub fn gather_ct(node: &dyn Transport, node_name: &str, vmid: u32) -> Result<CtConfig> {
+    let path = format!("/nodes/{node_name}/lxc/{vmid}/pending");
+    let out = crate::transport::run_ok(
+        node,
+        &Cmd::new("pvesh").args(["get", &path, "--output-format", "json"]),
+        None,
+    )?;
+    parse_pending(&out.stdout_text())
+}
+
+/// Waits for the container to be ready and reads the facts inside it.
+pub fn gather_inside(ct: &dyn Transport, files: &[String]) -> Result<InsideFacts> {
+    let out = ct.run(&inside_facts_cmd(files), None)?;
+    if out.status == 75 {
+        bail!("{}: {}", ct.label(), out.tail(3).trim());
+    }
+    if !out.success() {
+        bail!(
+            "{}: reading facts inside the container failed (status {}): {}",
+            ct.label(),
+            out.status,
+            out.tail(10).trim()
+        );
+    }
+    parse_inside_facts(&out.stdout_text())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_parse_lxc_and_qemu_with_tags() {
+        let j = r#"[{"id":"lxc/101","vmid":101,"name":"web","node":"pve1","status":"running","type":"lxc","tags":"provision;docker"},
+                    {"id":"qemu/100","vmid":"100","name":"vm","node":"pve1","status":"stopped","type":"qemu"},
+                    {"id":"storage/pve1/local","type":"storage"}]"#;
+        let g = parse_resources(j).unwrap();
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].vmid, 100);
+        assert_eq!(g[1].tags, ["docker", "provision"]);
+    }
+
+    #[test]
+    fn pvesm_status_columns() {
+        let t = "Name             Type     Status           Total            Used       Available        %\n\
+                 local             dir     active        98497780        12345678        81122334   12.53%\n\
+                 local-zfs     zfspool     active       400000000         1000000       399000000    0.25%\n";
+        let s = parse_pvesm_status(t);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[1].kind, "zfspool");
+        assert_eq!(s[0].avail_kib, 81122334);
+    }
+
+    #[test]
+    fn pveam_outputs() {
+        let list = "NAME                                                         SIZE\nlocal:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst        120.27MB\n";
+        assert_eq!(parse_pveam_list(list), ["local:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst"]);
+        let av = "system          debian-12-standard_12.12-1_amd64.tar.zst\nsystem          ubuntu-24.04-standard_24.04-2_amd64.tar.zst   amd64\nturnkeylinux    x.tar.gz\n";
+        assert_eq!(parse_pveam_available(av).len(), 3);
+    }
+
+    #[test]
+    fn pending_keeps_current_and_pending_apart() {
+        let j = r#"[{"key":"features","value":"nesting=1","pending":"fuse=1,nesting=1"},
+                    {"key":"memory","value":2048},{"key":"swap","value":512,"delete":1},{"key":"digest","value":"x"}]"#;
+        let c = parse_pending(j).unwrap();
+        assert_eq!(c.effective("features"), Some("fuse=1,nesting=1"));
+        assert_eq!(c.current["features"], "nesting=1");
+        assert_eq!(c.effective("memory"), Some("2048"));
+        assert_eq!(c.effective("swap"), None);
+        assert!(c.has_pending());
+    }
+
+    #[test]
+    fn property_strings_and_config() {
+        let p = parse_property_string("local-lvm:vm-100-disk-0,size=8G", "volume");
+        assert_eq!(p["volume"], "local-lvm:vm-100-disk-0");
+        assert_eq!(p["size"], "8G");
+        let c = parse_pct_config("arch: amd64\nhostname: web\n\n[pve:pending]\nmemory: 1\n");
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn inside_facts_parse() {
+        let t = "os_id=debian\nos_version=12\ndocker_installed=1\nfuse_overlayfs_sha256=ab\ndaemon_json_b64=eyJhIjoxfQ==\nstate_commands=123\n";
+        let f = parse_inside_facts(t).unwrap();
+        assert!(f.docker_installed && !f.docker_active);
+        assert_eq!(f.daemon_json.as_deref(), Some("{\"a\":1}"));
+        assert_eq!(f.state["commands"], "123");
+        assert!(parse_inside_facts("").is_err());
+    }
+
+    #[test]
+    fn facts_script_is_valid_sh() {
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", INSIDE_FACTS_SCRIPT])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -1,0 +1,43 @@
+//! provision: parse args -> init logging -> run -> exit code. Nothing else.
+
+use clap::Parser;
+use provision::cli::{Cli, Command};
+use provision::{commands, error, progress};
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    let res = match &cli.command {
+        None => commands::single::run(&cli.single, &cli.global),
+        Some(Command::Profiles { action }) => commands::profiles::run(action, &cli.global),
+        Some(other) => commands::dispatch(other, &cli.global),
+    };
+    match res {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(if error::is_input_error(&e) { 2 } else { 1 })
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(|| progress::LogWriter)
+        .init();
+}

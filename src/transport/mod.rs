@@ -1,0 +1,67 @@
+//! The one small trait for "run a command / put a file somewhere", and its implementations.
+//!
+//! A transport reaches one place: the PVE node (local process or SSH) or one container (pct
+//! exec/push through a node transport, or SSH straight into it). Implementations compose by
+//! wrapping: [`pct::Pct`] runs `pct exec`/`pct push` *through* any node transport, so pct on a
+//! remote node is `Pct { node: ssh }`. A non-zero exit status is data ([`Output`]); only a failure
+//! to run at all is an error. Transports never log secrets: they only ever format [`Cmd`] with
+//! its masking Display.
+
+pub mod fake;
+pub mod local;
+pub mod pct;
+pub mod ssh;
+
+use crate::cmd::{Cmd, Output};
+use anyhow::Result;
+use std::time::Duration;
+
+/// Runs commands and receives files somewhere: the PVE node or one container.
+pub trait Transport: Send + Sync {
+    /// Where this transport reaches, for messages: "node", "ct/101", "ssh:root@pve1".
+    fn label(&self) -> String;
+
+    /// Runs `cmd` (argv, no shell) with optional stdin. Stdout and stderr are read to the end
+    /// before the exit status is taken. A non-zero exit is returned as data.
+    fn run(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output>;
+
+    /// Writes `bytes` to the file `dest` with permission bits `mode`.
+    ///
+    /// On a node transport the parent directory is created (owner-only) when missing; inside a
+    /// container (pct push semantics) it is not, and the caller creates it first.
+    fn put(&self, bytes: &[u8], dest: &str, mode: u32) -> Result<()>;
+
+    /// Takes the exclusive lock `name` on the machine this transport reaches, waiting at most
+    /// `wait`. Held until the guard is dropped; it also holds against other processes.
+    fn lock(&self, name: &str, wait: Duration) -> Result<LockGuard>;
+}
+
+/// Holds a lock taken with [`Transport::lock`] until dropped.
+pub struct LockGuard {
+    _inner: Box<dyn Send>,
+}
+
+impl LockGuard {
+    /// Wraps whatever keeps the lock alive (a file handle, a channel, a mutex guard).
+    pub fn new(inner: impl Send + 'static) -> Self {
+        LockGuard {
+            _inner: Box::new(inner),
+        }
+    }
+}
+
+/// Runs `cmd` and turns a non-zero exit into an error that names the place, the command, the
+/// status and the tail of its output.
+pub fn run_ok(t: &dyn Transport, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output> {
+    let out = t.run(cmd, stdin)?;
+    if !out.success() {
+        anyhow::bail!(
+            "{}: `{}` exited with status {}: {}",
+            t.label(),
+            cmd,
+            out.status,
+            out.tail(20).trim()
+        );
+    }
+    Ok(out)
+}
