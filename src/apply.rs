@@ -39,7 +39,13 @@ pub struct CmdFailed {
 impl std::fmt::Display for CmdFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let first = self.tail.lines().last().unwrap_or("").trim();
-        write!(f, "{}: `{}` exited with status {}", self.label, short(&self.cmd), self.status)?;
+        write!(
+            f,
+            "{}: `{}` exited with status {}",
+            self.label,
+            short(&self.cmd),
+            self.status
+        )?;
         if !first.is_empty() {
             write!(f, ": {first}")?;
         }
@@ -105,7 +111,12 @@ impl Ctx {
             lock_wait: Duration::from_secs(300),
             templates_done: Mutex::new(BTreeSet::new()),
             template_lock: Mutex::new(()),
-            container: Box::new(move |vmid| Arc::new(Pct { node: n.clone(), vmid }) as Arc<dyn Transport>),
+            container: Box::new(move |vmid| {
+                Arc::new(Pct {
+                    node: n.clone(),
+                    vmid,
+                }) as Arc<dyn Transport>
+            }),
         }
     }
 }
@@ -123,7 +134,12 @@ pub struct Prepared {
 
 /// Reads the source facts (fuse-overlayfs on the node) and refuses a binary whose checksum is
 /// not the pinned one, before anything is changed.
-pub fn gather_sources(node: &dyn Transport, nf: &NodeFacts, p: &crate::profile::Profile, driver: Option<Driver>) -> Result<(SourceFacts, Vec<Step>)> {
+pub fn gather_sources(
+    node: &dyn Transport,
+    nf: &NodeFacts,
+    p: &crate::profile::Profile,
+    driver: Option<Driver>,
+) -> Result<(SourceFacts, Vec<Step>)> {
     if driver != Some(Driver::FuseOverlayfs) {
         return Ok((SourceFacts::default(), vec![]));
     }
@@ -156,19 +172,34 @@ pub fn gather_sources(node: &dyn Transport, nf: &NodeFacts, p: &crate::profile::
                     path
                 );
             }
-            Ok((SourceFacts { fuse_sha256: Some(h), fuse_present: true }, vec![]))
+            Ok((
+                SourceFacts {
+                    fuse_sha256: Some(h),
+                    fuse_present: true,
+                },
+                vec![],
+            ))
         }
         (None, Some(url)) => {
             let sha = pinned.unwrap_or_default();
             Ok((
-                SourceFacts { fuse_sha256: Some(sha.clone()), fuse_present: false },
+                SourceFacts {
+                    fuse_sha256: Some(sha.clone()),
+                    fuse_present: false,
+                },
                 vec![Step::FetchFuseOverlayfs { url, sha256: sha }],
             ))
         }
         (None, None) if nf.pve => bail!(
             "the fuse-overlayfs binary {path} does not exist on the node; put it there, or set docker.fuse_overlayfs.source = \"package\" (or \"url\" with a sha256)"
         ),
-        (None, None) => Ok((SourceFacts { fuse_sha256: pinned, fuse_present: false }, vec![])),
+        (None, None) => Ok((
+            SourceFacts {
+                fuse_sha256: pinned,
+                fuse_present: false,
+            },
+            vec![],
+        )),
     }
 }
 
@@ -180,17 +211,41 @@ pub fn prepare(ctx: &Ctx, req: &Request, nf: &NodeFacts) -> Result<(Prepared, Op
         None => None,
     };
     let tf = match (&existing, nf.pve) {
-        (None, true) => Some(facts::gather_templates(ctx.node.as_ref(), &req.profile.template_storage)?),
+        (None, true) => Some(facts::gather_templates(
+            ctx.node.as_ref(),
+            &req.profile.template_storage,
+        )?),
         _ => None,
     };
     let proposed = match (&existing, req.vmid, nf.pve) {
         (None, None, true) => next_vmid(ctx.node.as_ref())?,
-        (None, None, false) => nf.guests.iter().map(|g| g.vmid + 1).max().unwrap_or(100).max(100),
+        (None, None, false) => nf
+            .guests
+            .iter()
+            .map(|g| g.vmid + 1)
+            .max()
+            .unwrap_or(100)
+            .max(100),
         _ => req.vmid.unwrap_or(0),
     };
-    let node_plan = plan::plan_node(req, nf, existing.as_ref(), ct.as_ref(), tf.as_ref(), proposed, &ctx.opts)?;
+    let node_plan = plan::plan_node(
+        req,
+        nf,
+        existing.as_ref(),
+        ct.as_ref(),
+        tf.as_ref(),
+        proposed,
+        &ctx.opts,
+    )?;
     let (src, src_steps) = gather_sources(ctx.node.as_ref(), nf, &req.profile, node_plan.driver)?;
-    Ok((Prepared { node_plan, src, src_steps }, existing))
+    Ok((
+        Prepared {
+            node_plan,
+            src,
+            src_steps,
+        },
+        existing,
+    ))
 }
 
 /// `pvesh get /cluster/nextid`.
@@ -201,10 +256,12 @@ pub fn next_vmid(node: &dyn Transport) -> Result<u32> {
         None,
     )?;
     let t = out.stdout_text();
-    t.trim()
-        .trim_matches('"')
-        .parse()
-        .with_context(|| format!("pvesh get /cluster/nextid printed {:?}, not a VMID", t.trim()))
+    t.trim().trim_matches('"').parse().with_context(|| {
+        format!(
+            "pvesh get /cluster/nextid printed {:?}, not a VMID",
+            t.trim()
+        )
+    })
 }
 
 /// Reads the profile's files from the machine running provision.
@@ -219,7 +276,8 @@ pub fn read_profile_files(p: &crate::profile::Profile) -> Result<ProfileFiles> {
                     Some(d) if std::path::Path::new(src).is_relative() => d.join(src),
                     _ => std::path::PathBuf::from(src),
                 };
-                std::fs::read(&path).with_context(|| format!("reading {} for {}", path.display(), f.dest))?
+                std::fs::read(&path)
+                    .with_context(|| format!("reading {} for {}", path.display(), f.dest))?
             }
             (None, None) => Vec::new(),
         };
@@ -245,7 +303,11 @@ impl Runner<'_> {
         self.report.steps.push(StepReport {
             name: step.name(),
             why: step.why(),
-            status: if res.is_ok() { "done".into() } else { "failed".into() },
+            status: if res.is_ok() {
+                "done".into()
+            } else {
+                "failed".into()
+            },
             duration_ms: ms,
             detail: String::new(),
         });
@@ -266,11 +328,21 @@ impl Runner<'_> {
 }
 
 /// Runs one action.
-pub fn exec_action(node: &dyn Transport, ct: &dyn Transport, vmid: u32, a: &Action) -> Result<Output> {
+pub fn exec_action(
+    node: &dyn Transport,
+    ct: &dyn Transport,
+    vmid: u32,
+    a: &Action,
+) -> Result<Output> {
     match a {
         Action::Node(c) => run_checked(node, c, None),
         Action::Inside(c, stdin) => run_checked(ct, c, stdin.as_ref().map(|s| s.0.as_slice())),
-        Action::Put { dest, mode, content, .. } => {
+        Action::Put {
+            dest,
+            mode,
+            content,
+            ..
+        } => {
             match content {
                 Content::Bytes(b) => ct.put(b, dest, *mode)?,
                 Content::NodeFile(src) => {
@@ -336,8 +408,12 @@ pub fn converge(
                 .find(|s| s.status == "failed")
                 .map_or_else(|| "facts".to_string(), |s| s.name.clone());
             let mut left = match (r.created, report.vmid) {
-                (Some(v), _) => format!("container {v} was created by this run and is half-made; the next run continues it"),
-                (None, Some(v)) if r.changed => format!("container {v} was partly changed; the next run continues it"),
+                (Some(v), _) => format!(
+                    "container {v} was created by this run and is half-made; the next run continues it"
+                ),
+                (None, Some(v)) if r.changed => {
+                    format!("container {v} was partly changed; the next run continues it")
+                }
                 (None, Some(v)) => format!("container {v} is as it was"),
                 (None, None) => "nothing was changed".to_string(),
             };
@@ -345,14 +421,31 @@ pub fn converge(
             if let (Some(v), true) = (r.created, ctx.rollback) {
                 match destroy(ctx.node.as_ref(), v) {
                     Ok(()) => {
-                        left = format!("container {v}, created by this run, was destroyed (--rollback)");
+                        left = format!(
+                            "container {v}, created by this run, was destroyed (--rollback)"
+                        );
                         report.outcome = Outcome::RolledBack;
                     }
-                    Err(de) => left = format!("container {v} was created by this run; rollback failed: {de:#}"),
+                    Err(de) => {
+                        left = format!(
+                            "container {v} was created by this run; rollback failed: {de:#}"
+                        )
+                    }
                 }
             }
-            report.failure = Some(Failure { step, message: format!("{e:#}"), tail, left });
-            line.finish(false, &format!("failed: {}", report.failure.as_ref().map_or("", |f| f.step.as_str())));
+            report.failure = Some(Failure {
+                step,
+                message: format!("{e:#}"),
+                tail,
+                left,
+            });
+            line.finish(
+                false,
+                &format!(
+                    "failed: {}",
+                    report.failure.as_ref().map_or("", |f| f.step.as_str())
+                ),
+            );
         }
     }
     report
@@ -365,18 +458,32 @@ pub fn destroy(node: &dyn Transport, vmid: u32) -> Result<()> {
     if st.stdout_text().contains("running") {
         run_checked(node, &Cmd::new("pct").args(["stop", &id]), None)?;
     }
-    run_checked(node, &Cmd::new("pct").args(["destroy", &id, "--purge"]), None)?;
+    run_checked(
+        node,
+        &Cmd::new("pct").args(["destroy", &id, "--purge"]),
+        None,
+    )?;
     Ok(())
 }
 
-fn converge_inner(r: &mut Runner<'_>, req: &Request, nf: &NodeFacts, password: Option<&str>, files: &ProfileFiles) -> Result<()> {
+fn converge_inner(
+    r: &mut Runner<'_>,
+    req: &Request,
+    nf: &NodeFacts,
+    password: Option<&str>,
+    files: &ProfileFiles,
+) -> Result<()> {
     let ctx = r.ctx;
     r.line.step("facts");
     if !nf.pve {
         bail!("no Proxmox VE tools (pct, pvesh) answer on this node; only --dry-run works here");
     }
     let (prep, _existing) = prepare(ctx, req, nf)?;
-    let Prepared { mut node_plan, src, src_steps } = prep;
+    let Prepared {
+        mut node_plan,
+        src,
+        src_steps,
+    } = prep;
     r.report.driver = node_plan.driver.map(|d| d.as_str().to_string());
     r.report.driver_reason = node_plan.driver_reason.clone();
     r.report.notes.extend(node_plan.notes.iter().cloned());
@@ -400,16 +507,25 @@ fn converge_inner(r: &mut Runner<'_>, req: &Request, nf: &NodeFacts, password: O
                 r.step(&step, |r| {
                     let out = r.ctx.node.run(&Cmd::new("pveam").arg("update"), None)?;
                     if plan::pveam_update_failed(&out) {
-                        bail!("pveam update failed (it exits 0 even then): {}", out.tail(5).trim());
+                        bail!(
+                            "pveam update failed (it exits 0 even then): {}",
+                            out.tail(5).trim()
+                        );
                     }
                     Ok(())
                 })?;
                 let tf = facts::gather_templates(ctx.node.as_ref(), &req.profile.template_storage)?;
                 let mut notes = Vec::new();
-                let (volid, more) = plan::resolve_template(&req.profile, &tf, &mut notes)?;
-                if more.iter().any(|s| matches!(s, Step::UpdateTemplateIndex)) {
+                if tf.available.is_empty() {
                     bail!("the template index is still empty after `pveam update`");
                 }
+                let (volid, more) = plan::resolve_template(&req.profile, &tf, &mut notes)?;
+                // The download planned before the update named a guess; the index decides now.
+                let rest: Vec<Step> = steps
+                    .drain(i + 1..)
+                    .filter(|s| !matches!(s, Step::DownloadTemplate { .. }))
+                    .collect();
+                steps.extend(rest);
                 for s in steps.iter_mut() {
                     if let Step::Create { template, .. } = s {
                         *template = volid.clone();
@@ -420,8 +536,16 @@ fn converge_inner(r: &mut Runner<'_>, req: &Request, nf: &NodeFacts, password: O
             Step::DownloadTemplate { storage, name } => {
                 let key = format!("{storage}:vztmpl/{name}");
                 let _g = ctx.template_lock.lock().unwrap_or_else(|p| p.into_inner());
-                if ctx.templates_done.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
-                    r.report.already.push(plan::Already { step: step.name(), why: "downloaded earlier in this run".into() });
+                if ctx
+                    .templates_done
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&key)
+                {
+                    r.report.already.push(plan::Already {
+                        step: step.name(),
+                        why: "downloaded earlier in this run".into(),
+                    });
                 } else {
                     let ct = (ctx.container)(0);
                     r.step(&step, |r| {
@@ -432,7 +556,10 @@ fn converge_inner(r: &mut Runner<'_>, req: &Request, nf: &NodeFacts, password: O
                         }
                         Ok(())
                     })?;
-                    ctx.templates_done.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+                    ctx.templates_done
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key);
                 }
             }
             Step::Create { fixed_vmid, .. } => {
@@ -446,14 +573,21 @@ fn converge_inner(r: &mut Runner<'_>, req: &Request, nf: &NodeFacts, password: O
             }
             _ => {
                 let ct = (ctx.container)(vmid);
-                r.step(&step, |r| r.run_actions(&step, vmid, ct.as_ref()).map(|_| ()))?;
+                r.step(&step, |r| {
+                    r.run_actions(&step, vmid, ct.as_ref()).map(|_| ())
+                })?;
                 if let Step::Set { .. } = step
                     && node_plan.running
                     && !ctx.opts.restart
                 {
                     // What PVE kept pending is read back, not guessed.
                     let cfg = facts::gather_ct(ctx.node.as_ref(), &node_plan.node, vmid)?;
-                    let mut keys: Vec<String> = cfg.pending.keys().chain(cfg.pending_delete.iter()).cloned().collect();
+                    let mut keys: Vec<String> = cfg
+                        .pending
+                        .keys()
+                        .chain(cfg.pending_delete.iter())
+                        .cloned()
+                        .collect();
                     keys.sort();
                     keys.dedup();
                     if !keys.is_empty() {
@@ -475,7 +609,15 @@ fn converge_inner(r: &mut Runner<'_>, req: &Request, nf: &NodeFacts, password: O
     let t0 = Instant::now();
     let inside = facts::gather_inside(ct.as_ref(), &file_dests)?;
     tracing::debug!("ct/{vmid}: ready and facts read in {:?}", t0.elapsed());
-    let ip = plan::plan_inside(&req.profile, node_plan.driver, &inside, &src, files, password, &ctx.opts)?;
+    let ip = plan::plan_inside(
+        &req.profile,
+        node_plan.driver,
+        &inside,
+        &src,
+        files,
+        password,
+        &ctx.opts,
+    )?;
     r.report.already.extend(ip.already.iter().cloned());
     r.report.notes.extend(ip.notes.iter().cloned());
     for step in &ip.steps {
@@ -584,7 +726,9 @@ pub fn view_steps(steps: &[Step], vmid: u32) -> Vec<StepView> {
             let mut commands = Vec::new();
             for a in &acts {
                 match a {
-                    Action::Put { dest, mode, sha256, .. } => files.push(FileView {
+                    Action::Put {
+                        dest, mode, sha256, ..
+                    } => files.push(FileView {
                         dest: format!("ct:{dest}"),
                         mode: format!("{mode:04o}"),
                         sha256: sha256.clone(),
@@ -601,14 +745,25 @@ pub fn view_steps(steps: &[Step], vmid: u32) -> Vec<StepView> {
                 }
                 commands.push(plan::action_argv(a, vmid));
             }
-            StepView { name: s.name(), why: s.why(), commands, files }
+            StepView {
+                name: s.name(),
+                why: s.why(),
+                commands,
+                files,
+            }
         })
         .collect()
 }
 
 /// Plans one container without changing anything: node facts, and inside facts when the
 /// container runs (read-only), or a fresh container otherwise.
-pub fn dry_plan(ctx: &Ctx, req: &Request, nf: &NodeFacts, password: Option<&str>, files: &ProfileFiles) -> Result<PlanView> {
+pub fn dry_plan(
+    ctx: &Ctx,
+    req: &Request,
+    nf: &NodeFacts,
+    password: Option<&str>,
+    files: &ProfileFiles,
+) -> Result<PlanView> {
     let (prep, existing) = prepare(ctx, req, nf)?;
     let np = &prep.node_plan;
     let mut notes = np.notes.clone();
@@ -629,7 +784,15 @@ pub fn dry_plan(ctx: &Ctx, req: &Request, nf: &NodeFacts, password: Option<&str>
             InsideFacts::fresh()
         }
     };
-    let ip: InsidePlan = plan::plan_inside(&req.profile, np.driver, &inside, &prep.src, files, password, &ctx.opts)?;
+    let ip: InsidePlan = plan::plan_inside(
+        &req.profile,
+        np.driver,
+        &inside,
+        &prep.src,
+        files,
+        password,
+        &ctx.opts,
+    )?;
     let mut steps = prep.src_steps.clone();
     steps.extend(np.steps.iter().cloned());
     let mut views = view_steps(&steps, np.vmid);
@@ -651,15 +814,26 @@ pub fn dry_plan(ctx: &Ctx, req: &Request, nf: &NodeFacts, password: Option<&str>
 }
 
 /// Text rendering of a dry-run plan.
-pub fn plan_text(v: &PlanView) -> String {
+///
+/// Multi-line scripts are shortened to their first line unless `full` (the JSON plan always
+/// has them whole).
+pub fn plan_text(v: &PlanView, full: bool) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let id = if v.vmid_auto {
-        format!("{} (next free ID; chosen under the node lock at create time)", v.vmid)
+        format!(
+            "{} (next free ID; chosen under the node lock at create time)",
+            v.vmid
+        )
     } else {
         v.vmid.to_string()
     };
-    let _ = writeln!(s, "container {} — VMID {id}, {}", v.hostname, if v.exists { "exists" } else { "to be created" });
+    let _ = writeln!(
+        s,
+        "container {} — VMID {id}, {}",
+        v.hostname,
+        if v.exists { "exists" } else { "to be created" }
+    );
     if let Some(d) = &v.driver {
         let _ = writeln!(s, "  storage driver: {d} — {}", v.driver_reason);
     }
@@ -672,10 +846,29 @@ pub fn plan_text(v: &PlanView) -> String {
     for (i, st) in v.steps.iter().enumerate() {
         let _ = writeln!(s, "  {}. {} — {}", i + 1, st.name, st.why);
         for c in &st.commands {
-            let _ = writeln!(s, "       $ {}", crate::cmd::display_argv(c));
+            let shown: Vec<String> = c
+                .iter()
+                .map(|w| match (full, w.lines().count()) {
+                    (false, n) if n > 1 => {
+                        let body = w.strip_prefix(plan::SH_PRELUDE).unwrap_or(w);
+                        format!(
+                            "<script, {n} lines: {} …>",
+                            body.lines().next().unwrap_or("").trim()
+                        )
+                    }
+                    _ => w.clone(),
+                })
+                .collect();
+            let _ = writeln!(s, "       $ {}", crate::cmd::display_argv(&shown));
         }
         for f in &st.files {
-            let _ = writeln!(s, "       > {} (mode {}, sha256 {})", f.dest, f.mode, f.sha256.as_deref().unwrap_or("known at run time"));
+            let _ = writeln!(
+                s,
+                "       > {} (mode {}, sha256 {})",
+                f.dest,
+                f.mode,
+                f.sha256.as_deref().unwrap_or("known at run time")
+            );
         }
     }
     for a in &v.already {

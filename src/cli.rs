@@ -112,19 +112,35 @@ pub struct Overrides {
     #[arg(long, help_heading = "Profile overrides")]
     pub template_storage: Option<String>,
     /// Memory in MiB.
-    #[arg(long, help_heading = "Profile overrides", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        help_heading = "Profile overrides",
+        allow_negative_numbers = true
+    )]
     pub memory: Option<i64>,
     /// Swap in MiB.
-    #[arg(long, help_heading = "Profile overrides", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        help_heading = "Profile overrides",
+        allow_negative_numbers = true
+    )]
     pub swap: Option<i64>,
     /// CPU cores.
-    #[arg(long, help_heading = "Profile overrides", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        help_heading = "Profile overrides",
+        allow_negative_numbers = true
+    )]
     pub cores: Option<i64>,
     /// Storage for the root disk.
     #[arg(long, help_heading = "Profile overrides")]
     pub storage: Option<String>,
     /// Root disk size in GiB.
-    #[arg(long, help_heading = "Profile overrides", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        help_heading = "Profile overrides",
+        allow_negative_numbers = true
+    )]
     pub disk: Option<f64>,
     /// Bridge for eth0.
     #[arg(long, help_heading = "Profile overrides")]
@@ -136,7 +152,11 @@ pub struct Overrides {
     #[arg(long, help_heading = "Profile overrides")]
     pub gateway: Option<String>,
     /// VLAN tag.
-    #[arg(long, help_heading = "Profile overrides", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        help_heading = "Profile overrides",
+        allow_negative_numbers = true
+    )]
     pub vlan: Option<i64>,
     /// Docker storage driver: auto, fuse-overlayfs, overlay2 or vfs.
     #[arg(long, help_heading = "Profile overrides")]
@@ -261,8 +281,12 @@ mod tests {
     #[test]
     fn subcommands_do_not_need_name() {
         let c = Cli::try_parse_from(["provision", "profiles"]).unwrap();
-        assert!(matches!(c.command, Some(Command::Profiles { action: None })));
-        let c = Cli::try_parse_from(["provision", "apply", "lab.toml", "-j", "8", "--dry-run"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Some(Command::Profiles { action: None })
+        ));
+        let c = Cli::try_parse_from(["provision", "apply", "lab.toml", "-j", "8", "--dry-run"])
+            .unwrap();
         assert!(c.global.dry_run);
     }
 

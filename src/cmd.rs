@@ -112,16 +112,18 @@ impl Serialize for Cmd {
 
 /// Renders an argv for humans (quoted where needed).
 pub fn display_argv(argv: &[String]) -> String {
-    argv.iter().map(|w| display_quote(w)).collect::<Vec<_>>().join(" ")
+    argv.iter()
+        .map(|w| display_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Quotes a word for display only when it needs it (the real quoting for remote shells is
 /// [`crate::quote::quote_argv`]).
 fn display_quote(w: &str) -> String {
     let plain = !w.is_empty()
-        && w.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"-_./:=,@%+".contains(&b)
-        });
+        && w.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,@%+".contains(&b));
     if plain {
         w.to_string()
     } else {

@@ -25,7 +25,11 @@ impl fmt::Display for InputError {
         match (self.line, self.field.is_empty()) {
             (0, true) => write!(f, "{}: {}", self.file, self.message),
             (0, false) => write!(f, "{}: {}: {}", self.file, self.field, self.message),
-            (_, true) => write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message),
+            (_, true) => write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.col, self.message
+            ),
             (_, false) => write!(
                 f,
                 "{}:{}:{}: {}: {}",
@@ -56,7 +60,11 @@ impl std::error::Error for InputError {}
 
 impl InputError {
     /// An error about a whole file or a place without line information.
-    pub fn whole(file: impl Into<String>, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn whole(
+        file: impl Into<String>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         InputError {
             file: file.into(),
             line: 0,

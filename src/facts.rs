@@ -143,7 +143,9 @@ pub fn split_tags(s: &str) -> Vec<String> {
 pub fn parse_resources(json: &str) -> Result<Vec<Guest>> {
     let v: serde_json::Value =
         serde_json::from_str(json).context("parsing /cluster/resources JSON")?;
-    let arr = v.as_array().context("/cluster/resources is not a JSON array")?;
+    let arr = v
+        .as_array()
+        .context("/cluster/resources is not a JSON array")?;
     let mut out = Vec::new();
     for g in arr {
         let kind = g["type"].as_str().unwrap_or("").to_string();
@@ -216,7 +218,9 @@ pub fn parse_pending(json: &str) -> Result<CtConfig> {
         _ => None,
     };
     for e in arr {
-        let Some(key) = e["key"].as_str() else { continue };
+        let Some(key) = e["key"].as_str() else {
+            continue;
+        };
         if key == "digest" {
             continue;
         }
@@ -303,7 +307,9 @@ pub fn inside_facts_cmd(files: &[String]) -> Cmd {
 pub fn parse_inside_facts(text: &str) -> Result<InsideFacts> {
     let mut f = InsideFacts::default();
     for l in text.lines() {
-        let Some((k, v)) = l.split_once('=') else { continue };
+        let Some((k, v)) = l.split_once('=') else {
+            continue;
+        };
         match k {
             "os_id" => f.os_id = v.to_string(),
             "os_version" => f.os_version = v.to_string(),
@@ -344,7 +350,10 @@ fn base64_decode(s: &str) -> Result<Vec<u8>> {
         if c == b'=' {
             break;
         }
-        let v = T.iter().position(|&t| t == c).context("bad base64 character")? as u32;
+        let v = T
+            .iter()
+            .position(|&t| t == c)
+            .context("bad base64 character")? as u32;
         acc = (acc << 6) | v;
         bits += 6;
         if bits >= 8 {
@@ -370,7 +379,14 @@ fn not_found(res: &Result<crate::cmd::Output>) -> bool {
 /// returns an empty node with `pve = false`.
 pub fn gather_node(node: &dyn Transport) -> Result<NodeFacts> {
     let res = node.run(
-        &Cmd::new("pvesh").args(["get", "/cluster/resources", "--type", "vm", "--output-format", "json"]),
+        &Cmd::new("pvesh").args([
+            "get",
+            "/cluster/resources",
+            "--type",
+            "vm",
+            "--output-format",
+            "json",
+        ]),
         None,
     );
     if not_found(&res) {
@@ -473,7 +489,10 @@ mod tests {
     #[test]
     fn pveam_outputs() {
         let list = "NAME                                                         SIZE\nlocal:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst        120.27MB\n";
-        assert_eq!(parse_pveam_list(list), ["local:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst"]);
+        assert_eq!(
+            parse_pveam_list(list),
+            ["local:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst"]
+        );
         let av = "system          debian-12-standard_12.12-1_amd64.tar.zst\nsystem          ubuntu-24.04-standard_24.04-2_amd64.tar.zst   amd64\nturnkeylinux    x.tar.gz\n";
         assert_eq!(parse_pveam_available(av).len(), 3);
     }
@@ -515,6 +534,10 @@ mod tests {
             .args(["-n", "-c", INSIDE_FACTS_SCRIPT])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

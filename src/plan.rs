@@ -8,7 +8,9 @@
 //! no-op.
 
 use crate::cmd::{Cmd, Output};
-use crate::facts::{CtConfig, Guest, InsideFacts, NodeFacts, TemplateFacts, parse_property_string, split_tags};
+use crate::facts::{
+    CtConfig, Guest, InsideFacts, NodeFacts, TemplateFacts, parse_property_string, split_tags,
+};
 use crate::profile::{Driver, FuseSource, Profile, TOOL_TAG};
 use crate::transport::pct::{NODE_TMP_DIR, Pct};
 use anyhow::{Result, bail};
@@ -24,10 +26,36 @@ pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 pub const PROBE_IMAGE: &str = "provision-probe:1";
 /// Where a URL-sourced fuse-overlayfs is cached on the node.
 pub const NODE_CACHE_DIR: &str = "/var/cache/provision";
+/// Newest template per short form in the PVE index when this version was made (used only to
+/// show a plan where no index can be read).
+pub const KNOWN_TEMPLATES: &[(&str, &str)] = &[
+    (
+        "ubuntu-24.04",
+        "ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
+    ),
+    (
+        "ubuntu-22.04",
+        "ubuntu-22.04-standard_22.04-1_amd64.tar.zst",
+    ),
+    ("debian-12", "debian-12-standard_12.12-1_amd64.tar.zst"),
+    ("debian-13", "debian-13-standard_13.1-2_amd64.tar.zst"),
+];
+
 /// Keys that a running container takes at once; others become pending (pve-reference.md).
 pub const HOT_KEYS: &[&str] = &[
-    "description", "onboot", "startup", "protection", "hostname", "hookscript", "cores", "tags",
-    "lock", "memory", "swap", "cpulimit", "cpuunits",
+    "description",
+    "onboot",
+    "startup",
+    "protection",
+    "hostname",
+    "hookscript",
+    "cores",
+    "tags",
+    "lock",
+    "memory",
+    "swap",
+    "cpulimit",
+    "cpuunits",
 ];
 
 /// What the user asked for, for one container.
@@ -353,14 +381,32 @@ pub fn resolve_template(
         return Ok((format!("{storage}:vztmpl/{name}"), vec![]));
     }
     if tf.available.is_empty() {
-        // Never updated index: update, then resolve again at apply time.
+        // Never updated index (or no node at all): update it first; the real run resolves the
+        // newest name after the update. The name shown is the newest one known when this
+        // version of provision was released.
+        let known = KNOWN_TEMPLATES
+            .iter()
+            .find(|(short, _)| *short == p.template)
+            .map(|(_, n)| n.to_string());
+        let Some(name) = known else {
+            bail!(
+                "the template index is empty and {:?} is not a short form provision knows; run `pveam update` on the node or give a volume id like local:vztmpl/NAME.tar.zst",
+                p.template
+            );
+        };
         notes.push(format!(
-            "the template index is empty; `pveam update` runs first and {} is resolved then",
+            "the template index is empty: `pveam update` runs first; {name} is the newest {} known to this version, the run takes the newest the index offers",
             p.template
         ));
         return Ok((
-            format!("{storage}:vztmpl/{}-standard_<newest>_amd64.tar.zst", p.template),
-            vec![Step::UpdateTemplateIndex],
+            format!("{storage}:vztmpl/{name}"),
+            vec![
+                Step::UpdateTemplateIndex,
+                Step::DownloadTemplate {
+                    storage: storage.clone(),
+                    name,
+                },
+            ],
         ));
     }
     let mut similar: Vec<&str> = tf
@@ -382,7 +428,9 @@ pub fn resolve_template(
 
 /// Parses "2.2.7-pve1" into (2, 2).
 fn zfs_major_minor(v: &str) -> Option<(u32, u32)> {
-    let mut it = v.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty());
+    let mut it = v
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty());
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
@@ -431,7 +479,12 @@ fn bool01(b: bool) -> String {
 pub fn features_string(p: &Profile) -> String {
     let f = &p.features;
     let mut v = Vec::new();
-    for (k, on) in [("fuse", f.fuse), ("keyctl", f.keyctl), ("mknod", f.mknod), ("nesting", f.nesting)] {
+    for (k, on) in [
+        ("fuse", f.fuse),
+        ("keyctl", f.keyctl),
+        ("mknod", f.mknod),
+        ("nesting", f.nesting),
+    ] {
         if on {
             v.push(format!("{k}=1"));
         }
@@ -511,7 +564,10 @@ pub fn create_options(p: &Profile, hostname: &str, has_keys: bool) -> Vec<(Strin
     if !feats.is_empty() {
         o.push(("features".into(), feats));
     }
-    o.push(("rootfs".into(), format!("{}:{}", p.rootfs.storage, fmt_gib(p.rootfs.size))));
+    o.push((
+        "rootfs".into(),
+        format!("{}:{}", p.rootfs.storage, fmt_gib(p.rootfs.size)),
+    ));
     o.push(("net0".into(), net0_string(p, None)));
     o.push(("cores".into(), p.cores.to_string()));
     o.push(("memory".into(), p.memory.to_string()));
@@ -528,7 +584,10 @@ pub fn create_options(p: &Profile, hostname: &str, has_keys: bool) -> Vec<(Strin
         o.push(("timezone".into(), t.clone()));
     }
     if !p.description.is_empty() {
-        o.push(("description".into(), format!("{} (managed by provision)", p.description)));
+        o.push((
+            "description".into(),
+            format!("{} (managed by provision)", p.description),
+        ));
     }
     if has_keys {
         o.push(("ssh-public-keys".into(), String::new()));
@@ -566,7 +625,8 @@ fn differs(key: &str, want: &str, have: Option<&str>) -> Option<String> {
             let w = parse_property_string(want, "name");
             let h = parse_property_string(have_s, "name");
             norm(want) == norm(have_s)
-                && w.get("hwaddr").is_none_or(|x| h.get("hwaddr").is_some_and(|y| y.eq_ignore_ascii_case(x)))
+                && w.get("hwaddr")
+                    .is_none_or(|x| h.get("hwaddr").is_some_and(|y| y.eq_ignore_ascii_case(x)))
         }
         "onboot" => (have_s == "1") == (want == "1"),
         "swap" => have.unwrap_or("512") == want,
@@ -590,7 +650,11 @@ fn size_gib(s: &str) -> Option<f64> {
 
 /// Which existing guest, if any, the request means. Errors on ambiguity and on anything that
 /// must not be touched.
-pub fn find_existing<'a>(req: &Request, guests: &'a [Guest], opts: &Options) -> Result<Option<&'a Guest>> {
+pub fn find_existing<'a>(
+    req: &Request,
+    guests: &'a [Guest],
+    opts: &Options,
+) -> Result<Option<&'a Guest>> {
     let by_name: Vec<&Guest> = guests
         .iter()
         .filter(|g| g.kind == "lxc" && g.name.eq_ignore_ascii_case(&req.hostname))
@@ -599,7 +663,10 @@ pub fn find_existing<'a>(req: &Request, guests: &'a [Guest], opts: &Options) -> 
     if let Some(v) = req.vmid {
         if let Some(g) = guests.iter().find(|g| g.vmid == v) {
             if g.kind != "lxc" {
-                bail!("VMID {v} is a virtual machine ({}), not a container", g.name);
+                bail!(
+                    "VMID {v} is a virtual machine ({}), not a container",
+                    g.name
+                );
             }
             if !g.name.eq_ignore_ascii_case(&req.hostname) {
                 bail!(
@@ -669,7 +736,8 @@ pub fn plan_node(
     plan.notes.extend(p.warnings.iter().cloned());
     // Driver.
     let storage = nf.storages.iter().find(|s| s.name == p.rootfs.storage);
-    let (auto_driver, auto_reason) = decide_driver(storage.map(|s| s.kind.as_str()), nf.zfs_version.as_deref());
+    let (auto_driver, auto_reason) =
+        decide_driver(storage.map(|s| s.kind.as_str()), nf.zfs_version.as_deref());
     if p.docker.install != "none" {
         match p.docker.storage_driver {
             Driver::Auto => {
@@ -703,7 +771,10 @@ pub fn plan_node(
                 }
             }
             Some(s) if !s.content.is_empty() && !s.content.iter().any(|c| c == "rootdir") => {
-                bail!("storage {:?} does not allow container root disks (content rootdir)", s.name);
+                bail!(
+                    "storage {:?} does not allow container root disks (content rootdir)",
+                    s.name
+                );
             }
             _ => {}
         }
@@ -745,7 +816,11 @@ pub fn plan_node(
                 "container {} is {} but the profile wants it {}; PVE cannot change this (unprivileged is read-only): destroy and re-create it",
                 g.vmid,
                 if have { "unprivileged" } else { "privileged" },
-                if p.unprivileged { "unprivileged" } else { "privileged" }
+                if p.unprivileged {
+                    "unprivileged"
+                } else {
+                    "privileged"
+                }
             );
         }
     }
@@ -784,7 +859,11 @@ pub fn plan_node(
         .cloned()
         .collect();
     if plan.running {
-        will_pend.extend(set.iter().filter(|(k, _)| !HOT_KEYS.contains(&k.as_str())).map(|(k, _)| k.clone()));
+        will_pend.extend(
+            set.iter()
+                .filter(|(k, _)| !HOT_KEYS.contains(&k.as_str()))
+                .map(|(k, _)| k.clone()),
+        );
     }
     will_pend.sort();
     will_pend.dedup();
@@ -804,10 +883,16 @@ pub fn plan_node(
                     fmt_gib(p.rootfs.size)
                 ));
             } else {
-                plan.already.push(Already { step: "rootfs".into(), why: format!("root disk is {have}G") });
+                plan.already.push(Already {
+                    step: "rootfs".into(),
+                    why: format!("root disk is {have}G"),
+                });
             }
         }
-        if !m.get("volume").is_some_and(|v| v.starts_with(&format!("{}:", p.rootfs.storage))) {
+        if !m
+            .get("volume")
+            .is_some_and(|v| v.starts_with(&format!("{}:", p.rootfs.storage)))
+        {
             plan.notes.push(format!(
                 "the root disk is on another storage than the profile's {:?}; provision does not move disks",
                 p.rootfs.storage
@@ -827,7 +912,10 @@ pub fn plan_node(
             plan.pending = will_pend;
         }
     } else {
-        plan.already.push(Already { step: "start".into(), why: "the container is running".into() });
+        plan.already.push(Already {
+            step: "start".into(),
+            why: "the container is running".into(),
+        });
     }
     Ok(plan)
 }
@@ -837,15 +925,23 @@ pub fn plan_node(
 
 /// Merges the keys the tool owns into the user's daemon.json. Returns the new text and the
 /// keys that changed, or None when nothing changes. Refuses invalid JSON unless `force`.
-pub fn merge_daemon_json(existing: Option<&str>, driver: Driver, force: bool) -> Result<Option<(String, Vec<String>)>> {
+pub fn merge_daemon_json(
+    existing: Option<&str>,
+    driver: Driver,
+    force: bool,
+) -> Result<Option<(String, Vec<String>)>> {
     use serde_json::{Map, Value};
     let mut root: Map<String, Value> = match existing.map(str::trim) {
         None | Some("") => Map::new(),
         Some(text) => match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(m)) => m,
             Ok(_) | Err(_) if force => Map::new(),
-            Ok(_) => bail!("{DAEMON_JSON} is JSON but not an object; refusing to change it (fix it, or run with --force to back it up and replace it)"),
-            Err(e) => bail!("{DAEMON_JSON} is not valid JSON ({e}); refusing to overwrite it (fix it, or run with --force to back it up and replace it)"),
+            Ok(_) => bail!(
+                "{DAEMON_JSON} is JSON but not an object; refusing to change it (fix it, or run with --force to back it up and replace it)"
+            ),
+            Err(e) => bail!(
+                "{DAEMON_JSON} is not valid JSON ({e}); refusing to overwrite it (fix it, or run with --force to back it up and replace it)"
+            ),
         },
     };
     let before = root.clone();
@@ -856,10 +952,14 @@ pub fn merge_daemon_json(existing: Option<&str>, driver: Driver, force: bool) ->
         root.insert("storage-driver".into(), want);
     }
     if driver == Driver::FuseOverlayfs || driver == Driver::Vfs {
-        let feats = root.entry("features").or_insert_with(|| Value::Object(Map::new()));
+        let feats = root
+            .entry("features")
+            .or_insert_with(|| Value::Object(Map::new()));
         if !feats.is_object() {
             if !force {
-                bail!("{DAEMON_JSON}: \"features\" is not an object; refusing to change it (use --force)");
+                bail!(
+                    "{DAEMON_JSON}: \"features\" is not an object; refusing to change it (use --force)"
+                );
             }
             *feats = Value::Object(Map::new());
         }
@@ -908,7 +1008,10 @@ pub fn plan_inside(
         // Packages.
         let mut pkgs = Vec::new();
         let docker = if f.docker_installed {
-            plan.already.push(Already { step: "docker".into(), why: "dockerd is installed".into() });
+            plan.already.push(Already {
+                step: "docker".into(),
+                why: "dockerd is installed".into(),
+            });
             None
         } else if p.docker.install == "present" {
             bail!("docker.install = \"present\" but dockerd is not installed in the container");
@@ -938,7 +1041,10 @@ pub fn plan_inside(
             if docker.is_some() {
                 restart_why.push("Docker was just installed".into());
             }
-            plan.steps.push(Step::InstallPackages { docker, packages: pkgs });
+            plan.steps.push(Step::InstallPackages {
+                docker,
+                packages: pkgs,
+            });
         }
         // Storage switch.
         if let Some(cur) = current_driver(f.daemon_json.as_deref())
@@ -956,7 +1062,10 @@ pub fn plan_inside(
             match &p.docker.fuse_overlayfs {
                 FuseSource::Package => {
                     if f.fuse_overlayfs_link.as_deref() == Some("/usr/bin/fuse-overlayfs") {
-                        plan.already.push(Already { step: "fuse-overlayfs".into(), why: format!("{FUSE_DEST} links to the package's binary") });
+                        plan.already.push(Already {
+                            step: "fuse-overlayfs".into(),
+                            why: format!("{FUSE_DEST} links to the package's binary"),
+                        });
                     } else {
                         plan.steps.push(Step::LinkPackageFuseOverlayfs);
                         restart_why.push("fuse-overlayfs changed".into());
@@ -964,12 +1073,19 @@ pub fn plan_inside(
                 }
                 FuseSource::Node { path, .. } | FuseSource::Url { url: path, .. } => {
                     let node_path = match &p.docker.fuse_overlayfs {
-                        FuseSource::Url { sha256, .. } => format!("{NODE_CACHE_DIR}/fuse-overlayfs-{sha256}"),
+                        FuseSource::Url { sha256, .. } => {
+                            format!("{NODE_CACHE_DIR}/fuse-overlayfs-{sha256}")
+                        }
                         _ => path.clone(),
                     };
                     match (&src.fuse_sha256, &f.fuse_overlayfs_sha256) {
-                        (Some(want), Some(have)) if want == have && f.fuse_overlayfs_link.is_none() => {
-                            plan.already.push(Already { step: "fuse-overlayfs".into(), why: format!("{FUSE_DEST} has SHA-256 {}", &want[..12]) });
+                        (Some(want), Some(have))
+                            if want == have && f.fuse_overlayfs_link.is_none() =>
+                        {
+                            plan.already.push(Already {
+                                step: "fuse-overlayfs".into(),
+                                why: format!("{FUSE_DEST} has SHA-256 {}", &want[..12]),
+                            });
                         }
                         _ => {
                             plan.steps.push(Step::PushFuseOverlayfs {
@@ -997,39 +1113,65 @@ pub fn plan_inside(
             restart_why.push("the docker service is not active".into());
         }
         if restart_why.is_empty() {
-            plan.already.push(Already { step: "restart docker".into(), why: "its configuration did not change".into() });
+            plan.already.push(Already {
+                step: "restart docker".into(),
+                why: "its configuration did not change".into(),
+            });
         } else {
-            plan.steps.push(Step::RestartDocker { why: restart_why.join("; ") });
+            plan.steps.push(Step::RestartDocker {
+                why: restart_why.join("; "),
+            });
         }
     }
     // Files.
     for (dest, mode, bytes) in files {
         let sha = sha256_hex(bytes);
         if f.files.get(dest) == Some(&sha) {
-            plan.already.push(Already { step: format!("file {dest}"), why: "content matches".into() });
+            plan.already.push(Already {
+                step: format!("file {dest}"),
+                why: "content matches".into(),
+            });
         } else {
-            plan.steps.push(Step::WriteFile { dest: dest.clone(), mode: *mode, bytes: bytes.clone() });
+            plan.steps.push(Step::WriteFile {
+                dest: dest.clone(),
+                mode: *mode,
+                bytes: bytes.clone(),
+            });
         }
     }
     // Password.
     if let Some(pw) = password {
         if f.state.get("password").map(String::as_str) == Some("set") {
-            plan.already.push(Already { step: "password".into(), why: "root's password was set by an earlier run".into() });
+            plan.already.push(Already {
+                step: "password".into(),
+                why: "root's password was set by an earlier run".into(),
+            });
         } else {
-            plan.steps.push(Step::SetPassword { line: Secret(format!("root:{pw}\n").into_bytes()) });
+            plan.steps.push(Step::SetPassword {
+                line: Secret(format!("root:{pw}\n").into_bytes()),
+            });
         }
     }
     // Commands.
     if !p.commands.is_empty() {
         let marker = commands_marker(&p.commands);
         if f.state.get("commands") == Some(&marker) {
-            plan.already.push(Already { step: "commands".into(), why: "these commands ran successfully before".into() });
+            plan.already.push(Already {
+                step: "commands".into(),
+                why: "these commands ran successfully before".into(),
+            });
         } else {
-            plan.steps.push(Step::RunCommands { commands: p.commands.clone(), marker });
+            plan.steps.push(Step::RunCommands {
+                commands: p.commands.clone(),
+                marker,
+            });
         }
     }
     if let Some(driver) = driver.filter(|_| p.docker.install != "none") {
-        plan.steps.push(Step::Verify { driver, image: p.docker.verify_image.clone() });
+        plan.steps.push(Step::Verify {
+            driver,
+            image: p.docker.verify_image.clone(),
+        });
     }
     Ok(plan)
 }
@@ -1037,7 +1179,8 @@ pub fn plan_inside(
 // ---------------------------------------------------------------------------------------------
 // Rendering steps into actions.
 
-const SH_PRELUDE: &str = "set -eu; export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C DEBIAN_FRONTEND=noninteractive; ";
+/// In-container script (see its use in [`Step::actions`]).
+pub const SH_PRELUDE: &str = "set -eu; export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C DEBIAN_FRONTEND=noninteractive; ";
 
 fn sh(script: &str, args: &[&str]) -> Cmd {
     Cmd::new("sh")
@@ -1048,11 +1191,13 @@ fn sh(script: &str, args: &[&str]) -> Cmd {
 }
 
 /// Records `key=value` in the container's /var/lib/provision/state.
-const STATE_SET: &str = r#"mkdir -p /var/lib/provision; f=/var/lib/provision/state; touch "$f"; { grep -v "^$1=" "$f" || true; echo "$1=$2"; } > "$f.new"; mv -f "$f.new" "$f""#;
+/// In-container script (see its use in [`Step::actions`]).
+pub const STATE_SET: &str = r#"mkdir -p /var/lib/provision; f=/var/lib/provision/state; touch "$f"; { grep -v "^$1=" "$f" || true; echo "$1=$2"; } > "$f.new"; mv -f "$f.new" "$f""#;
 
 /// Installs packages: distro Docker (with the CLI where the release splits it), docker-ce, or
 /// only the helpers.
-const INSTALL_SCRIPT: &str = r#"method=$1; shift
+/// In-container script (see its use in [`Step::actions`]).
+pub const INSTALL_SCRIPT: &str = r#"method=$1; shift
 apt-get update -q >/dev/null
 pkgs="$*"
 case "$method" in
@@ -1069,7 +1214,8 @@ case "$method" in
 esac
 apt-get install -y -q --no-install-recommends $pkgs"#;
 
-const PUSH_CHECK_SCRIPT: &str = r#"new=$1; dest=$2; want=$3
+/// In-container script (see its use in [`Step::actions`]).
+pub const PUSH_CHECK_SCRIPT: &str = r#"new=$1; dest=$2; want=$3
 if [ -n "$want" ]; then
   have=$(sha256sum "$new" | cut -d' ' -f1)
   if [ "$have" != "$want" ]; then rm -f "$new"; echo "checksum mismatch after push: got $have, expected $want" >&2; exit 65; fi
@@ -1086,18 +1232,21 @@ if ! out=$("$new" --version 2>&1); then
 fi
 mv -f "$new" "$dest""#;
 
-const DAEMON_SCRIPT: &str = r#"new=$1; dest=$2
+/// In-container script (see its use in [`Step::actions`]).
+pub const DAEMON_SCRIPT: &str = r#"new=$1; dest=$2
 if [ -f "$dest" ]; then cp -p "$dest" "$dest.provision-backup"; fi
 mv -f "$new" "$dest""#;
 
-const RESTART_SCRIPT: &str = r#"systemctl restart docker
+/// In-container script (see its use in [`Step::actions`]).
+pub const RESTART_SCRIPT: &str = r#"systemctl restart docker
 i=0
 while ! docker info >/dev/null 2>&1; do
   i=$((i+1)); if [ "$i" -gt 120 ]; then echo "docker did not answer within 60 s after restart:" >&2; systemctl status docker --no-pager -l >&2 || true; exit 1; fi
   sleep 0.5
 done"#;
 
-const VERIFY_SCRIPT: &str = r#"want=$1; image=$2
+/// In-container script (see its use in [`Step::actions`]).
+pub const VERIFY_SCRIPT: &str = r#"want=$1; image=$2
 have=$(docker info --format '{{.Driver}}')
 case "$want:$have" in
   "$want:$want"|overlay2:overlayfs) ;;
@@ -1130,7 +1279,9 @@ impl Step {
             Step::Resize { .. } => "resize rootfs".into(),
             Step::Start => "start".into(),
             Step::Reboot { .. } => "reboot".into(),
-            Step::InstallPackages { docker: Some(_), .. } => "install docker".into(),
+            Step::InstallPackages {
+                docker: Some(_), ..
+            } => "install docker".into(),
             Step::InstallPackages { .. } => "install packages".into(),
             Step::PushFuseOverlayfs { .. } => "push fuse-overlayfs".into(),
             Step::LinkPackageFuseOverlayfs => "link fuse-overlayfs".into(),
@@ -1147,28 +1298,49 @@ impl Step {
     pub fn why(&self) -> String {
         match self {
             Step::UpdateTemplateIndex => "the template index has no match yet".into(),
-            Step::DownloadTemplate { storage, .. } => format!("the template is not on storage {storage}"),
-            Step::FetchFuseOverlayfs { sha256, .. } => format!("not in the node cache yet (sha256 {})", &sha256[..12.min(sha256.len())]),
+            Step::DownloadTemplate { storage, .. } => {
+                format!("the template is not on storage {storage}")
+            }
+            Step::FetchFuseOverlayfs { sha256, .. } => format!(
+                "not in the node cache yet (sha256 {})",
+                &sha256[..12.min(sha256.len())]
+            ),
             Step::Create { .. } => "no such container yet".into(),
             Step::Set { why, .. } => why.join("; "),
             Step::Resize { size } => format!("the profile wants a {size} root disk"),
             Step::Start => "the container is stopped".into(),
-            Step::Reboot { keys } => format!("pending changes apply at restart: {}", keys.join(", ")),
+            Step::Reboot { keys } => {
+                format!("pending changes apply at restart: {}", keys.join(", "))
+            }
             Step::InstallPackages { docker, packages } => match docker {
-                Some(m) => format!("dockerd is not installed ({m}); with {}", if packages.is_empty() { "no extras".into() } else { packages.join(" ") }),
+                Some(m) => format!(
+                    "dockerd is not installed ({m}); with {}",
+                    if packages.is_empty() {
+                        "no extras".into()
+                    } else {
+                        packages.join(" ")
+                    }
+                ),
                 None => format!("missing: {}", packages.join(" ")),
             },
             Step::PushFuseOverlayfs { sha256, .. } => match sha256 {
-                Some(s) => format!("{FUSE_DEST} is missing or differs from sha256 {}", &s[..12.min(s.len())]),
+                Some(s) => format!(
+                    "{FUSE_DEST} is missing or differs from sha256 {}",
+                    &s[..12.min(s.len())]
+                ),
                 None => format!("{FUSE_DEST} is missing"),
             },
-            Step::LinkPackageFuseOverlayfs => format!("{FUSE_DEST} should point to the package's binary"),
+            Step::LinkPackageFuseOverlayfs => {
+                format!("{FUSE_DEST} should point to the package's binary")
+            }
             Step::WriteDaemonJson { why, .. } => format!("sets {}", why.join(", ")),
             Step::RestartDocker { why } => why.clone(),
             Step::WriteFile { .. } => "missing or content differs".into(),
             Step::RunCommands { .. } => "not run successfully yet".into(),
             Step::SetPassword { .. } => "root_password is set in the profile".into(),
-            Step::Verify { driver, .. } => format!("prove that Docker runs a container on {}", driver.as_str()),
+            Step::Verify { driver, .. } => {
+                format!("prove that Docker runs a container on {}", driver.as_str())
+            }
         }
     }
 
@@ -1192,16 +1364,28 @@ impl Step {
                     r#"set -eu; umask 077; mkdir -p "$(dirname "$2")"; t="$2.part"; curl -fsSL --proto '=https,http' -o "$t" "$1"; have=$(sha256sum "$t" | cut -d' ' -f1); if [ "$have" != "$3" ]; then rm -f "$t"; echo "downloaded fuse-overlayfs has sha256 $have, expected $3: refused" >&2; exit 65; fi; chmod 0755 "$t"; mv -f "$t" "$2""#,
                 ).args(["provision", url, &dest, sha256]))]
             }
-            Step::Create { fixed_vmid: _, template, options, ssh_keys } => {
+            Step::Create {
+                fixed_vmid: _,
+                template,
+                options,
+                ssh_keys,
+            } => {
                 let mut acts = Vec::new();
                 let keyfile = format!("{NODE_TMP_DIR}/ssh-keys-{id}");
                 if let Some(k) = ssh_keys {
-                    acts.push(Action::PutNode { dest: keyfile.clone(), bytes: Arc::new(k.clone().into_bytes()) });
+                    acts.push(Action::PutNode {
+                        dest: keyfile.clone(),
+                        bytes: Arc::new(k.clone().into_bytes()),
+                    });
                 }
                 let mut c = Cmd::new("pct").args(["create", &id, template]);
                 for (k, v) in options {
                     c = c.arg(format!("--{k}"));
-                    c = c.arg(if k == "ssh-public-keys" { keyfile.clone() } else { v.clone() });
+                    c = c.arg(if k == "ssh-public-keys" {
+                        keyfile.clone()
+                    } else {
+                        v.clone()
+                    });
                 }
                 acts.push(Action::Node(c));
                 if ssh_keys.is_some() {
@@ -1216,12 +1400,17 @@ impl Step {
                 }
                 vec![Action::Node(c)]
             }
-            Step::Resize { size } => vec![Action::Node(Cmd::new("pct").args(["resize", &id, "rootfs", size]))],
+            Step::Resize { size } => vec![Action::Node(
+                Cmd::new("pct").args(["resize", &id, "rootfs", size]),
+            )],
             Step::Start => vec![Action::Node(Cmd::new("pct").args(["start", &id]))],
             Step::Reboot { .. } => vec![Action::Node(Cmd::new("pct").args(["reboot", &id]))],
             Step::InstallPackages { docker, packages } => {
                 let (method, repo) = match docker.as_deref() {
-                    Some(m) if m.starts_with("docker-ce ") => ("docker-ce".to_string(), Some(m["docker-ce ".len()..].to_string())),
+                    Some(m) if m.starts_with("docker-ce ") => (
+                        "docker-ce".to_string(),
+                        Some(m["docker-ce ".len()..].to_string()),
+                    ),
                     Some(m) => (m.to_string(), None),
                     None => ("none".to_string(), None),
                 };
@@ -1236,12 +1425,26 @@ impl Step {
                 let tmp = format!("{FUSE_DEST}.provision-new");
                 vec![
                     Action::Inside(Cmd::new("mkdir").args(["-p", "/usr/local/bin"]), None),
-                    Action::Put { dest: tmp.clone(), mode: 0o755, content: content.clone(), sha256: sha256.clone() },
-                    Action::Inside(sh(PUSH_CHECK_SCRIPT, &[&tmp, FUSE_DEST, sha256.as_deref().unwrap_or("")]), None),
+                    Action::Put {
+                        dest: tmp.clone(),
+                        mode: 0o755,
+                        content: content.clone(),
+                        sha256: sha256.clone(),
+                    },
+                    Action::Inside(
+                        sh(
+                            PUSH_CHECK_SCRIPT,
+                            &[&tmp, FUSE_DEST, sha256.as_deref().unwrap_or("")],
+                        ),
+                        None,
+                    ),
                 ]
             }
             Step::LinkPackageFuseOverlayfs => vec![Action::Inside(
-                sh(r#"test -x /usr/bin/fuse-overlayfs; mkdir -p /usr/local/bin; ln -sfn /usr/bin/fuse-overlayfs "$1""#, &[FUSE_DEST]),
+                sh(
+                    r#"test -x /usr/bin/fuse-overlayfs; mkdir -p /usr/local/bin; ln -sfn /usr/bin/fuse-overlayfs "$1""#,
+                    &[FUSE_DEST],
+                ),
                 None,
             )],
             Step::WriteDaemonJson { content, .. } => {
@@ -1250,24 +1453,39 @@ impl Step {
                 let sha = sha256_hex(&bytes);
                 vec![
                     Action::Inside(Cmd::new("mkdir").args(["-p", "/etc/docker"]), None),
-                    Action::Put { dest: tmp.clone(), mode: 0o644, content: Content::Bytes(Arc::new(bytes)), sha256: Some(sha) },
+                    Action::Put {
+                        dest: tmp.clone(),
+                        mode: 0o644,
+                        content: Content::Bytes(Arc::new(bytes)),
+                        sha256: Some(sha),
+                    },
                     Action::Inside(sh(DAEMON_SCRIPT, &[&tmp, DAEMON_JSON]), None),
                 ]
             }
             Step::RestartDocker { .. } => vec![Action::Inside(sh(RESTART_SCRIPT, &[]), None)],
             Step::WriteFile { dest, mode, bytes } => {
                 let tmp = format!("{dest}.provision-new");
-                let parent = dest.rsplit_once('/').map(|(p, _)| if p.is_empty() { "/" } else { p }).unwrap_or("/");
+                let parent = dest
+                    .rsplit_once('/')
+                    .map(|(p, _)| if p.is_empty() { "/" } else { p })
+                    .unwrap_or("/");
                 vec![
                     Action::Inside(Cmd::new("mkdir").args(["-p", parent]), None),
-                    Action::Put { dest: tmp.clone(), mode: *mode, content: Content::Bytes(bytes.clone()), sha256: Some(sha256_hex(bytes)) },
+                    Action::Put {
+                        dest: tmp.clone(),
+                        mode: *mode,
+                        content: Content::Bytes(bytes.clone()),
+                        sha256: Some(sha256_hex(bytes)),
+                    },
                     Action::Inside(Cmd::new("mv").args(["-f", &tmp, dest]), None),
                 ]
             }
             Step::RunCommands { commands, marker } => {
                 let mut acts: Vec<Action> = commands
                     .iter()
-                    .map(|c| Action::Inside(Cmd::new(c[0].clone()).args(c[1..].iter().cloned()), None))
+                    .map(|c| {
+                        Action::Inside(Cmd::new(c[0].clone()).args(c[1..].iter().cloned()), None)
+                    })
                     .collect();
                 acts.push(Action::Inside(sh(STATE_SET, &["commands", marker]), None));
                 acts
@@ -1276,7 +1494,10 @@ impl Step {
                 Action::Inside(Cmd::new("chpasswd"), Some(line.clone())),
                 Action::Inside(sh(STATE_SET, &["password", "set"]), None),
             ],
-            Step::Verify { driver, image } => vec![Action::Inside(sh(VERIFY_SCRIPT, &[driver.as_str(), image]), None)],
+            Step::Verify { driver, image } => vec![Action::Inside(
+                sh(VERIFY_SCRIPT, &[driver.as_str(), image]),
+                None,
+            )],
         }
     }
 }
@@ -1286,7 +1507,12 @@ pub fn action_argv(a: &Action, vmid: u32) -> Vec<String> {
     match a {
         Action::Node(c) => c.argv(),
         Action::Inside(c, _) => Pct::exec_cmd(vmid, c).argv(),
-        Action::Put { dest, mode, content, .. } => {
+        Action::Put {
+            dest,
+            mode,
+            content,
+            ..
+        } => {
             let src = match content {
                 Content::NodeFile(p) => p.clone(),
                 Content::Bytes(_) => format!("{NODE_TMP_DIR}/push-{vmid}-<tmp>"),
@@ -1321,28 +1547,43 @@ mod tests {
             "ubuntu-22.04-standard_22.04-1_amd64.tar.zst",
             "debian-12-standard_12.7-1_amd64.tar.zst",
         ];
-        assert_eq!(newest_match("ubuntu-24.04", names).unwrap(), "ubuntu-24.04-standard_24.04-10_amd64.tar.zst");
-        assert_eq!(newest_match("debian-12", names).unwrap(), "debian-12-standard_12.7-1_amd64.tar.zst");
+        assert_eq!(
+            newest_match("ubuntu-24.04", names).unwrap(),
+            "ubuntu-24.04-standard_24.04-10_amd64.tar.zst"
+        );
+        assert_eq!(
+            newest_match("debian-12", names).unwrap(),
+            "debian-12-standard_12.7-1_amd64.tar.zst"
+        );
         assert!(newest_match("debian-13", names).is_none());
     }
 
     #[test]
     fn driver_decision_cases() {
         let c = |t: Option<&str>, z: Option<&str>| decide_driver(t, z).0;
-        assert_eq!(c(Some("zfspool"), Some("2.1.15-pve1")), Driver::FuseOverlayfs);
+        assert_eq!(
+            c(Some("zfspool"), Some("2.1.15-pve1")),
+            Driver::FuseOverlayfs
+        );
         assert_eq!(c(Some("zfspool"), Some("2.2.7-pve1")), Driver::Overlay2);
         assert_eq!(c(Some("zfspool"), Some("2.3.0")), Driver::Overlay2);
         assert_eq!(c(Some("zfspool"), None), Driver::FuseOverlayfs);
         assert_eq!(c(Some("dir"), None), Driver::Overlay2);
         assert_eq!(c(Some("lvmthin"), Some("2.1.0")), Driver::Overlay2);
         assert_eq!(c(None, None), Driver::Overlay2);
-        assert!(decide_driver(Some("zfspool"), Some("2.1.15-pve1")).1.contains("older than 2.2"));
+        assert!(
+            decide_driver(Some("zfspool"), Some("2.1.15-pve1"))
+                .1
+                .contains("older than 2.2")
+        );
     }
 
     #[test]
     fn daemon_json_merge_keeps_user_keys_and_is_idempotent() {
         let user = r#"{"log-driver": "journald", "features": {"buildkit": true}}"#;
-        let (text, why) = merge_daemon_json(Some(user), Driver::FuseOverlayfs, false).unwrap().unwrap();
+        let (text, why) = merge_daemon_json(Some(user), Driver::FuseOverlayfs, false)
+            .unwrap()
+            .unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["log-driver"], "journald");
         assert_eq!(v["features"]["buildkit"], true);
@@ -1351,18 +1592,29 @@ mod tests {
         assert_eq!(why.len(), 2);
         // User key order is kept.
         assert!(text.find("log-driver").unwrap() < text.find("storage-driver").unwrap());
-        assert_eq!(merge_daemon_json(Some(&text), Driver::FuseOverlayfs, false).unwrap(), None);
+        assert_eq!(
+            merge_daemon_json(Some(&text), Driver::FuseOverlayfs, false).unwrap(),
+            None
+        );
     }
 
     #[test]
     fn invalid_daemon_json_is_refused_unless_forced() {
-        let e = merge_daemon_json(Some("{\"a\": 1,"), Driver::Overlay2, false).unwrap_err().to_string();
+        let e = merge_daemon_json(Some("{\"a\": 1,"), Driver::Overlay2, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not valid JSON") && e.contains("--force"), "{e}");
         assert!(merge_daemon_json(Some("[1]"), Driver::Overlay2, false).is_err());
-        let (t, _) = merge_daemon_json(Some("{\"a\": 1,"), Driver::Overlay2, true).unwrap().unwrap();
+        let (t, _) = merge_daemon_json(Some("{\"a\": 1,"), Driver::Overlay2, true)
+            .unwrap()
+            .unwrap();
         assert!(t.contains("overlay2"));
         // No file: written.
-        assert!(merge_daemon_json(None, Driver::Overlay2, false).unwrap().is_some());
+        assert!(
+            merge_daemon_json(None, Driver::Overlay2, false)
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]
@@ -1379,14 +1631,32 @@ mod tests {
         assert_eq!(
             c.argv(),
             [
-                "pct", "create", "105", "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
-                "--hostname", "web1", "--unprivileged", "1",
-                "--features", "fuse=1,keyctl=1,mknod=1,nesting=1",
-                "--rootfs", "local-lvm:8",
-                "--net0", "name=eth0,bridge=vmbr0,ip=dhcp,type=veth",
-                "--cores", "2", "--memory", "2048", "--swap", "512", "--onboot", "0",
-                "--tags", "docker;provision",
-                "--description", "Docker-ready unprivileged Ubuntu LTS container, Docker on fuse-overlayfs (seed recipe) (managed by provision)",
+                "pct",
+                "create",
+                "105",
+                "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
+                "--hostname",
+                "web1",
+                "--unprivileged",
+                "1",
+                "--features",
+                "fuse=1,keyctl=1,mknod=1,nesting=1",
+                "--rootfs",
+                "local-lvm:8",
+                "--net0",
+                "name=eth0,bridge=vmbr0,ip=dhcp,type=veth",
+                "--cores",
+                "2",
+                "--memory",
+                "2048",
+                "--swap",
+                "512",
+                "--onboot",
+                "0",
+                "--tags",
+                "docker;provision",
+                "--description",
+                "Docker-ready unprivileged Ubuntu LTS container, Docker on fuse-overlayfs (seed recipe) (managed by provision)",
             ]
         );
     }
@@ -1396,9 +1666,16 @@ mod tests {
         let mut p = docker_profile();
         p.ssh_public_keys = vec!["ssh-ed25519 AAAA me".into()];
         let keys = Some("ssh-ed25519 AAAA me\n".to_string());
-        let step = Step::Create { fixed_vmid: None, template: "t".into(), options: create_options(&p, "h", true), ssh_keys: keys };
+        let step = Step::Create {
+            fixed_vmid: None,
+            template: "t".into(),
+            options: create_options(&p, "h", true),
+            ssh_keys: keys,
+        };
         let acts = step.actions(101);
-        assert!(matches!(&acts[0], Action::PutNode { dest, .. } if dest == "/run/provision/ssh-keys-101"));
+        assert!(
+            matches!(&acts[0], Action::PutNode { dest, .. } if dest == "/run/provision/ssh-keys-101")
+        );
         let Action::Node(c) = &acts[1] else { panic!() };
         let argv = c.argv();
         let i = argv.iter().position(|a| a == "--ssh-public-keys").unwrap();
@@ -1413,25 +1690,60 @@ mod tests {
         p.network.gateway = Some("10.1.2.1".into());
         p.network.vlan = Some(20);
         p.network.firewall = true;
-        assert_eq!(net0_string(&p, Some("BC:24:11:00:00:01")), "name=eth0,bridge=vmbr0,firewall=1,gw=10.1.2.1,hwaddr=BC:24:11:00:00:01,ip=10.1.2.3/24,tag=20,type=veth");
+        assert_eq!(
+            net0_string(&p, Some("BC:24:11:00:00:01")),
+            "name=eth0,bridge=vmbr0,firewall=1,gw=10.1.2.1,hwaddr=BC:24:11:00:00:01,ip=10.1.2.3/24,tag=20,type=veth"
+        );
     }
 
     #[test]
     fn config_comparison_ignores_pve_normalisation() {
         assert!(differs("tags", "docker;provision", Some("provision;docker")).is_none());
         assert!(differs("features", "fuse=1,nesting=1", Some("nesting=1,fuse=1")).is_none());
-        assert!(differs("net0", "name=eth0,bridge=vmbr0,ip=dhcp,type=veth", Some("name=eth0,bridge=vmbr0,hwaddr=BC:24:11:AA:BB:CC,ip=dhcp,type=veth")).is_none());
-        assert!(differs("net0", "name=eth0,bridge=vmbr1,ip=dhcp,type=veth", Some("name=eth0,bridge=vmbr0,ip=dhcp,type=veth")).is_some());
+        assert!(
+            differs(
+                "net0",
+                "name=eth0,bridge=vmbr0,ip=dhcp,type=veth",
+                Some("name=eth0,bridge=vmbr0,hwaddr=BC:24:11:AA:BB:CC,ip=dhcp,type=veth")
+            )
+            .is_none()
+        );
+        assert!(
+            differs(
+                "net0",
+                "name=eth0,bridge=vmbr1,ip=dhcp,type=veth",
+                Some("name=eth0,bridge=vmbr0,ip=dhcp,type=veth")
+            )
+            .is_some()
+        );
         assert!(differs("onboot", "0", None).is_none());
-        assert!(differs("memory", "2048", Some("1024")).unwrap().contains("1024 -> 2048"));
+        assert!(
+            differs("memory", "2048", Some("1024"))
+                .unwrap()
+                .contains("1024 -> 2048")
+        );
     }
 
     #[test]
     fn all_scripts_are_valid_sh() {
-        for s in [INSTALL_SCRIPT, PUSH_CHECK_SCRIPT, DAEMON_SCRIPT, RESTART_SCRIPT, VERIFY_SCRIPT, STATE_SET] {
+        for s in [
+            INSTALL_SCRIPT,
+            PUSH_CHECK_SCRIPT,
+            DAEMON_SCRIPT,
+            RESTART_SCRIPT,
+            VERIFY_SCRIPT,
+            STATE_SET,
+        ] {
             let script = format!("{SH_PRELUDE}{s}");
-            let out = std::process::Command::new("sh").args(["-n", "-c", &script]).output().unwrap();
-            assert!(out.status.success(), "{s}: {}", String::from_utf8_lossy(&out.stderr));
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", &script])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{s}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }

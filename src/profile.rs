@@ -197,7 +197,11 @@ macro_rules! overlay {
     };
 }
 
-fn overlay_sub<T: Clone + Default>(base: &mut Option<T>, top: &Option<T>, f: impl FnOnce(&mut T, &T)) {
+fn overlay_sub<T: Clone + Default>(
+    base: &mut Option<T>,
+    top: &Option<T>,
+    f: impl FnOnce(&mut T, &T),
+) {
     if let Some(t) = top {
         let b = base.get_or_insert_with(T::default);
         f(b, t);
@@ -210,18 +214,28 @@ impl Layer {
         overlay!(self, top; extends, description, hostname, vmid, template, template_storage,
             unprivileged, cores, memory, swap, onboot, tags, timezone, nameserver, searchdomain,
             ssh_public_keys, root_password, files, commands);
-        overlay_sub(&mut self.rootfs, &top.rootfs, |b, t| overlay!(b, t; storage, size));
-        overlay_sub(&mut self.network, &top.network, |b, t| {
-            overlay!(b, t; bridge, ip, gateway, ip6, gateway6, vlan, firewall, mtu, hwaddr)
-        });
-        overlay_sub(&mut self.features, &top.features, |b, t| {
-            overlay!(b, t; nesting, keyctl, fuse, mknod)
-        });
+        overlay_sub(
+            &mut self.rootfs,
+            &top.rootfs,
+            |b, t| overlay!(b, t; storage, size),
+        );
+        overlay_sub(
+            &mut self.network,
+            &top.network,
+            |b, t| overlay!(b, t; bridge, ip, gateway, ip6, gateway6, vlan, firewall, mtu, hwaddr),
+        );
+        overlay_sub(
+            &mut self.features,
+            &top.features,
+            |b, t| overlay!(b, t; nesting, keyctl, fuse, mknod),
+        );
         overlay_sub(&mut self.docker, &top.docker, |b, t| {
             overlay!(b, t; install, storage_driver, verify_image, repository);
-            overlay_sub(&mut b.fuse_overlayfs, &t.fuse_overlayfs, |b, t| {
-                overlay!(b, t; source, path, url, sha256)
-            });
+            overlay_sub(
+                &mut b.fuse_overlayfs,
+                &t.fuse_overlayfs,
+                |b, t| overlay!(b, t; source, path, url, sha256),
+            );
         });
     }
 }
@@ -446,7 +460,11 @@ fn is_path(name: &str) -> bool {
 }
 
 /// Finds a profile by name or path and parses it (one layer, not its `extends`).
-pub fn load_one(name: &str, relative_to: Option<&Path>, field_err: &dyn Fn(String) -> InputError) -> Result<LoadedLayer, InputErrors> {
+pub fn load_one(
+    name: &str,
+    relative_to: Option<&Path>,
+    field_err: &dyn Fn(String) -> InputError,
+) -> Result<LoadedLayer, InputErrors> {
     let from_file = |path: PathBuf| -> Result<LoadedLayer, InputErrors> {
         let shown = path.display().to_string();
         let text = read_text(&path).map_err(|e| InputErrors(vec![e]))?;
@@ -521,10 +539,10 @@ pub fn load_chain(name: &str) -> Result<Vec<LoadedLayer>, InputErrors> {
         let idx = cur.index.clone();
         let dir = cur.dir.clone();
         let next = load_one(&parent, dir.as_deref(), &|m| idx.error("extends", m))?;
-        if chain
-            .iter()
-            .any(|l| l.origin == next.origin && l.name == next.name || (l.origin != "embedded" && l.origin == next.origin))
-        {
+        if chain.iter().any(|l| {
+            l.origin == next.origin && l.name == next.name
+                || (l.origin != "embedded" && l.origin == next.origin)
+        }) {
             let names: Vec<&str> = chain.iter().map(|l| l.name.as_str()).collect();
             return Err(InputErrors(vec![idx.error(
                 "extends",
@@ -536,10 +554,9 @@ pub fn load_chain(name: &str) -> Result<Vec<LoadedLayer>, InputErrors> {
             )]));
         }
         if chain.len() > 16 {
-            return Err(InputErrors(vec![idx.error(
-                "extends",
-                "more than 16 levels of `extends`",
-            )]));
+            return Err(InputErrors(vec![
+                idx.error("extends", "more than 16 levels of `extends`"),
+            ]));
         }
         chain.push(next);
     }
@@ -565,7 +582,11 @@ pub fn list_profiles() -> Vec<ProfileEntry> {
     let describe = |text: &str| -> String {
         toml::from_str::<toml::Table>(text)
             .ok()
-            .and_then(|t| t.get("description").and_then(|d| d.as_str()).map(String::from))
+            .and_then(|t| {
+                t.get("description")
+                    .and_then(|d| d.as_str())
+                    .map(String::from)
+            })
             .unwrap_or_default()
     };
     for dir in search_dirs() {
@@ -635,7 +656,12 @@ pub fn check_layer(l: &Layer, idx: &Index) -> Vec<InputError> {
         push_rule(er, idx, "cores", range(v, 1, 8192, "cores"));
     }
     if let Some(v) = l.memory {
-        push_rule(er, idx, "memory", range(v, 16, 16 * 1024 * 1024, "memory (MiB)"));
+        push_rule(
+            er,
+            idx,
+            "memory",
+            range(v, 16, 16 * 1024 * 1024, "memory (MiB)"),
+        );
     }
     if let Some(v) = l.swap {
         push_rule(er, idx, "swap", range(v, 0, 16 * 1024 * 1024, "swap (MiB)"));
@@ -654,11 +680,21 @@ pub fn check_layer(l: &Layer, idx: &Index) -> Vec<InputError> {
         }
     }
     if let Some(sd) = &l.searchdomain {
-        push_rule(er, idx, "searchdomain", validate::hostname(sd).map_err(|m| m.replace("hostname", "search domain")));
+        push_rule(
+            er,
+            idx,
+            "searchdomain",
+            validate::hostname(sd).map_err(|m| m.replace("hostname", "search domain")),
+        );
     }
     if let Some(keys) = &l.ssh_public_keys {
         for (i, k) in keys.iter().enumerate() {
-            push_rule(er, idx, &format!("ssh_public_keys[{i}]"), validate::ssh_public_key(k));
+            push_rule(
+                er,
+                idx,
+                &format!("ssh_public_keys[{i}]"),
+                validate::ssh_public_key(k),
+            );
         }
     }
     if let Some(p) = &l.root_password {
@@ -689,7 +725,9 @@ pub fn check_layer(l: &Layer, idx: &Index) -> Vec<InputError> {
             let rule = if sz.is_finite() && sz >= 0.001 && sz <= 131072.0 {
                 Ok(())
             } else {
-                Err(format!("{sz} is out of range: the root disk size is in GiB, more than 0 and at most 131072"))
+                Err(format!(
+                    "{sz} is out of range: the root disk size is in GiB, more than 0 and at most 131072"
+                ))
             };
             push_rule(er, idx, "rootfs.size", rule);
         }
@@ -722,36 +760,67 @@ pub fn check_layer(l: &Layer, idx: &Index) -> Vec<InputError> {
     }
     if let Some(d) = &l.docker {
         if let Some(i) = &d.install {
-            push_rule(er, idx, "docker.install", one_of(i, &["distro", "docker-ce", "present", "none"]));
+            push_rule(
+                er,
+                idx,
+                "docker.install",
+                one_of(i, &["distro", "docker-ce", "present", "none"]),
+            );
         }
         if let Some(s) = &d.storage_driver {
-            push_rule(er, idx, "docker.storage_driver", one_of(s, &["fuse-overlayfs", "overlay2", "vfs", "auto"]));
+            push_rule(
+                er,
+                idx,
+                "docker.storage_driver",
+                one_of(s, &["fuse-overlayfs", "overlay2", "vfs", "auto"]),
+            );
         }
         if let Some(u) = &d.repository {
             push_rule(er, idx, "docker.repository", check_url(u));
         }
         if let Some(img) = &d.verify_image {
             let rule = if img.is_empty()
-                || img.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_./:@".contains(&c))
+                || img
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"-_./:@".contains(&c))
             {
                 Ok(())
             } else {
-                Err(format!("{img:?} is not an image reference like busybox:1.36"))
+                Err(format!(
+                    "{img:?} is not an image reference like busybox:1.36"
+                ))
             };
             push_rule(er, idx, "docker.verify_image", rule);
         }
         if let Some(f) = &d.fuse_overlayfs {
             if let Some(s) = &f.source {
-                push_rule(er, idx, "docker.fuse_overlayfs.source", one_of(s, &["node", "url", "package"]));
+                push_rule(
+                    er,
+                    idx,
+                    "docker.fuse_overlayfs.source",
+                    one_of(s, &["node", "url", "package"]),
+                );
             }
             if let Some(p) = &f.path {
-                push_rule(er, idx, "docker.fuse_overlayfs.path", validate::container_path(p).map_err(|m| m.replace("names a directory", "names a directory on the node")));
+                push_rule(
+                    er,
+                    idx,
+                    "docker.fuse_overlayfs.path",
+                    validate::container_path(p).map_err(|m| {
+                        m.replace("names a directory", "names a directory on the node")
+                    }),
+                );
             }
             if let Some(u) = &f.url {
                 push_rule(er, idx, "docker.fuse_overlayfs.url", check_url(u));
             }
             if let Some(s) = &f.sha256 {
-                push_rule(er, idx, "docker.fuse_overlayfs.sha256", validate::sha256_hex(s));
+                push_rule(
+                    er,
+                    idx,
+                    "docker.fuse_overlayfs.sha256",
+                    validate::sha256_hex(s),
+                );
             }
         }
     }
@@ -759,9 +828,17 @@ pub fn check_layer(l: &Layer, idx: &Index) -> Vec<InputError> {
         let mut seen = BTreeMap::new();
         for (i, f) in files.iter().enumerate() {
             let p = format!("files[{i}]");
-            push_rule(er, idx, &format!("{p}.dest"), validate::container_path(&f.dest));
+            push_rule(
+                er,
+                idx,
+                &format!("{p}.dest"),
+                validate::container_path(&f.dest),
+            );
             if let Some(prev) = seen.insert(f.dest.clone(), i) {
-                er.push(idx.error(&format!("{p}.dest"), format!("{:?} is also the destination of files[{prev}]", f.dest)));
+                er.push(idx.error(
+                    &format!("{p}.dest"),
+                    format!("{:?} is also the destination of files[{prev}]", f.dest),
+                ));
             }
             let rule = match (&f.content, &f.source) {
                 (Some(_), None) | (None, Some(_)) => Ok(()),
@@ -771,7 +848,12 @@ pub fn check_layer(l: &Layer, idx: &Index) -> Vec<InputError> {
             if let Some(s) = &f.source {
                 push_rule(er, idx, &format!("{p}.source"), validate::plain_text(s));
             }
-            push_rule(er, idx, &format!("{p}.mode"), parse_mode(&f.mode).map(|_| ()));
+            push_rule(
+                er,
+                idx,
+                &format!("{p}.mode"),
+                parse_mode(&f.mode).map(|_| ()),
+            );
         }
     }
     if let Some(cmds) = &l.commands {
@@ -832,15 +914,20 @@ pub fn check_template(t: &str) -> validate::Rule {
         })?;
         if name.is_empty()
             || name.contains('/')
-            || !name.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.+".contains(&c))
+            || !name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.+".contains(&c))
         {
-            return Err(format!("{t:?}: the template file name has characters PVE does not use"));
+            return Err(format!(
+                "{t:?}: the template file name has characters PVE does not use"
+            ));
         }
         return Ok(());
     }
     let ok = !t.is_empty()
         && t.as_bytes()[0].is_ascii_lowercase()
-        && t.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"-.".contains(&c));
+        && t.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"-.".contains(&c));
     if ok {
         Ok(())
     } else {
@@ -1041,7 +1128,11 @@ pub struct Profile {
 }
 
 /// Merges layers (bottom first) and resolves defaults; checks rules across fields.
-pub fn resolve(name: &str, layers: &[(Layer, Index)], base_dir: Option<PathBuf>) -> Result<Profile, InputErrors> {
+pub fn resolve(
+    name: &str,
+    layers: &[(Layer, Index)],
+    base_dir: Option<PathBuf>,
+) -> Result<Profile, InputErrors> {
     let mut m = Layer::default();
     for (l, _) in layers {
         m.overlay(l);
@@ -1073,15 +1164,26 @@ pub fn resolve(name: &str, layers: &[(Layer, Index)], base_dir: Option<PathBuf>)
     let fuse_source = match fo.source.as_deref().unwrap_or("node") {
         "package" => FuseSource::Package,
         "url" => match (&fo.url, &fo.sha256) {
-            (Some(u), Some(s)) => FuseSource::Url { url: u.clone(), sha256: s.to_lowercase() },
+            (Some(u), Some(s)) => FuseSource::Url {
+                url: u.clone(),
+                sha256: s.to_lowercase(),
+            },
             _ => {
-                let i = who(&|l| l.docker.as_ref().and_then(|d| d.fuse_overlayfs.as_ref()).is_some_and(|f| f.source.is_some()));
+                let i = who(&|l| {
+                    l.docker
+                        .as_ref()
+                        .and_then(|d| d.fuse_overlayfs.as_ref())
+                        .is_some_and(|f| f.source.is_some())
+                });
                 errors.push(i.error("docker.fuse_overlayfs", "source = \"url\" needs both `url` and `sha256` (a download is never trusted without its checksum)"));
                 FuseSource::Package
             }
         },
         _ => FuseSource::Node {
-            path: fo.path.clone().unwrap_or_else(|| "/usr/local/bin/fuse-overlayfs".into()),
+            path: fo
+                .path
+                .clone()
+                .unwrap_or_else(|| "/usr/local/bin/fuse-overlayfs".into()),
             sha256: fo.sha256.clone().map(|s| s.to_lowercase()),
         },
     };
@@ -1092,11 +1194,17 @@ pub fn resolve(name: &str, layers: &[(Layer, Index)], base_dir: Option<PathBuf>)
                 errors.push(i.error("features.fuse", "fuse-overlayfs needs the container's fuse feature; remove `fuse = false` or choose storage_driver = \"overlay2\""));
             } else if !features.fuse && driver == Driver::FuseOverlayfs {
                 features.fuse = true;
-                warnings.push("features.fuse was not set: enabled it, fuse-overlayfs needs /dev/fuse".to_string());
+                warnings.push(
+                    "features.fuse was not set: enabled it, fuse-overlayfs needs /dev/fuse"
+                        .to_string(),
+                );
             }
         }
         if !features.nesting {
-            warnings.push("Docker in LXC needs features.nesting = true; without it dockerd usually fails".to_string());
+            warnings.push(
+                "Docker in LXC needs features.nesting = true; without it dockerd usually fails"
+                    .to_string(),
+            );
         }
         if unprivileged && !features.keyctl {
             warnings.push("Docker in an unprivileged container needs features.keyctl = true (runc uses keyctl)".to_string());
@@ -1110,12 +1218,18 @@ pub fn resolve(name: &str, layers: &[(Layer, Index)], base_dir: Option<PathBuf>)
         warnings.push("this is a PRIVILEGED container (unprivileged = false): root inside is root on the node".to_string());
         if features.keyctl {
             let i = who(&|l| l.features.as_ref().is_some_and(|f| f.keyctl.is_some()));
-            errors.push(i.error("features.keyctl", "keyctl is only for unprivileged containers; PVE refuses it on a privileged one"));
+            errors.push(i.error(
+                "features.keyctl",
+                "keyctl is only for unprivileged containers; PVE refuses it on a privileged one",
+            ));
         }
     }
     if net.gateway.is_some() && matches!(net.ip.as_deref(), None | Some("dhcp") | Some("manual")) {
         let i = who(&|l| l.network.as_ref().is_some_and(|n| n.gateway.is_some()));
-        errors.push(i.error("network.gateway", "a gateway goes with a static `ip` (address/prefix), not with dhcp or manual"));
+        errors.push(i.error(
+            "network.gateway",
+            "a gateway goes with a static `ip` (address/prefix), not with dhcp or manual",
+        ));
     }
     if !errors.is_empty() {
         return Err(InputErrors(errors));
@@ -1214,10 +1328,17 @@ mod tests {
             resolve(name, &layers, None).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         // The files in profiles/ are the embedded ones, and there are no others.
-        let mut on_disk: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".toml").to_string())
-            .collect();
+        let mut on_disk: Vec<String> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles"))
+                .unwrap()
+                .map(|e| {
+                    e.unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .trim_end_matches(".toml")
+                        .to_string()
+                })
+                .collect();
         on_disk.sort();
         let mut embedded: Vec<String> = EMBEDDED.iter().map(|(n, _)| n.to_string()).collect();
         embedded.sort();
@@ -1229,21 +1350,33 @@ mod tests {
         let (l, i) = layer(EMBEDDED[0].1).unwrap();
         let p = resolve("docker", &[(l, i)], None).unwrap();
         assert!(p.unprivileged);
-        assert_eq!(p.features, Features { nesting: true, keyctl: true, fuse: true, mknod: true });
+        assert_eq!(
+            p.features,
+            Features {
+                nesting: true,
+                keyctl: true,
+                fuse: true,
+                mknod: true
+            }
+        );
         assert_eq!(p.docker.storage_driver, Driver::FuseOverlayfs);
         assert!(p.template.starts_with("ubuntu-"));
     }
 
     #[test]
     fn unknown_key_names_line_and_field() {
-        let e = layer("template = \"debian-12\"\nmemroy = 512\n").unwrap_err().to_string();
+        let e = layer("template = \"debian-12\"\nmemroy = 512\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("t.toml:2:1: memroy:"), "{e}");
         assert!(e.contains("unknown field") && e.contains("memory"), "{e}");
     }
 
     #[test]
     fn nested_unknown_key_and_wrong_type() {
-        let e = layer("[network]\nbridge = \"vmbr0\"\nipp = \"dhcp\"\n").unwrap_err().to_string();
+        let e = layer("[network]\nbridge = \"vmbr0\"\nipp = \"dhcp\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("t.toml:3:1: network.ipp:"), "{e}");
         let e = layer("memory = \"lots\"\n").unwrap_err().to_string();
         assert!(e.starts_with("t.toml:1:") && e.contains("memory"), "{e}");
@@ -1251,12 +1384,20 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_rule() {
-        let e = layer("hostname = \"bad_name!\"\nvmid = 99\nmemory = 8\n[network]\nip = \"10.0.0.1\"\n")
-            .unwrap_err();
+        let e = layer(
+            "hostname = \"bad_name!\"\nvmid = 99\nmemory = 8\n[network]\nip = \"10.0.0.1\"\n",
+        )
+        .unwrap_err();
         let s = e.to_string();
         assert_eq!(e.0.len(), 4, "{s}");
-        assert!(s.contains("t.toml:1:1: hostname: \"bad_name!\" is not a valid hostname"), "{s}");
-        assert!(s.contains("t.toml:2:1: vmid: VMID 99 is out of range"), "{s}");
+        assert!(
+            s.contains("t.toml:1:1: hostname: \"bad_name!\" is not a valid hostname"),
+            "{s}"
+        );
+        assert!(
+            s.contains("t.toml:2:1: vmid: VMID 99 is out of range"),
+            "{s}"
+        );
         assert!(s.contains("t.toml:3:1: memory: 8 is out of range"), "{s}");
         assert!(s.contains("t.toml:5:1: network.ip:"), "{s}");
     }
@@ -1264,7 +1405,8 @@ mod tests {
     #[test]
     fn later_layers_win_field_by_field() {
         let base = layer("template = \"debian-12\"\nmemory = 1024\n[network]\nbridge = \"vmbr1\"\nip = \"dhcp\"\n").unwrap();
-        let top = layer("memory = 2048\n[network]\nip = \"10.1.2.3/24\"\ngateway = \"10.1.2.1\"\n").unwrap();
+        let top = layer("memory = 2048\n[network]\nip = \"10.1.2.3/24\"\ngateway = \"10.1.2.1\"\n")
+            .unwrap();
         let p = resolve("t", &[base, top], None).unwrap();
         assert_eq!(p.memory, 2048);
         assert_eq!(p.network.bridge, "vmbr1");
@@ -1285,7 +1427,10 @@ mod tests {
 
     #[test]
     fn property_string_injection_is_refused() {
-        let e = layer("[rootfs]\nstorage = \"local,size=1\"\n[network]\nbridge = \"vmbr0,firewall=0\"\n").unwrap_err();
+        let e = layer(
+            "[rootfs]\nstorage = \"local,size=1\"\n[network]\nbridge = \"vmbr0,firewall=0\"\n",
+        )
+        .unwrap_err();
         assert_eq!(e.0.len(), 2, "{e}");
         let e = layer("tags = [\"a;b\"]\n").unwrap_err().to_string();
         assert!(e.contains("tags[0]"), "{e}");
@@ -1293,7 +1438,12 @@ mod tests {
 
     #[test]
     fn empty_and_non_utf8_files_are_refused() {
-        assert!(layer("# nothing\n\n").unwrap_err().to_string().contains("empty"));
+        assert!(
+            layer("# nothing\n\n")
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
         let e = text_from_bytes("x.toml", b"a = 1\nb = \"\xff\"\n".to_vec()).unwrap_err();
         assert_eq!((e.line, e.col), (2, 6));
         assert!(text_from_bytes("x.toml", vec![b'#'; MAX_FILE_BYTES + 1]).is_err());

@@ -74,9 +74,13 @@ impl Progress {
         if let (Some(m), true) = (&self.multi, names.len() > 1) {
             let bar = m.add(ProgressBar::new(names.len() as u64));
             bar.set_style(
-                ProgressStyle::with_template("{prefix:>w$} [{bar:30}] {pos}/{len} containers  {elapsed}".replace("w$", &format!("{}$", self.width + 2)).as_str())
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:>w$} [{bar:30}] {pos}/{len} containers  {elapsed}"
+                        .replace("w$", &format!("{}$", self.width + 2))
+                        .as_str(),
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             bar.set_prefix("total");
             self.total = Some(bar);
@@ -91,8 +95,11 @@ impl Progress {
                 None => m.add(ProgressBar::new_spinner()),
             };
             b.set_style(
-                ProgressStyle::with_template(&format!("{{spinner}} {{prefix:<{}}} {{elapsed:>4}}  {{msg}}", self.width))
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template(&format!(
+                    "{{spinner}} {{prefix:<{}}} {{elapsed:>4}}  {{msg}}",
+                    self.width
+                ))
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             b.set_prefix(name.to_string());
             b.enable_steady_tick(Duration::from_millis(120));
@@ -188,14 +195,25 @@ impl Line {
             Mode::Silent => {}
             Mode::Bars => {
                 if let Some(b) = &i.bar {
-                    b.set_style(ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
-                    b.finish_with_message(format!("{mark} {:<w$} {secs:>5.1}s  {outcome}", i.name, w = i.width));
+                    b.set_style(
+                        ProgressStyle::with_template("{msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    b.finish_with_message(format!(
+                        "{mark} {:<w$} {secs:>5.1}s  {outcome}",
+                        i.name,
+                        w = i.width
+                    ));
                 }
                 if let Some(t) = &i.total {
                     t.inc(1);
                 }
             }
-            Mode::Plain => plain(&format!("{:<w$}  {mark} {outcome} ({secs:.1} s)", i.name, w = i.width)),
+            Mode::Plain => plain(&format!(
+                "{:<w$}  {mark} {outcome} ({secs:.1} s)",
+                i.name,
+                w = i.width
+            )),
         }
     }
 }

@@ -39,7 +39,10 @@ impl Outcome {
     }
     /// True for failures.
     pub fn failed(self) -> bool {
-        matches!(self, Outcome::Failed | Outcome::RolledBack | Outcome::Skipped)
+        matches!(
+            self,
+            Outcome::Failed | Outcome::RolledBack | Outcome::Skipped
+        )
     }
 }
 
@@ -144,7 +147,11 @@ impl ContainerReport {
                 "  {mark} {:<24} {:>6.1} s  {}",
                 st.name,
                 st.duration_ms as f64 / 1000.0,
-                if st.detail.is_empty() { &st.why } else { &st.detail }
+                if st.detail.is_empty() {
+                    &st.why
+                } else {
+                    &st.detail
+                }
             );
         }
         for a in &self.already {
@@ -200,7 +207,10 @@ impl RunReport {
                 count(Outcome::Created),
                 count(Outcome::Changed),
                 count(Outcome::Unchanged),
-                self.containers.iter().filter(|c| c.outcome.failed()).count()
+                self.containers
+                    .iter()
+                    .filter(|c| c.outcome.failed())
+                    .count()
             );
         }
         s

@@ -32,7 +32,11 @@ pub fn open_node(g: &GlobalArgs) -> Result<Arc<dyn Transport>> {
 fn ssh_node(g: &GlobalArgs, host: &str) -> Result<Arc<dyn Transport>> {
     use crate::transport::ssh::{Ssh, SshOptions, SshTarget};
     let target = SshTarget::parse(host).map_err(|e| {
-        InputErrors(vec![InputError::whole("command line", "--host", format!("{e:#}"))])
+        InputErrors(vec![InputError::whole(
+            "command line",
+            "--host",
+            format!("{e:#}"),
+        )])
     })?;
     let mut opts = SshOptions::default();
     if !g.identity.is_empty() {
@@ -58,7 +62,10 @@ pub fn overrides_layer(o: &Overrides) -> Layer {
         ..Layer::default()
     };
     if o.storage.is_some() || o.disk.is_some() {
-        l.rootfs = Some(RootfsLayer { storage: o.storage.clone(), size: o.disk });
+        l.rootfs = Some(RootfsLayer {
+            storage: o.storage.clone(),
+            size: o.disk,
+        });
     }
     if o.bridge.is_some() || o.ip.is_some() || o.gateway.is_some() || o.vlan.is_some() {
         l.network = Some(NetworkLayer {
@@ -70,7 +77,10 @@ pub fn overrides_layer(o: &Overrides) -> Layer {
         });
     }
     if o.storage_driver.is_some() {
-        l.docker = Some(DockerLayer { storage_driver: o.storage_driver.clone(), ..DockerLayer::default() });
+        l.docker = Some(DockerLayer {
+            storage_driver: o.storage_driver.clone(),
+            ..DockerLayer::default()
+        });
     }
     l
 }
@@ -80,12 +90,22 @@ pub fn read_password(p: &Profile) -> Result<Option<String>> {
     let Some(src) = &p.root_password else {
         return Ok(None);
     };
-    let err = |m: String| InputErrors(vec![InputError::whole(format!("profile {}", p.name), "root_password", m)]);
+    let err = |m: String| {
+        InputErrors(vec![InputError::whole(
+            format!("profile {}", p.name),
+            "root_password",
+            m,
+        )])
+    };
     let pw = match src {
-        PasswordSource::Env(var) => std::env::var(var)
-            .map_err(|_| err(format!("the environment variable {var} is not set (or not UTF-8)")))?,
+        PasswordSource::Env(var) => std::env::var(var).map_err(|_| {
+            err(format!(
+                "the environment variable {var} is not set (or not UTF-8)"
+            ))
+        })?,
         PasswordSource::File(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read the password file {path}: {e}")))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| err(format!("cannot read the password file {path}: {e}")))?;
             text.trim_end_matches(['\n', '\r']).to_string()
         }
         PasswordSource::Prompt(false) => return Ok(None),
@@ -93,7 +113,8 @@ pub fn read_password(p: &Profile) -> Result<Option<String>> {
             if !std::io::stdin().is_terminal() {
                 return Err(err("root_password = { prompt = true } needs a terminal; use { env = \"VAR\" } or { file = \"/path\" } in CI".into()).into());
             }
-            rpassword::prompt_password("root password for the container: ").context("reading the password")?
+            rpassword::prompt_password("root password for the container: ")
+                .context("reading the password")?
         }
     };
     if pw.chars().count() < 5 {

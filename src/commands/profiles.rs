@@ -15,7 +15,16 @@ pub fn run(action: &Option<ProfilesCmd>, g: &GlobalArgs) -> Result<u8> {
             } else {
                 let w = list.iter().map(|p| p.name.len()).max().unwrap_or(4);
                 for p in &list {
-                    println!("{:<w$}  {:<10}  {}", p.name, if p.origin == "embedded" { "embedded" } else { "file" }, p.description);
+                    println!(
+                        "{:<w$}  {:<10}  {}",
+                        p.name,
+                        if p.origin == "embedded" {
+                            "embedded"
+                        } else {
+                            "file"
+                        },
+                        p.description
+                    );
                     if p.origin != "embedded" {
                         println!("{:<w$}  {:<10}  ({})", "", "", p.origin);
                     }

@@ -54,7 +54,11 @@ pub fn request(a: &SingleArgs) -> Result<Request> {
     }
     let p = profile::load(&profile_name, &overrides_layer(&a.overrides))?;
     let vmid = a.vmid.map(|v| v as u32).or(p.vmid);
-    Ok(Request { hostname: name, vmid, profile: p })
+    Ok(Request {
+        hostname: name,
+        vmid,
+        profile: p,
+    })
 }
 
 /// Runs the single-container form.
@@ -62,7 +66,11 @@ pub fn run(a: &SingleArgs, g: &GlobalArgs) -> Result<u8> {
     let req = request(a)?;
     let password = read_password(&req.profile)?;
     let files = apply::read_profile_files(&req.profile).map_err(|e| {
-        InputErrors(vec![InputError::whole(format!("profile {}", req.profile.name), "files", format!("{e:#}"))])
+        InputErrors(vec![InputError::whole(
+            format!("profile {}", req.profile.name),
+            "files",
+            format!("{e:#}"),
+        )])
     })?;
     let node = open_node(g)?;
     let nf = facts::gather_node(node.as_ref())?;
@@ -70,17 +78,25 @@ pub fn run(a: &SingleArgs, g: &GlobalArgs) -> Result<u8> {
     ctx.rollback = a.change.rollback;
     let mut notes = Vec::new();
     if !nf.pve {
-        notes.push("no Proxmox VE tools answer here (pct/pvesh not found): planned for an empty node".to_string());
+        notes.push(
+            "no Proxmox VE tools answer here (pct/pvesh not found): planned for an empty node"
+                .to_string(),
+        );
     }
     if g.dry_run {
         let view = apply::dry_plan(&ctx, &req, &nf, password.as_deref(), &files)?;
         if json(g) {
-            print_json(&DryRun { dry_run: true, pve: nf.pve, notes, containers: vec![&view] })?;
+            print_json(&DryRun {
+                dry_run: true,
+                pve: nf.pve,
+                notes,
+                containers: vec![&view],
+            })?;
         } else {
             for n in &notes {
                 println!("note: {n}");
             }
-            print!("{}", apply::plan_text(&view));
+            print!("{}", apply::plan_text(&view, g.verbose > 0));
             println!("dry run: nothing was changed");
         }
         return Ok(0);
@@ -95,7 +111,7 @@ pub fn run(a: &SingleArgs, g: &GlobalArgs) -> Result<u8> {
     }
     if !g.yes && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         let view = apply::dry_plan(&ctx, &req, &nf, password.as_deref(), &files)?;
-        eprint!("{}", apply::plan_text(&view));
+        eprint!("{}", apply::plan_text(&view, g.verbose > 0));
         if !confirm(g, "Apply this plan?")? {
             eprintln!("nothing was changed");
             return Ok(0);
@@ -106,7 +122,10 @@ pub fn run(a: &SingleArgs, g: &GlobalArgs) -> Result<u8> {
     let line = progress.line(&req.hostname);
     let report = apply::converge(&ctx, &req, &nf, password.as_deref(), &files, &line);
     progress.finish();
-    let run = RunReport { containers: vec![report], notes };
+    let run = RunReport {
+        containers: vec![report],
+        notes,
+    };
     if json(g) {
         print_json(&run)?;
     } else {

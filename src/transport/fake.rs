@@ -1,1 +1,872 @@
-//! Fake node: being written.
+//! A fake PVE node in memory, for unit and orchestration tests.
+//!
+//! It answers the node commands the tool uses (pvesh, pvesm, pveam, pct) from a small model of
+//! a node: guests with config and pending changes, storages, templates, node files, and inside
+//! each container a file map and Docker's state. In-container scripts are recognised by the
+//! constants in [`crate::plan`], so the fake moves when the tool's scripts move. Every call is
+//! recorded (argv, stdin length, whether it changes anything), and faults can be injected: make
+//! the k-th changing command fail, or any command whose argv contains a string.
+//!
+//! It is deliberately not a validator of PVE syntax: the LXC lab node (lab/) is the strict one.
+
+use super::{LockGuard, Transport};
+use crate::cmd::{Cmd, Output};
+use crate::plan;
+use anyhow::{Result, bail};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// One recorded call.
+#[derive(Clone, Debug)]
+pub struct Call {
+    /// The real argv (the fake sees what a node would see).
+    pub argv: Vec<String>,
+    /// Bytes given on stdin.
+    pub stdin: Vec<u8>,
+    /// Whether the call changes state.
+    pub changing: bool,
+    /// Exit status returned.
+    pub status: i32,
+}
+
+/// A container in the model.
+#[derive(Clone, Debug, Default)]
+pub struct FakeCt {
+    /// Current config.
+    pub config: BTreeMap<String, String>,
+    /// Pending config.
+    pub pending: BTreeMap<String, String>,
+    /// Running.
+    pub running: bool,
+    /// Files inside: path -> (bytes, mode).
+    pub files: BTreeMap<String, (Vec<u8>, u32)>,
+    /// Symlinks inside: path -> target.
+    pub links: BTreeMap<String, String>,
+    /// dockerd installed.
+    pub docker_installed: bool,
+    /// docker service active.
+    pub docker_active: bool,
+    /// Driver dockerd runs with (from daemon.json at its last start).
+    pub docker_driver: Option<String>,
+    /// Installed packages.
+    pub packages: BTreeSet<String>,
+    /// Commands run inside (user commands).
+    pub commands_run: Vec<Vec<String>>,
+    /// chpasswd input received (the test inspects it; never logged).
+    pub passwords: Vec<Vec<u8>>,
+    /// /dev/fuse usable inside.
+    pub fuse_usable: bool,
+    /// The OS of the template.
+    pub os: (String, String),
+}
+
+/// The node model.
+#[derive(Debug)]
+pub struct FakeState {
+    /// Node name.
+    pub node: String,
+    /// Containers by VMID.
+    pub cts: BTreeMap<u32, FakeCt>,
+    /// VMIDs used by VMs.
+    pub vms: BTreeSet<u32>,
+    /// Storages: (name, type, content).
+    pub storages: Vec<(String, String, Vec<String>)>,
+    /// Templates present (volids).
+    pub templates: BTreeSet<String>,
+    /// Template names in the index (after `pveam update`).
+    pub index: Vec<String>,
+    /// Index as it is before any update.
+    pub index_updated: bool,
+    /// Files on the node.
+    pub node_files: BTreeMap<String, Vec<u8>>,
+    /// Host ZFS version.
+    pub zfs_version: Option<String>,
+    /// Every call.
+    pub calls: Vec<Call>,
+    /// Fail the k-th changing command (1-based), once.
+    pub fail_changing_at: Option<usize>,
+    /// Fail every command whose joined argv contains this.
+    pub fail_matching: Vec<String>,
+    /// Count of changing commands so far.
+    pub changing_count: usize,
+    /// Locks held.
+    pub locks: BTreeSet<String>,
+    /// Pretend another creator takes this VMID right before our create (race test).
+    pub steal_vmid_once: Option<u32>,
+    /// Guests created in the model, in order (for concurrency assertions).
+    pub created_order: Vec<u32>,
+}
+
+/// The fake node.
+pub struct FakeNode {
+    /// The model and the condition variable that lock waiters sleep on.
+    shared: Arc<(Mutex<FakeState>, Condvar)>,
+}
+
+/// Template names the fake's index offers.
+pub const FAKE_INDEX: &[&str] = &[
+    "debian-12-standard_12.12-1_amd64.tar.zst",
+    "ubuntu-22.04-standard_22.04-1_amd64.tar.zst",
+    "ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
+];
+
+fn sha(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+impl Default for FakeNode {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeNode {
+    /// A node with `local` (dir, vztmpl) and `local-lvm` (lvmthin, rootdir), an updated index,
+    /// and the seed's fuse-overlayfs binary at /usr/local/bin/fuse-overlayfs.
+    pub fn new() -> Self {
+        let mut node_files = BTreeMap::new();
+        node_files.insert(
+            plan::FUSE_DEST.to_string(),
+            b"\x7fELF fake fuse-overlayfs".to_vec(),
+        );
+        FakeNode {
+            shared: Arc::new((
+                Mutex::new(FakeState {
+                    node: "pve1".into(),
+                    cts: BTreeMap::new(),
+                    vms: BTreeSet::new(),
+                    storages: vec![
+                        (
+                            "local".into(),
+                            "dir".into(),
+                            vec!["vztmpl".into(), "iso".into(), "backup".into()],
+                        ),
+                        (
+                            "local-lvm".into(),
+                            "lvmthin".into(),
+                            vec!["rootdir".into(), "images".into()],
+                        ),
+                    ],
+                    templates: BTreeSet::new(),
+                    index: FAKE_INDEX.iter().map(|s| s.to_string()).collect(),
+                    index_updated: true,
+                    node_files,
+                    zfs_version: None,
+                    calls: Vec::new(),
+                    fail_changing_at: None,
+                    fail_matching: Vec::new(),
+                    changing_count: 0,
+                    locks: BTreeSet::new(),
+                    steal_vmid_once: None,
+                    created_order: Vec::new(),
+                }),
+                Condvar::new(),
+            )),
+        }
+    }
+
+    /// Runs `f` on the model.
+    pub fn with<R>(&self, f: impl FnOnce(&mut FakeState) -> R) -> R {
+        f(&mut self.shared.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The recorded calls.
+    pub fn calls(&self) -> Vec<Call> {
+        self.with(|s| s.calls.clone())
+    }
+
+    /// The changing calls, as joined argv.
+    pub fn changing_calls(&self) -> Vec<String> {
+        self.calls()
+            .iter()
+            .filter(|c| c.changing)
+            .map(|c| c.argv.join(" "))
+            .collect()
+    }
+
+    /// Forgets recorded calls.
+    pub fn clear_calls(&self) {
+        self.with(|s| s.calls.clear());
+    }
+}
+
+/// True when a call changes state on the node or in a container.
+pub fn is_changing(argv: &[String]) -> bool {
+    let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+    match a.as_slice() {
+        ["pvesh", ..] | ["pvesm", ..] | ["sha256sum", ..] | ["cat", ..] => false,
+        ["pveam", "list" | "available", ..] => false,
+        ["pct", "status" | "config" | "list" | "pending", ..] => false,
+        ["pct", "exec", _, rest @ ..] => {
+            let inner: Vec<&str> = rest
+                .iter()
+                .copied()
+                .skip_while(|w| *w != "--")
+                .skip(1)
+                .collect();
+            match inner.as_slice() {
+                ["sh", "-c", script, ..] => {
+                    !(script.contains("os_id=") || script.contains(plan::VERIFY_SCRIPT))
+                }
+                _ => true,
+            }
+        }
+        _ => true,
+    }
+}
+
+impl Transport for FakeNode {
+    fn label(&self) -> String {
+        "node".into()
+    }
+
+    fn run(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output> {
+        let argv = cmd.argv_real();
+        let changing = is_changing(&argv);
+        let mut st = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
+        let joined = argv.join(" ");
+        let mut injected = st.fail_matching.iter().any(|m| joined.contains(m.as_str()));
+        if changing {
+            st.changing_count += 1;
+            if st.fail_changing_at == Some(st.changing_count) {
+                st.fail_changing_at = None;
+                injected = true;
+            }
+        }
+        let out = if injected {
+            Output::fail(
+                1,
+                format!(
+                    "injected fault in `{}`\n",
+                    argv[..argv.len().min(3)].join(" ")
+                ),
+            )
+        } else {
+            st.answer(&argv, stdin)
+        };
+        st.calls.push(Call {
+            argv,
+            stdin: stdin.map(<[u8]>::to_vec).unwrap_or_default(),
+            changing,
+            status: out.status,
+        });
+        Ok(out)
+    }
+
+    fn put(&self, bytes: &[u8], dest: &str, _mode: u32) -> Result<()> {
+        let mut st = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
+        st.calls.push(Call {
+            argv: vec!["<put>".into(), dest.into()],
+            stdin: Vec::new(),
+            changing: true,
+            status: 0,
+        });
+        st.node_files.insert(dest.to_string(), bytes.to_vec());
+        Ok(())
+    }
+
+    fn lock(&self, name: &str, wait: Duration) -> Result<LockGuard> {
+        let deadline = Instant::now() + wait;
+        let mut st = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
+        while st.locks.contains(name) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!("waited {} s for the fake node lock {name}", wait.as_secs());
+            }
+            st = self
+                .shared
+                .1
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        st.locks.insert(name.to_string());
+        Ok(LockGuard::new(FakeLock {
+            shared: self.shared.clone(),
+            name: name.to_string(),
+        }))
+    }
+}
+
+/// Releases a fake lock on drop.
+struct FakeLock {
+    shared: Arc<(Mutex<FakeState>, Condvar)>,
+    name: String,
+}
+
+impl Drop for FakeLock {
+    fn drop(&mut self) {
+        let mut st = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
+        st.locks.remove(&self.name);
+        self.shared.1.notify_all();
+    }
+}
+
+fn ok(s: impl Into<String>) -> Output {
+    Output::ok(s.into().into_bytes())
+}
+
+fn opt_pairs(args: &[String]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        if let Some(k) = args[i].strip_prefix("--") {
+            let v = args.get(i + 1).cloned().unwrap_or_default();
+            out.push((k.to_string(), v));
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+const HOT: &[&str] = plan::HOT_KEYS;
+
+impl FakeState {
+    fn next_id(&self) -> u32 {
+        (100..)
+            .find(|i| !self.cts.contains_key(i) && !self.vms.contains(i))
+            .unwrap_or(100)
+    }
+
+    fn answer(&mut self, argv: &[String], stdin: Option<&[u8]>) -> Output {
+        let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+        match a.as_slice() {
+            ["pvesh", "get", "/cluster/resources", ..] => {
+                let mut v = Vec::new();
+                for (id, ct) in &self.cts {
+                    v.push(serde_json::json!({
+                        "id": format!("lxc/{id}"), "vmid": id, "type": "lxc", "node": self.node,
+                        "name": ct.config.get("hostname").cloned().unwrap_or_default(),
+                        "status": if ct.running { "running" } else { "stopped" },
+                        "tags": ct.config.get("tags").cloned().unwrap_or_default(),
+                    }));
+                }
+                for id in &self.vms {
+                    v.push(serde_json::json!({"id": format!("qemu/{id}"), "vmid": id, "type": "qemu", "node": self.node, "name": format!("vm{id}"), "status": "running"}));
+                }
+                ok(serde_json::to_string(&v).unwrap_or_default())
+            }
+            ["pvesh", "get", "/cluster/nextid", ..] => ok(format!("\"{}\"\n", self.next_id())),
+            ["pvesh", "get", path, ..] if path.ends_with("/pending") => {
+                let id: u32 = path
+                    .split('/')
+                    .nth(4)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let Some(ct) = self.cts.get(&id) else {
+                    return Output::fail(
+                        2,
+                        format!(
+                            "Configuration file 'nodes/{}/lxc/{id}.conf' does not exist\n",
+                            self.node
+                        ),
+                    );
+                };
+                let mut keys: BTreeSet<&String> = ct.config.keys().collect();
+                keys.extend(ct.pending.keys());
+                let v: Vec<serde_json::Value> = keys
+                    .into_iter()
+                    .map(|k| {
+                        let mut e = serde_json::json!({"key": k});
+                        if let Some(v) = ct.config.get(k) {
+                            e["value"] = v.clone().into();
+                        }
+                        if let Some(p) = ct.pending.get(k) {
+                            e["pending"] = p.clone().into();
+                        }
+                        e
+                    })
+                    .collect();
+                ok(serde_json::to_string(&v).unwrap_or_default())
+            }
+            ["pvesm", "status", ..] => {
+                let mut s = String::from(
+                    "Name             Type     Status           Total            Used       Available        %\n",
+                );
+                for (n, t, _) in &self.storages {
+                    s.push_str(&format!("{n:<16} {t:<8} active       100000000        10000000        90000000   10.00%\n"));
+                }
+                ok(s)
+            }
+            ["cat", "/sys/module/zfs/version"] => match &self.zfs_version {
+                Some(v) => ok(format!("{v}\n")),
+                None => Output::fail(
+                    1,
+                    "cat: /sys/module/zfs/version: No such file or directory\n",
+                ),
+            },
+            ["sha256sum", path] => match self.node_files.get(*path) {
+                Some(b) => ok(format!("{}  {path}\n", sha(b))),
+                None => Output::fail(1, format!("sha256sum: {path}: No such file or directory\n")),
+            },
+            ["rm", "-f", "--", path] => {
+                self.node_files.remove(*path);
+                ok("")
+            }
+            ["pveam", "update"] => {
+                self.index_updated = true;
+                ok("update successful\n")
+            }
+            ["pveam", "available", ..] => {
+                if !self.index_updated {
+                    return ok("");
+                }
+                ok(self
+                    .index
+                    .iter()
+                    .map(|n| format!("system          {n}\n"))
+                    .collect::<String>())
+            }
+            ["pveam", "list", storage] => {
+                let mut s = String::from(
+                    "NAME                                                         SIZE\n",
+                );
+                for t in self
+                    .templates
+                    .iter()
+                    .filter(|t| t.starts_with(&format!("{storage}:")))
+                {
+                    s.push_str(&format!("{t:<60} 120.00MB\n"));
+                }
+                ok(s)
+            }
+            ["pveam", "download", storage, name] => {
+                if !self.index.iter().any(|n| n == name) {
+                    return Output::fail(
+                        255,
+                        format!("400 Parameter verification failed.\ntemplate: no such template\n"),
+                    );
+                }
+                self.templates.insert(format!("{storage}:vztmpl/{name}"));
+                ok(format!("downloading {name}\nTASK OK\n"))
+            }
+            ["pct", "create", id, template, rest @ ..] => self.create(id, template, rest),
+            ["pct", "set", id, rest @ ..] => {
+                let Some(ct) = id.parse().ok().and_then(|i: u32| self.cts.get_mut(&i)) else {
+                    return Output::fail(
+                        2,
+                        format!("Configuration file 'nodes/pve1/lxc/{id}.conf' does not exist\n"),
+                    );
+                };
+                let owned: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+                for (k, v) in opt_pairs(&owned) {
+                    if k == "unprivileged" {
+                        return Output::fail(
+                            255,
+                            "unable to modify read-only option: 'unprivileged'\n",
+                        );
+                    }
+                    if ct.running && !HOT.contains(&k.as_str()) {
+                        ct.pending.insert(k, v);
+                    } else {
+                        ct.config.insert(k, v);
+                    }
+                }
+                ok("")
+            }
+            ["pct", "start", id] => self.with_ct(id, |ct| {
+                if ct.running {
+                    return Output::fail(255, format!("CT {id} already running\n"));
+                }
+                let p = std::mem::take(&mut ct.pending);
+                ct.config.extend(p);
+                ct.running = true;
+                ok("")
+            }),
+            ["pct", "stop", id] | ["pct", "shutdown", id] => self.with_ct(id, |ct| {
+                ct.running = false;
+                ct.docker_active = false;
+                ok("")
+            }),
+            ["pct", "reboot", id] => self.with_ct(id, |ct| {
+                let p = std::mem::take(&mut ct.pending);
+                ct.config.extend(p);
+                ok("")
+            }),
+            ["pct", "status", id] => self.with_ct(id, |ct| {
+                ok(if ct.running {
+                    "status: running\n"
+                } else {
+                    "status: stopped\n"
+                })
+            }),
+            ["pct", "resize", id, "rootfs", size] => {
+                let size = size.to_string();
+                self.with_ct(id, move |ct| {
+                    if let Some(r) = ct.config.get_mut("rootfs") {
+                        let vol = r.split(',').next().unwrap_or("").to_string();
+                        *r = format!("{vol},size={size}");
+                    }
+                    ok("")
+                })
+            }
+            ["pct", "destroy", id, ..] => {
+                let Ok(i) = id.parse::<u32>() else {
+                    return Output::fail(255, "bad vmid\n");
+                };
+                match self.cts.get(&i) {
+                    None => Output::fail(
+                        2,
+                        format!("Configuration file 'nodes/pve1/lxc/{id}.conf' does not exist\n"),
+                    ),
+                    Some(ct) if ct.running => {
+                        Output::fail(255, format!("CT {id} is running - destroy failed\n"))
+                    }
+                    Some(_) => {
+                        self.cts.remove(&i);
+                        ok("")
+                    }
+                }
+            }
+            ["pct", "push", id, src, dest, "--perms", mode] => {
+                let Some(bytes) = self.node_files.get(*src).cloned() else {
+                    return Output::fail(
+                        2,
+                        format!("can't open '{src}': No such file or directory\n"),
+                    );
+                };
+                let m = u32::from_str_radix(mode, 8).unwrap_or(0o644);
+                let dest = dest.to_string();
+                self.with_ct(id, move |ct| {
+                    if !ct.running {
+                        return Output::fail(255, "CT is not running\n".to_string());
+                    }
+                    ct.files.insert(dest, (bytes, m));
+                    ok("")
+                })
+            }
+            ["pct", "exec", id, rest @ ..] => {
+                let inner: Vec<String> = rest
+                    .iter()
+                    .skip_while(|w| **w != "--")
+                    .skip(1)
+                    .map(|s| s.to_string())
+                    .collect();
+                let stdin = stdin.map(<[u8]>::to_vec);
+                self.with_ct(id, move |ct| {
+                    if !ct.running {
+                        return Output::fail(255, format!("CT {} not running\n", "?"));
+                    }
+                    exec_inside(ct, &inner, stdin.as_deref())
+                })
+            }
+            _ => Output::fail(
+                127,
+                format!("fake node: unknown command {:?}\n", argv.join(" ")),
+            ),
+        }
+    }
+
+    fn with_ct(&mut self, id: &str, f: impl FnOnce(&mut FakeCt) -> Output) -> Output {
+        match id.parse::<u32>().ok().and_then(|i| self.cts.get_mut(&i)) {
+            Some(ct) => f(ct),
+            None => Output::fail(
+                2,
+                format!("Configuration file 'nodes/pve1/lxc/{id}.conf' does not exist\n"),
+            ),
+        }
+    }
+
+    fn create(&mut self, id: &str, template: &str, rest: &[&str]) -> Output {
+        let Ok(vmid) = id.parse::<u32>() else {
+            return Output::fail(
+                255,
+                format!(
+                    "400 Parameter verification failed.\nvmid: type check ('integer') failed - got '{id}'\n"
+                ),
+            );
+        };
+        if vmid < 100 {
+            return Output::fail(255, "400 Parameter verification failed.\nvmid: value must have a minimum value of 100\n".to_string());
+        }
+        if let Some(stolen) = self.steal_vmid_once.take() {
+            if stolen == vmid {
+                let mut other = FakeCt::default();
+                other
+                    .config
+                    .insert("hostname".into(), "someone-else".into());
+                self.cts.insert(vmid, other);
+            } else {
+                self.steal_vmid_once = Some(stolen);
+            }
+        }
+        if self.cts.contains_key(&vmid) || self.vms.contains(&vmid) {
+            return Output::fail(
+                255,
+                format!("CT {vmid} already exists on node '{}'\n", self.node),
+            );
+        }
+        if !self.templates.contains(template) {
+            return Output::fail(255, format!("volume '{template}' does not exist\n"));
+        }
+        let owned: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+        let mut ct = FakeCt {
+            fuse_usable: true,
+            os: ("ubuntu".into(), "24.04".into()),
+            ..FakeCt::default()
+        };
+        if template.contains("debian-12") {
+            ct.os = ("debian".into(), "12".into());
+        }
+        for (k, v) in opt_pairs(&owned) {
+            match k.as_str() {
+                "rootfs" => {
+                    let (storage, size) = v.split_once(':').unwrap_or(("local-lvm", "8"));
+                    if !self
+                        .storages
+                        .iter()
+                        .any(|(n, _, c)| n == storage && c.iter().any(|c| c == "rootdir"))
+                    {
+                        return Output::fail(
+                            255,
+                            format!("storage '{storage}' does not support container directories\n"),
+                        );
+                    }
+                    ct.config.insert(
+                        "rootfs".into(),
+                        format!("{storage}:vm-{vmid}-disk-0,size={size}G"),
+                    );
+                }
+                "ssh-public-keys" => {
+                    let Some(keys) = self.node_files.get(&v).cloned() else {
+                        return Output::fail(255, format!("unable to open file '{v}'\n"));
+                    };
+                    ct.files
+                        .insert("/root/.ssh/authorized_keys".into(), (keys, 0o600));
+                }
+                "password" => {}
+                "net0" => {
+                    let mut s = v.clone();
+                    if !s.contains("hwaddr=") {
+                        s.push_str(",hwaddr=BC:24:11:00:00:01");
+                    }
+                    ct.config.insert(k, s);
+                }
+                "tags" => {
+                    let mut t: Vec<&str> =
+                        v.split([';', ',', ' ']).filter(|t| !t.is_empty()).collect();
+                    t.sort();
+                    ct.config.insert(k, t.join(";"));
+                }
+                _ => {
+                    ct.config.insert(k, v);
+                }
+            }
+        }
+        ct.config
+            .entry("unprivileged".into())
+            .or_insert_with(|| "1".into());
+        ct.config.insert("arch".into(), "amd64".into());
+        self.cts.insert(vmid, ct);
+        self.created_order.push(vmid);
+        ok(format!("  Logical volume \"vm-{vmid}-disk-0\" created.\n"))
+    }
+}
+
+fn exec_inside(ct: &mut FakeCt, inner: &[String], stdin: Option<&[u8]>) -> Output {
+    let w: Vec<&str> = inner.iter().map(String::as_str).collect();
+    match w.as_slice() {
+        ["sh", "-c", script, _, args @ ..] if script.contains("os_id=") => {
+            let mut s = format!("os_id={}\nos_version={}\n", ct.os.0, ct.os.1);
+            if ct.docker_installed {
+                s.push_str("docker_installed=1\n");
+            }
+            if ct.docker_active {
+                s.push_str("docker_active=1\n");
+            }
+            if let Some(t) = ct.links.get(plan::FUSE_DEST) {
+                s.push_str(&format!(
+                    "fuse_overlayfs_link={t}\nfuse_overlayfs_sha256=pkg\n"
+                ));
+            } else if let Some((b, _)) = ct.files.get(plan::FUSE_DEST) {
+                s.push_str(&format!("fuse_overlayfs_sha256={}\n", sha(b)));
+            }
+            if let Some((b, _)) = ct.files.get(plan::DAEMON_JSON) {
+                s.push_str(&format!("daemon_json_b64={}\n", b64(b)));
+            }
+            if let Some((b, _)) = ct.files.get("/var/lib/provision/state") {
+                for l in String::from_utf8_lossy(b).lines() {
+                    s.push_str(&format!("state_{l}\n"));
+                }
+            }
+            if ct.packages.contains("busybox-static") {
+                s.push_str("busybox=1\n");
+            }
+            if ct.packages.contains("fuse3") || ct.packages.contains("fuse-overlayfs") {
+                s.push_str("libfuse3=1\n");
+            }
+            for f in args {
+                if let Some((b, _)) = ct.files.get(*f) {
+                    s.push_str(&format!("file_sha256={} {f}\n", sha(b)));
+                }
+            }
+            ok(s)
+        }
+        ["sh", "-c", script, _, args @ ..] => {
+            let body = script.strip_prefix(plan::SH_PRELUDE).unwrap_or(script);
+            match body {
+                b if b == plan::INSTALL_SCRIPT => {
+                    let (method, pkgs) = args
+                        .split_first()
+                        .map(|(m, p)| (*m, p))
+                        .unwrap_or(("none", &[]));
+                    if method == "distro" || method == "docker-ce" {
+                        ct.docker_installed = true;
+                        ct.docker_active = true;
+                        ct.docker_driver = Some("overlay2".into());
+                    }
+                    for p in pkgs.iter().skip(if method == "docker-ce" { 1 } else { 0 }) {
+                        ct.packages.insert(p.to_string());
+                    }
+                    ok("")
+                }
+                b if b == plan::PUSH_CHECK_SCRIPT => {
+                    let (new, dest, want) = (args[0], args[1], args.get(2).copied().unwrap_or(""));
+                    let Some((bytes, mode)) = ct.files.remove(new) else {
+                        return Output::fail(1, format!("{new}: No such file\n"));
+                    };
+                    if !want.is_empty() && sha(&bytes) != want {
+                        return Output::fail(65, "checksum mismatch after push\n");
+                    }
+                    if !bytes.starts_with(b"\x7fELF") {
+                        return Output::fail(
+                            66,
+                            "fuse-overlayfs cannot run in this container: Exec format error\n",
+                        );
+                    }
+                    ct.links.remove(dest);
+                    ct.files.insert(dest.to_string(), (bytes, mode));
+                    ok("")
+                }
+                b if b == plan::DAEMON_SCRIPT => {
+                    let (new, dest) = (args[0], args[1]);
+                    if let Some(old) = ct.files.get(dest).cloned() {
+                        ct.files.insert(format!("{dest}.provision-backup"), old);
+                    }
+                    match ct.files.remove(new) {
+                        Some(f) => {
+                            ct.files.insert(dest.to_string(), f);
+                            ok("")
+                        }
+                        None => Output::fail(1, format!("mv: cannot stat '{new}'\n")),
+                    }
+                }
+                b if b == plan::RESTART_SCRIPT => {
+                    if !ct.docker_installed {
+                        return Output::fail(
+                            5,
+                            "Failed to restart docker.service: Unit docker.service not found.\n",
+                        );
+                    }
+                    let driver = ct
+                        .files
+                        .get(plan::DAEMON_JSON)
+                        .and_then(|(b, _)| plan::current_driver(Some(&String::from_utf8_lossy(b))))
+                        .unwrap_or_else(|| "overlay2".into());
+                    if driver == "fuse-overlayfs"
+                        && !ct.files.contains_key(plan::FUSE_DEST)
+                        && !ct.links.contains_key(plan::FUSE_DEST)
+                    {
+                        return Output::fail(
+                            1,
+                            "docker did not answer within 60 s after restart\n",
+                        );
+                    }
+                    ct.docker_driver = Some(driver);
+                    ct.docker_active = true;
+                    ok("")
+                }
+                b if b == plan::VERIFY_SCRIPT => {
+                    let want = args[0];
+                    let have = ct.docker_driver.clone().unwrap_or_default();
+                    if !ct.docker_active || have != want {
+                        return Output::fail(
+                            67,
+                            format!("docker reports storage driver '{have}', expected '{want}'\n"),
+                        );
+                    }
+                    if have == "fuse-overlayfs" && !ct.fuse_usable {
+                        return Output::fail(
+                            69,
+                            "docker run failed: fuse: failed to open /dev/fuse: Permission denied\n",
+                        );
+                    }
+                    ok(format!("docker runs containers on {have}\n"))
+                }
+                b if b == plan::STATE_SET => {
+                    let path = "/var/lib/provision/state".to_string();
+                    let old = ct
+                        .files
+                        .get(&path)
+                        .map(|(b, _)| String::from_utf8_lossy(b).into_owned())
+                        .unwrap_or_default();
+                    let mut lines: Vec<String> = old
+                        .lines()
+                        .filter(|l| !l.starts_with(&format!("{}=", args[0])))
+                        .map(String::from)
+                        .collect();
+                    lines.push(format!("{}={}", args[0], args[1]));
+                    ct.files
+                        .insert(path, ((lines.join("\n") + "\n").into_bytes(), 0o644));
+                    ok("")
+                }
+                b if b.contains("ln -sfn /usr/bin/fuse-overlayfs") => {
+                    if !ct.packages.contains("fuse-overlayfs") {
+                        return Output::fail(1, "");
+                    }
+                    ct.files.remove(plan::FUSE_DEST);
+                    ct.links
+                        .insert(plan::FUSE_DEST.into(), "/usr/bin/fuse-overlayfs".into());
+                    ok("")
+                }
+                _ => {
+                    ct.commands_run.push(inner.to_vec());
+                    ok("")
+                }
+            }
+        }
+        ["mkdir", "-p", ..] => ok(""),
+        ["mv", "-f", from, to] => match ct.files.remove(*from) {
+            Some(f) => {
+                ct.files.insert(to.to_string(), f);
+                ok("")
+            }
+            None => Output::fail(1, format!("mv: cannot stat '{from}'\n")),
+        },
+        ["chpasswd"] => {
+            ct.passwords.push(stdin.unwrap_or_default().to_vec());
+            ok("")
+        }
+        _ => {
+            ct.commands_run.push(inner.to_vec());
+            ok("")
+        }
+    }
+}
+
+fn b64(b: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for chunk in b.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+/// A fake node in an Arc, ready to be a node transport.
+pub fn fake_node() -> Arc<FakeNode> {
+    Arc::new(FakeNode::new())
+}
