@@ -39,7 +39,7 @@ pub struct Storage {
     pub status: String,
     /// Available KiB.
     pub avail_kib: u64,
-    /// Content types, when known (from `pvesm status --content`).
+    /// `rootdir` when it may hold container roots, `-rootdir` when not, empty when unknown.
     pub content: Vec<String>,
 }
 
@@ -402,8 +402,25 @@ pub fn gather_node(node: &dyn Transport) -> Result<NodeFacts> {
         );
     }
     let guests = parse_resources(&out.stdout_text())?;
+    // Storages that may hold container root disks: `pvesm status` has no content column.
+    let st = crate::transport::run_ok(
+        node,
+        &Cmd::new("pvesm").args(["status", "--content", "rootdir"]),
+        None,
+    )?;
+    let rootdir: Vec<String> = parse_pvesm_status(&st.stdout_text())
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
     let st = crate::transport::run_ok(node, &Cmd::new("pvesm").arg("status"), None)?;
-    let storages = parse_pvesm_status(&st.stdout_text());
+    let mut storages = parse_pvesm_status(&st.stdout_text());
+    for s in &mut storages {
+        s.content = if rootdir.contains(&s.name) {
+            vec!["rootdir".to_string()]
+        } else {
+            vec!["-rootdir".to_string()]
+        };
+    }
     let zfs_version = if storages.iter().any(|s| s.kind == "zfspool") {
         let o = node.run(&Cmd::new("cat").arg("/sys/module/zfs/version"), None)?;
         o.success().then(|| o.stdout_text().trim().to_string())

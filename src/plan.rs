@@ -26,6 +26,12 @@ pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 pub const PROBE_IMAGE: &str = "provision-probe:1";
 /// Where a URL-sourced fuse-overlayfs is cached on the node.
 pub const NODE_CACHE_DIR: &str = "/var/cache/provision";
+
+/// The node cache file of a URL-sourced fuse-overlayfs: named after its SHA-256, so a second
+/// run (or another container) reuses a download only when it is the very binary asked for.
+pub fn fuse_cache_path(sha256: &str) -> String {
+    format!("{NODE_CACHE_DIR}/fuse-overlayfs-{sha256}")
+}
 /// Newest template per short form in the PVE index when this version was made (used only to
 /// show a plan where no index can be read).
 pub const KNOWN_TEMPLATES: &[(&str, &str)] = &[
@@ -435,31 +441,58 @@ fn zfs_major_minor(v: &str) -> Option<(u32, u32)> {
 }
 
 /// Decides the storage driver `auto` stands for, from the rootfs storage type and ZFS version.
+///
+/// Only a `zfspool` root disk is a ZFS dataset (a subvolume); on every other storage type that
+/// allows container root disks, PVE makes an ext4 filesystem (on a volume, or a raw image file
+/// on dir/nfs/cifs storages) or a btrfs subvolume, and those host overlayfs. So the choice is
+/// fuse-overlayfs for a zfspool root disk on ZFS older than 2.2 (or of unknown version), and
+/// overlay2 otherwise.
 pub fn decide_driver(storage_type: Option<&str>, zfs_version: Option<&str>) -> (Driver, String) {
     match storage_type {
         Some("zfspool") => match zfs_version.and_then(zfs_major_minor) {
             Some(v) if v >= (2, 2) => (
                 Driver::Overlay2,
-                format!("the root disk is a ZFS dataset on ZFS {}, which hosts overlayfs (2.2 or later)", zfs_version.unwrap_or("")),
+                format!(
+                    "the root disk is a ZFS dataset on ZFS {}, which hosts overlayfs (2.2 or later)",
+                    zfs_version.unwrap_or("")
+                ),
             ),
             Some(_) => (
                 Driver::FuseOverlayfs,
-                format!("the root disk is a ZFS dataset on ZFS {}, older than 2.2, which cannot host overlayfs", zfs_version.unwrap_or("")),
+                format!(
+                    "the root disk is a ZFS dataset on ZFS {}, older than 2.2, which cannot host overlayfs",
+                    zfs_version.unwrap_or("")
+                ),
             ),
             None => (
                 Driver::FuseOverlayfs,
-                "the root disk is a ZFS dataset and the ZFS version is unknown; fuse-overlayfs is the safe choice".to_string(),
+                "the root disk is a ZFS dataset and the host's ZFS version is unknown (no /sys/module/zfs/version); fuse-overlayfs is the safe choice".to_string(),
             ),
         },
+        Some("btrfs") => (
+            Driver::Overlay2,
+            "the root disk storage is of type btrfs (a btrfs subvolume), which hosts overlayfs"
+                .to_string(),
+        ),
         Some(t) => (
             Driver::Overlay2,
-            format!("the root disk storage is of type {t}, which hosts overlayfs"),
+            format!(
+                "the root disk storage is of type {t} (an ext4 filesystem on a volume or image file), which hosts overlayfs"
+            ),
         ),
         None => (
             Driver::Overlay2,
             "the root disk storage is unknown here (no node); overlay2 unless it is ZFS older than 2.2".to_string(),
         ),
     }
+}
+
+/// The storage an existing container's root disk is on (from its `rootfs` volume id).
+fn rootfs_storage(ct: Option<&CtConfig>) -> Option<String> {
+    let rootfs = ct?.effective("rootfs")?;
+    let m = parse_property_string(rootfs, "volume");
+    let (storage, _) = m.get("volume")?.split_once(':')?;
+    Some(storage.to_string())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -734,10 +767,15 @@ pub fn plan_node(
         ..NodePlan::default()
     };
     plan.notes.extend(p.warnings.iter().cloned());
-    // Driver.
+    // Driver. An existing container's root disk decides, wherever the profile now points.
     let storage = nf.storages.iter().find(|s| s.name == p.rootfs.storage);
-    let (auto_driver, auto_reason) =
-        decide_driver(storage.map(|s| s.kind.as_str()), nf.zfs_version.as_deref());
+    let disk_storage = rootfs_storage(ct).unwrap_or_else(|| p.rootfs.storage.clone());
+    let disk_kind = nf
+        .storages
+        .iter()
+        .find(|s| s.name == disk_storage)
+        .map(|s| s.kind.as_str());
+    let (auto_driver, auto_reason) = decide_driver(disk_kind, nf.zfs_version.as_deref());
     if p.docker.install != "none" {
         match p.docker.storage_driver {
             Driver::Auto => {
@@ -752,10 +790,29 @@ pub fn plan_node(
                         "hint: storage_driver = \"auto\" would pick overlay2 here ({auto_reason}); overlay2 is much faster than fuse-overlayfs"
                     ));
                 }
+                if d == Driver::Overlay2
+                    && auto_driver == Driver::FuseOverlayfs
+                    && nf.zfs_version.is_some()
+                {
+                    plan.notes.push(format!(
+                        "warning: the profile sets overlay2, but {auto_reason}: Docker will not start with overlay2 here; use storage_driver = \"auto\" or \"fuse-overlayfs\""
+                    ));
+                }
             }
         }
         if plan.driver == Some(Driver::FuseOverlayfs) && !p.features.fuse {
-            bail!("the storage driver is fuse-overlayfs but the profile disables the fuse feature");
+            let why = match p.docker.storage_driver {
+                Driver::Auto => format!("storage_driver = \"auto\" picks fuse-overlayfs here ({auto_reason})"),
+                _ => "the profile sets storage_driver = \"fuse-overlayfs\"".to_string(),
+            };
+            return Err(crate::error::InputErrors(vec![crate::error::InputError::whole(
+                format!("profile {}", p.name),
+                "features.fuse",
+                format!(
+                    "{why}, which needs the container's fuse feature, but the profile has fuse off; set features.fuse = true, or storage_driver = \"vfs\" (slow, copies every layer), or put the root disk on a storage that hosts overlayfs (ZFS 2.2 or later, lvmthin, dir) so that overlay2 works"
+                ),
+            )])
+            .into());
         }
     }
     if nf.pve {
@@ -770,10 +827,17 @@ pub fn plan_node(
                     );
                 }
             }
-            Some(s) if !s.content.is_empty() && !s.content.iter().any(|c| c == "rootdir") => {
+            Some(s) if existing.is_none() && s.content.iter().any(|c| c == "-rootdir") => {
+                let ok: Vec<&str> = nf
+                    .storages
+                    .iter()
+                    .filter(|s| s.content.iter().any(|c| c == "rootdir"))
+                    .map(|s| s.name.as_str())
+                    .collect();
                 bail!(
-                    "storage {:?} does not allow container root disks (content rootdir)",
-                    s.name
+                    "storage {:?} does not allow container root disks (its content lacks rootdir); storages that do: {}",
+                    s.name,
+                    ok.join(", ")
                 );
             }
             _ => {}
@@ -1050,12 +1114,17 @@ pub fn plan_inside(
         if let Some(cur) = current_driver(f.daemon_json.as_deref())
             && cur != driver.as_str()
             && f.docker_installed
-            && !opts.allow_storage_switch
         {
-            bail!(
-                "Docker in this container uses storage-driver {cur}; switching to {} loses its images and containers. Refusing; run with --allow-storage-switch to do it anyway",
+            if !opts.allow_storage_switch {
+                bail!(
+                    "Docker in this container uses storage-driver {cur}; switching to {} loses its images and containers. Refusing; run with --allow-storage-switch to do it anyway",
+                    driver.as_str()
+                );
+            }
+            plan.notes.push(format!(
+                "switching Docker's storage driver from {cur} to {} (--allow-storage-switch): the images and containers stored with {cur} are no longer visible to Docker (their data stays under /var/lib/docker until removed)",
                 driver.as_str()
-            );
+            ));
         }
         // fuse-overlayfs binary.
         if driver == Driver::FuseOverlayfs {
@@ -1073,9 +1142,7 @@ pub fn plan_inside(
                 }
                 FuseSource::Node { path, .. } | FuseSource::Url { url: path, .. } => {
                     let node_path = match &p.docker.fuse_overlayfs {
-                        FuseSource::Url { sha256, .. } => {
-                            format!("{NODE_CACHE_DIR}/fuse-overlayfs-{sha256}")
-                        }
+                        FuseSource::Url { sha256, .. } => fuse_cache_path(sha256),
                         _ => path.clone(),
                     };
                     match (&src.fuse_sha256, &f.fuse_overlayfs_sha256) {
@@ -1214,23 +1281,66 @@ case "$method" in
 esac
 apt-get install -y -q --no-install-recommends $pkgs"#;
 
-/// In-container script (see its use in [`Step::actions`]).
+/// Checks a pushed fuse-overlayfs binary before it replaces the one Docker uses: its SHA-256,
+/// that it is an ELF executable for this container's architecture, and that it runs here
+/// (`--version`: a missing shared library such as libfuse3 shows now, not when dockerd starts).
+/// A binary that fails is removed; the error says which check failed and how to fix it.
+/// Args: staged file, destination, expected SHA-256 (may be empty).
 pub const PUSH_CHECK_SCRIPT: &str = r#"new=$1; dest=$2; want=$3
+refuse() { rm -f "$new"; echo "fuse-overlayfs cannot run in this container: $*" >&2; exit 66; }
 if [ -n "$want" ]; then
   have=$(sha256sum "$new" | cut -d' ' -f1)
   if [ "$have" != "$want" ]; then rm -f "$new"; echo "checksum mismatch after push: got $have, expected $want" >&2; exit 65; fi
 fi
+magic=$(od -An -tx1 -N4 "$new" | tr -d ' \n')
+if [ "$magic" != 7f454c46 ]; then
+  refuse "it is not an ELF executable (a script or a damaged file?). Put the real fuse-overlayfs binary there, or use docker.fuse_overlayfs.source = \"package\""
+fi
+here=$(uname -m)
+mach=$(od -An -tx1 -j18 -N2 "$new" | tr -d ' \n')
+case "$here" in
+  x86_64) ok=3e00 ;; aarch64|arm64) ok=b700 ;; i?86) ok=0300 ;; armv*) ok=2800 ;;
+  riscv64) ok=f300 ;; ppc64le) ok=1500 ;; s390x) ok=0016 ;; *) ok=$mach ;;
+esac
+if [ "$mach" != "$ok" ]; then
+  case "$mach" in
+    3e00) built=x86_64 ;; b700) built=aarch64 ;; 0300) built=i386 ;; 2800) built=arm ;;
+    f300) built=riscv64 ;; 1500) built=ppc64le ;; 0016) built=s390x ;; *) built="ELF machine 0x$mach" ;;
+  esac
+  refuse "wrong architecture: the binary is built for $built, this container is $here. Use a fuse-overlayfs built for $here, or docker.fuse_overlayfs.source = \"package\""
+fi
 chown 0:0 "$new"
 if ! out=$("$new" --version 2>&1); then
-  rm -f "$new"
   case "$out" in
-    *"cannot open shared object"*|*"error while loading shared libraries"*) echo "fuse-overlayfs cannot run in this container: $out. Install the matching libfuse3 package, or use docker.fuse_overlayfs.source = \"package\" (or a static build)" >&2 ;;
-    *"Exec format error"*|*"cannot execute"*) echo "fuse-overlayfs cannot run in this container: wrong architecture ($out). Use a binary built for this architecture, or source = \"package\"" >&2 ;;
-    *) echo "fuse-overlayfs --version failed in this container: $out" >&2 ;;
+    *"error while loading shared libraries"*|*"cannot open shared object"*)
+      lib=$(printf '%s\n' "$out" | sed -n 's/.*error while loading shared libraries: \([^:]*\):.*/\1/p' | head -n 1)
+      refuse "missing shared library ${lib:-(see below)}: the binary was built against other libraries than this container has. Install the package that provides ${lib:-it} (libfuse3.so.* comes with the distribution's libfuse3 package), use a build for this distribution or a static build, or use docker.fuse_overlayfs.source = \"package\". The loader said: $out" ;;
+    *) refuse "\`fuse-overlayfs --version\` failed: $out" ;;
   esac
-  exit 66
 fi
 mv -f "$new" "$dest""#;
+
+/// Makes the distribution package's fuse-overlayfs the one Docker uses, and proves it runs.
+/// Args: destination (the link).
+pub const LINK_PACKAGE_SCRIPT: &str = r#"if [ ! -x /usr/bin/fuse-overlayfs ]; then echo "the fuse-overlayfs package did not install /usr/bin/fuse-overlayfs; is it installed (apt-get install fuse-overlayfs)?" >&2; exit 66; fi
+mkdir -p /usr/local/bin; ln -sfn /usr/bin/fuse-overlayfs "$1"
+if ! out=$("$1" --version 2>&1); then echo "fuse-overlayfs from the package does not run in this container: $out" >&2; exit 66; fi"#;
+
+/// Node script: downloads fuse-overlayfs once into the node's cache and keeps it only when its
+/// SHA-256 is the expected one. The cache directory is owner-only (0700), the binary 0755; the
+/// download goes to a unique temporary name that is removed on every failure, so a cut or
+/// wrong download never leaves a file that a later run could take for the real one, and two
+/// runs fetching at once do not collide. Args: URL, destination, expected SHA-256.
+pub const FETCH_SCRIPT: &str = r#"set -eu; umask 077
+url=$1; dest=$2; want=$3; dir=$(dirname "$dest")
+mkdir -p "$dir"; chmod 0700 "$dir"
+t=$(mktemp "$dest.part.XXXXXX")
+trap 'rm -f "$t"' EXIT
+trap 'rm -f "$t"; exit 130' INT TERM
+if ! curl -fsSL --proto '=https,http' --retry 2 -o "$t" "$url"; then echo "downloading $url failed; nothing was kept" >&2; exit 1; fi
+have=$(sha256sum "$t" | cut -d' ' -f1)
+if [ "$have" != "$want" ]; then echo "downloaded fuse-overlayfs has sha256 $have, expected $want: refused, nothing was kept" >&2; exit 65; fi
+chmod 0755 "$t"; mv -f "$t" "$dest""#;
 
 /// In-container script (see its use in [`Step::actions`]).
 pub const DAEMON_SCRIPT: &str = r#"new=$1; dest=$2
@@ -1359,10 +1469,13 @@ impl Step {
                 Action::Node(Cmd::new("pveam").args(["list", storage])),
             ],
             Step::FetchFuseOverlayfs { url, sha256 } => {
-                let dest = format!("{NODE_CACHE_DIR}/fuse-overlayfs-{sha256}");
-                vec![Action::Node(Cmd::new("sh").arg("-c").arg(
-                    r#"set -eu; umask 077; mkdir -p "$(dirname "$2")"; t="$2.part"; curl -fsSL --proto '=https,http' -o "$t" "$1"; have=$(sha256sum "$t" | cut -d' ' -f1); if [ "$have" != "$3" ]; then rm -f "$t"; echo "downloaded fuse-overlayfs has sha256 $have, expected $3: refused" >&2; exit 65; fi; chmod 0755 "$t"; mv -f "$t" "$2""#,
-                ).args(["provision", url, &dest, sha256]))]
+                let dest = fuse_cache_path(sha256);
+                vec![Action::Node(
+                    Cmd::new("sh")
+                        .arg("-c")
+                        .arg(FETCH_SCRIPT)
+                        .args(["provision", url, &dest, sha256]),
+                )]
             }
             Step::Create {
                 fixed_vmid: _,
@@ -1440,13 +1553,9 @@ impl Step {
                     ),
                 ]
             }
-            Step::LinkPackageFuseOverlayfs => vec![Action::Inside(
-                sh(
-                    r#"test -x /usr/bin/fuse-overlayfs; mkdir -p /usr/local/bin; ln -sfn /usr/bin/fuse-overlayfs "$1""#,
-                    &[FUSE_DEST],
-                ),
-                None,
-            )],
+            Step::LinkPackageFuseOverlayfs => {
+                vec![Action::Inside(sh(LINK_PACKAGE_SCRIPT, &[FUSE_DEST]), None)]
+            }
             Step::WriteDaemonJson { content, .. } => {
                 let tmp = format!("{DAEMON_JSON}.provision-new");
                 let bytes = content.as_bytes().to_vec();
@@ -1729,6 +1838,8 @@ mod tests {
         for s in [
             INSTALL_SCRIPT,
             PUSH_CHECK_SCRIPT,
+            LINK_PACKAGE_SCRIPT,
+            FETCH_SCRIPT,
             DAEMON_SCRIPT,
             RESTART_SCRIPT,
             VERIFY_SCRIPT,

@@ -383,11 +383,19 @@ impl FakeState {
                     .collect();
                 ok(serde_json::to_string(&v).unwrap_or_default())
             }
-            ["pvesm", "status", ..] => {
+            ["pvesm", "status", rest @ ..] => {
+                let want = match rest {
+                    ["--content", c] => Some(c.to_string()),
+                    _ => None,
+                };
                 let mut s = String::from(
                     "Name             Type     Status           Total            Used       Available        %\n",
                 );
-                for (n, t, _) in &self.storages {
+                for (n, t, _) in self
+                    .storages
+                    .iter()
+                    .filter(|(_, _, c)| want.as_ref().is_none_or(|w| c.contains(w)))
+                {
                     s.push_str(&format!("{n:<16} {t:<8} active       100000000        10000000        90000000   10.00%\n"));
                 }
                 ok(s)

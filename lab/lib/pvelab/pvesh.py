@@ -1,0 +1,269 @@
+"""`pvesh get` of the lab node: the API paths the tool reads, as a one-node cluster answers them."""
+
+import json
+import os
+import re
+import sys
+
+from . import conf as pveconf
+from . import lxc, pct, schema, storage
+from .common import PVEError, node_name, param_error, require_lab
+
+USAGE_GET = "pvesh get <api_path> [OPTIONS] [FORMAT_OPTIONS]"
+FORMAT_OPTS = {
+    "output-format": {"type": "string", "enum": ["text", "json", "json-pretty", "yaml"], "optional": True},
+    "noborder": {"type": "boolean", "optional": True},
+    "noheader": {"type": "boolean", "optional": True},
+    "human-readable": {"type": "boolean", "optional": True},
+    "quiet": {"type": "boolean", "optional": True},
+}
+VMID_OPT = {"type": "integer", "format": "pve-vmid", "minimum": 100, "maximum": 999999999, "optional": True}
+CONTENT = {"type": "string", "optional": True}
+
+
+def vm_resource(vmid):
+    st = pct.status_current(vmid)
+    r = {
+        "id": "lxc/%d" % vmid, "type": "lxc", "vmid": vmid, "name": st["name"], "node": node_name(),
+        "status": st["status"], "template": st.get("template", 0), "maxmem": st["maxmem"], "mem": st["mem"],
+        "maxcpu": st["cpus"], "cpu": 0, "maxdisk": st["maxdisk"], "disk": 0, "uptime": st["uptime"],
+        "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0, "hastate": None,
+    }
+    r.pop("hastate")
+    if st.get("tags"):
+        r["tags"] = st["tags"]
+    if st.get("lock"):
+        r["lock"] = st["lock"]
+    return r
+
+
+def storage_resources():
+    out = []
+    for s in storage.status_list():
+        out.append({"id": "storage/%s/%s" % (node_name(), s["storage"]), "type": "storage",
+                    "storage": s["storage"], "node": node_name(), "status": "available",
+                    "content": s["content"], "plugintype": s["type"], "shared": 0,
+                    "maxdisk": s["total"], "disk": s["used"]})
+    return out
+
+
+def node_resource():
+    return {"id": "node/%s" % node_name(), "type": "node", "node": node_name(), "status": "online",
+            "maxcpu": os.cpu_count() or 1, "cpu": 0, "maxmem": _memtotal(), "mem": 0,
+            "uptime": int(float(open("/proc/uptime").read().split()[0])), "level": ""}
+
+
+def _memtotal():
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def ct_list():
+    out = []
+    for vmid in pveconf.list_vmids():
+        try:
+            st = pct.status_current(vmid)
+        except PVEError:
+            continue
+        st.pop("ha", None)
+        out.append(st)
+    return out
+
+
+def routes():
+    """[(regex, {params}, handler(match, opts))]"""
+    n = r"(?P<node>[^/]+)"
+    v = r"(?P<vmid>[^/]+)"
+    return [
+        (r"/version", {}, lambda m, o: {"version": "9.1.1", "release": "9.1", "repoid": "provision-lab"}),
+        (r"/nodes", {}, lambda m, o: [dict(node_resource(), id="node/%s" % node_name(), ssl_fingerprint="")]),
+        (r"/nodes/%s" % n, {}, lambda m, o: [{"name": x} for x in ("lxc", "status", "storage", "version")]),
+        (r"/nodes/%s/status" % n, {}, lambda m, o: {"uptime": node_resource()["uptime"],
+                                                     "cpuinfo": {"cpus": os.cpu_count() or 1},
+                                                     "memory": {"total": _memtotal()},
+                                                     "pveversion": "pve-manager/9.1.1/provision-lab"}),
+        (r"/nodes/%s/version" % n, {}, lambda m, o: {"version": "9.1.1", "release": "9.1", "repoid": "provision-lab"}),
+        (r"/nodes/%s/storage" % n, {"content": CONTENT, "storage": {"type": "string", "format": "pve-storage-id", "optional": True},
+                                    "enabled": {"type": "boolean", "optional": True},
+                                    "format": {"type": "boolean", "optional": True},
+                                    "target": {"type": "string", "optional": True}},
+         lambda m, o: [dict(s, total=s["total"], used=s["used"], avail=s["avail"])
+                       for s in storage.status_list(o.get("content"), o.get("storage"))]),
+        (r"/nodes/%s/storage/(?P<sid>[^/]+)/content" % n, {"content": CONTENT, "vmid": VMID_OPT}, storage_content),
+        (r"/nodes/%s/lxc" % n, {}, lambda m, o: ct_list()),
+        (r"/nodes/%s/lxc/%s" % (n, v), {}, lambda m, o: _ct(m) and [{"subdir": s} for s in
+                                                                ("config", "pending", "status", "interfaces")]),
+        (r"/nodes/%s/lxc/%s/status" % (n, v), {}, lambda m, o: _ct(m) and [{"subdir": "current"}]),
+        (r"/nodes/%s/lxc/%s/status/current" % (n, v), {}, lambda m, o: pct.status_current(_ct(m))),
+        (r"/nodes/%s/lxc/%s/config" % (n, v), {"current": {"type": "boolean", "optional": True},
+                                               "snapshot": {"type": "string", "optional": True}}, ct_config),
+        (r"/nodes/%s/lxc/%s/pending" % (n, v), {}, lambda m, o: pct.pending_items(_ct(m))),
+        (r"/nodes/%s/lxc/%s/interfaces" % (n, v), {}, ct_interfaces),
+        (r"/cluster/nextid", {"vmid": VMID_OPT}, nextid),
+        (r"/cluster/resources", {"type": {"type": "string", "enum": ["vm", "storage", "node", "sdn"], "optional": True}},
+         resources),
+        (r"/cluster/status", {}, lambda m, o: [{"type": "node", "name": node_name(), "id": "node/%s" % node_name(),
+                                                 "online": 1, "local": 1, "nodeid": 1, "ip": "127.0.0.1", "level": ""}]),
+    ]
+
+
+def _ct(m):
+    vmid = m.group("vmid")
+    errors = {}
+    schema.check_prop(vmid, dict(VMID_OPT, optional=False), "vmid", errors)
+    if errors:
+        raise param_error(errors, USAGE_GET)
+    vmid = int(vmid)
+    if not pveconf.exists(vmid):
+        raise pveconf.not_found(vmid)
+    return vmid
+
+
+def storage_content(m, o):
+    sid = m.group("sid")
+    storage.check_exists(sid)
+    res = [dict(t, content="vztmpl") for t in storage.list_templates(sid)]
+    base = os.path.join(storage.path_of(sid), "images")
+    if os.path.isdir(base):
+        for vmid in sorted(os.listdir(base)):
+            for v in sorted(os.listdir(os.path.join(base, vmid))):
+                res.append({"volid": "%s:%s/%s" % (sid, vmid, v), "content": "rootdir", "format": "raw",
+                            "vmid": int(vmid), "size": 0})
+    if o.get("content"):
+        res = [r for r in res if r["content"] == o["content"]]
+    if o.get("vmid"):
+        res = [r for r in res if r.get("vmid") == int(o["vmid"])]
+    return res
+
+
+def ct_config(m, o):
+    vmid = _ct(m)
+    if o.get("snapshot"):
+        raise PVEError("snapshot '%s' does not exist" % o["snapshot"])
+    c = pct.config_view(vmid, o.get("current") == "1")
+    props = pct.api_props("pct-set")
+    return {k: (schema.typed(k, v, props) if k != "digest" else v) for k, v in c.items()}
+
+
+def ct_interfaces(m, o):
+    vmid = _ct(m)
+    if not lxc.is_running(vmid):
+        raise PVEError("CT %d not running" % vmid)
+    return lxc.interfaces(vmid)
+
+
+def nextid(m, o):
+    used = set(pveconf.list_vmids())
+    if o.get("vmid"):
+        v = int(o["vmid"])
+        if v in used:
+            raise param_error({"vmid": "VM %d already exists" % v}, USAGE_GET)
+        return str(v)
+    i = 100
+    while i in used:
+        i += 1
+    return str(i)
+
+
+def resources(m, o):
+    t = o.get("type")
+    res = []
+    if t in (None, "vm"):
+        for vmid in pveconf.list_vmids():
+            try:
+                res.append(vm_resource(vmid))
+            except PVEError:
+                continue
+    if t in (None, "storage"):
+        res += storage_resources()
+    if t in (None, "node"):
+        res.append(node_resource())
+    return res
+
+
+def render(data, fmt):
+    if fmt == "json":
+        return json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n"
+    if fmt == "json-pretty":
+        return json.dumps(data, indent=4, sort_keys=True) + "\n"
+    if fmt == "yaml":
+        return _yaml(data)
+    # text
+    if data is None:
+        return ""
+    if not isinstance(data, (dict, list)):
+        return "%s\n" % data
+    if isinstance(data, dict):
+        w = max([len(k) for k in data] + [1])
+        return "".join("%-*s %s\n" % (w, k, json.dumps(v) if isinstance(v, (dict, list)) else v)
+                       for k, v in sorted(data.items()))
+    if data and all(isinstance(r, dict) for r in data):
+        cols = sorted({k for r in data for k in r})
+        rows = [[("" if r.get(c) is None else str(r.get(c))) for c in cols] for r in data]
+        ws = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
+        line = lambda vals: " ".join(v.ljust(ws[i]) for i, v in enumerate(vals)).rstrip() + "\n"
+        return line(cols) + "".join(line(r) for r in rows)
+    return "".join("%s\n" % x for x in data)
+
+
+def _yaml(d, ind=0):
+    pad = " " * ind
+    if isinstance(d, dict):
+        return "".join("%s%s:%s" % (pad, k, (" %s\n" % json.dumps(v)) if not isinstance(v, (dict, list))
+                                    else "\n" + _yaml(v, ind + 2)) for k, v in sorted(d.items())) or "{}\n"
+    if isinstance(d, list):
+        return "".join("%s- %s" % (pad, _yaml(x, ind + 2).lstrip()) for x in d) or "[]\n"
+    return "%s%s\n" % (pad, json.dumps(d))
+
+
+def cmd_get(args):
+    # the API path is the first non-option argument
+    path = None
+    rest = []
+    for a in args:
+        if path is None and not a.startswith("-"):
+            path = a
+        else:
+            rest.append(a)
+    if path is None:
+        raise PVEError("not enough arguments", code=400, usage=USAGE_GET)
+    p = "/" + path.strip("/")
+    p = re.sub(r"/+", "/", p)
+    require_lab()
+    for rx, params, handler in routes():
+        m = re.fullmatch(rx, p)
+        if not m:
+            continue
+        props = dict(FORMAT_OPTS)
+        props.update(params)
+        o = schema.parse_and_validate(rest, props, [], USAGE_GET)
+        if "node" in m.groupdict() and m.group("node") not in (node_name(), "localhost"):
+            nn = m.group("node")
+            raise PVEError("hostname lookup '%s' failed - failed to get address info for: %s: "
+                           "Name or service not known" % (nn, nn))
+        data = handler(m, o)
+        sys.stdout.write(render(data, o.get("output-format", "text")))
+        return 0
+    raise PVEError("no 'get' handler for '%s'" % p)
+
+
+def usage_all(err):
+    return ("ERROR: %s\nUSAGE: pvesh <COMMAND> [ARGS] [OPTIONS]\n       %s\n"
+            "       (the lab node answers 'get' only)\n" % (err, USAGE_GET))
+
+
+def main(argv):
+    if not argv:
+        sys.stderr.write(usage_all("no command specified"))
+        return 255
+    if argv[0] == "get":
+        return cmd_get(argv[1:])
+    if argv[0] in ("ls", "set", "create", "delete", "usage", "help"):
+        raise PVEError("lab node: 'pvesh %s' is not implemented (only 'pvesh get')" % argv[0])
+    sys.stderr.write(usage_all("unknown command 'pvesh %s'" % argv[0]))
+    return 255

@@ -1,0 +1,246 @@
+//! End-to-end on the LXC lab node (lab/): the real binary, real `pct`-compatible commands, real
+//! unprivileged LXC containers and real Docker inside. Checks are made from outside, through
+//! `lxc-attach`, never through the tool.
+//!
+//! These run wherever `./run-tests` runs (CI included): the lab must be up (`PROVISION_LAB=1`).
+//! When it is not, they fail and say why, unless `PROVISION_SKIP_LAB=1` asks to skip them.
+
+use provision::transport::fake::is_changing;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// What `lab/labctl up` exported.
+#[derive(Clone, Debug)]
+pub struct Lab {
+    pub state: PathBuf,
+    pub log: PathBuf,
+    pub template: String,
+    pub storage: String,
+}
+
+/// The lab, or None when skipping was asked for. Panics with the reason otherwise.
+pub fn lab() -> Option<Lab> {
+    if std::env::var("PROVISION_LAB").as_deref() != Ok("1") {
+        if std::env::var("PROVISION_SKIP_LAB").as_deref() == Ok("1") {
+            eprintln!("lab test skipped: PROVISION_SKIP_LAB=1");
+            return None;
+        }
+        panic!(
+            "the LXC lab is not up (PROVISION_LAB is not 1). Run the suite with ./run-tests (it brings the lab up), \
+             or `eval \"$(lab/labctl up)\"` first as root; set PROVISION_SKIP_LAB=1 to skip lab tests explicitly"
+        );
+    }
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set although PROVISION_LAB=1"));
+    Some(Lab {
+        state: PathBuf::from(var("PROVISION_LAB_STATE")),
+        log: PathBuf::from(var("PROVISION_LAB_LOG")),
+        template: var("PROVISION_LAB_TEMPLATE"),
+        storage: std::env::var("PROVISION_LAB_STORAGE").unwrap_or_else(|_| "labct".into()),
+    })
+}
+
+impl Lab {
+    /// Writes a profile for the lab (its template and storage) that extends `base`.
+    pub fn profile(&self, dir: &Path, name: &str, base: &str, extra: &str) -> PathBuf {
+        let p = dir.join(format!("{name}.toml"));
+        let text = format!(
+            "extends = \"{base}\"\ntemplate = \"{}\"\nmemory = 1024\n{extra}\n[rootfs]\nstorage = \"{}\"\nsize = 4\n",
+            self.template, self.storage
+        );
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Runs a command inside container `vmid` from outside (lxc-attach), returning stdout.
+    pub fn attach(&self, vmid: u32, args: &[&str]) -> Output {
+        Command::new("lxc-attach")
+            .arg("-P")
+            .arg(self.state.join("lxc"))
+            .args(["-n", &vmid.to_string(), "--clear-env", "--set-var", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "--"])
+            .args(args)
+            .output()
+            .expect("lxc-attach runs")
+    }
+
+    /// stdout of a successful attach.
+    pub fn attach_ok(&self, vmid: u32, args: &[&str]) -> String {
+        let o = self.attach(vmid, args);
+        assert!(o.status.success(), "inside ct {vmid}: {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Size of the invocation log now (a mark to read what comes after).
+    pub fn log_mark(&self) -> u64 {
+        std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Invocations after `mark` (argv lists).
+    pub fn invocations_since(&self, mark: u64) -> Vec<Vec<String>> {
+        let text = std::fs::read(&self.log).unwrap_or_default();
+        let tail = &text[(mark as usize).min(text.len())..];
+        String::from_utf8_lossy(tail)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| {
+                v["argv"]
+                    .as_array()
+                    .map(|a| a.iter().map(|x| x.as_str().unwrap_or("").to_string()).collect())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// The VMID of the container named `name`, if any.
+    pub fn vmid_of(&self, name: &str) -> Option<u32> {
+        let out = Command::new("pvesh")
+            .args(["get", "/cluster/resources", "--type", "vm", "--output-format", "json"])
+            .output()
+            .expect("pvesh runs");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("pvesh json");
+        v.as_array()?.iter().find(|g| g["name"] == name).and_then(|g| g["vmid"].as_u64()).map(|x| x as u32)
+    }
+}
+
+/// The lab host's fuse-overlayfs (Debian 12's package) as the node-file source: it matches the
+/// Debian 12 template's libfuse3.
+pub const LAB_FUSE: &str = "[docker.fuse_overlayfs]\nsource = \"node\"\npath = \"/usr/bin/fuse-overlayfs\"";
+
+/// Destroys the named container when dropped (test cleanup, also on panic).
+pub struct Cleanup(pub Lab, pub Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for name in &self.1 {
+            if let Some(id) = self.0.vmid_of(name) {
+                let id = id.to_string();
+                let _ = Command::new("pct").args(["stop", &id]).output();
+                let _ = Command::new("pct").args(["destroy", &id, "--purge"]).output();
+            }
+        }
+    }
+}
+
+pub fn provision(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_provision"))
+        .args(args)
+        .env("CI", "1")
+        .output()
+        .expect("provision runs");
+    let _ = std::io::stderr().write_all(&out.stderr);
+    out
+}
+
+fn report(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("report is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn docker_on_fuse_overlayfs_in_a_real_unprivileged_container_and_second_run_changes_nothing() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(lab.clone(), vec!["e2e1".into()]);
+    // The container first without Docker, so that the test can put a user key into daemon.json
+    // before provision configures Docker.
+    let plain = lab.profile(dir.path(), "plain", "docker", "[docker]\ninstall = \"none\"");
+    let out = provision(&["e2e1", "--profile", plain.to_str().unwrap(), "--yes", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let vmid = lab.vmid_of("e2e1").expect("e2e1 exists");
+    lab.attach_ok(vmid, &["sh", "-c", "mkdir -p /etc/docker && printf '{\"log-level\": \"warn\"}\\n' > /etc/docker/daemon.json"]);
+
+    let full = lab.profile(dir.path(), "lab-docker", "docker", LAB_FUSE);
+    let args = ["e2e1", "--profile", full.to_str().unwrap(), "--yes", "--output", "json"];
+    let out = provision(&args);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    let c = &r["containers"][0];
+    assert_eq!(c["outcome"], "changed", "{c:#}");
+    assert_eq!(c["verified"], true);
+    assert_eq!(c["driver"], "fuse-overlayfs");
+
+    // From outside: unprivileged with the features.
+    let uid_map = lab.attach_ok(vmid, &["cat", "/proc/self/uid_map"]);
+    assert_eq!(uid_map.split_whitespace().collect::<Vec<_>>(), ["0", "100000", "65536"], "{uid_map}");
+    let cfg = Command::new("pct").args(["config", &vmid.to_string()]).output().unwrap();
+    let cfg = String::from_utf8_lossy(&cfg.stdout);
+    assert!(cfg.contains("features: fuse=1,keyctl=1,mknod=1,nesting=1"), "{cfg}");
+    assert!(cfg.contains("unprivileged: 1"), "{cfg}");
+    // The binary: in place, 0755, root-owned inside.
+    assert_eq!(lab.attach_ok(vmid, &["stat", "-c", "%a %U", "/usr/local/bin/fuse-overlayfs"]).trim(), "755 root");
+    // daemon.json: fuse-overlayfs and the user's key.
+    let dj: serde_json::Value = serde_json::from_str(&lab.attach_ok(vmid, &["cat", "/etc/docker/daemon.json"])).unwrap();
+    assert_eq!(dj["storage-driver"], "fuse-overlayfs");
+    assert_eq!(dj["log-level"], "warn");
+    assert_eq!(dj["features"]["containerd-snapshotter"], false);
+    // Docker really runs a container on fuse-overlayfs.
+    assert_eq!(lab.attach_ok(vmid, &["docker", "info", "--format", "{{.Driver}}"]).trim(), "fuse-overlayfs");
+    let ran = lab.attach_ok(vmid, &["docker", "run", "--rm", "--network", "none", "provision-probe:1", "/bin/busybox", "echo", "outside-check"]);
+    assert_eq!(ran.trim(), "outside-check");
+
+    // The same command again: nothing that changes anything runs.
+    let mark = lab.log_mark();
+    let out = provision(&args);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    assert_eq!(r["containers"][0]["outcome"], "unchanged", "{r:#}");
+    let calls = lab.invocations_since(mark);
+    let changing: Vec<&Vec<String>> = calls.iter().filter(|a| is_changing(a)).collect();
+    assert!(changing.is_empty(), "second run ran changing commands: {changing:#?}");
+    assert!(!calls.is_empty(), "the invocation log recorded nothing: is PROVISION_LAB_LOG right?");
+}
+
+#[test]
+fn docker_auto_picks_overlay2_on_a_dir_storage_and_it_works() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(lab.clone(), vec!["e2e2".into()]);
+    let p = lab.profile(dir.path(), "lab-auto", "docker-auto", "");
+    let out = provision(&["e2e2", "--profile", p.to_str().unwrap(), "--yes", "--output", "json"]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    let c = &r["containers"][0];
+    assert_eq!(c["outcome"], "created");
+    assert_eq!(c["driver"], "overlay2");
+    assert!(c["driver_reason"].as_str().unwrap().contains("type dir"), "{c:#}");
+    let vmid = c["vmid"].as_u64().unwrap() as u32;
+    assert_eq!(lab.attach_ok(vmid, &["docker", "info", "--format", "{{.Driver}}"]).trim(), "overlay2");
+    let ran = lab.attach_ok(vmid, &["docker", "run", "--rm", "--network", "none", "provision-probe:1", "/bin/busybox", "echo", "ok2"]);
+    assert_eq!(ran.trim(), "ok2");
+}
+
+#[test]
+fn a_template_the_node_does_not_have_is_reported_with_the_nodes_message_and_leaves_nothing() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(lab.clone(), vec!["e2e-refused".into()]);
+    let p = lab.profile(dir.path(), "bad", "docker", LAB_FUSE);
+    let out = provision(&[
+        "e2e-refused", "--profile", p.to_str().unwrap(),
+        "--template", "local:vztmpl/nosuch-standard_1.0-1_amd64.tar.zst", "--yes", "--output", "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let r = report(&out);
+    let f = &r["containers"][0]["failure"];
+    assert!(f["step"].as_str().unwrap().starts_with("download template"), "{r:#}");
+    let text = format!("{} {}", f["message"], f["tail"]);
+    assert!(text.contains("no such template"), "{text}");
+    assert_eq!(lab.vmid_of("e2e-refused"), None, "a refused run left a container");
+}
+
+#[test]
+fn a_storage_without_container_roots_is_refused_before_any_change() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(lab.clone(), vec!["e2e-nostore".into()]);
+    let p = lab.profile(dir.path(), "bad2", "docker", "");
+    let mark = lab.log_mark();
+    let out = provision(&["e2e-nostore", "--profile", p.to_str().unwrap(), "--storage", "local", "--yes", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let r = report(&out);
+    let msg = r["containers"][0]["failure"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("does not allow container root disks") && msg.contains("labct"), "{msg}");
+    let changing: Vec<Vec<String>> = lab.invocations_since(mark).into_iter().filter(|a| is_changing(a)).collect();
+    assert!(changing.iter().all(|a| !a.join(" ").contains("e2e-nostore")), "{changing:?}");
+    assert_eq!(lab.vmid_of("e2e-nostore"), None);
+}
