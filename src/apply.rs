@@ -97,6 +97,8 @@ pub struct Ctx {
     pub template_lock: Mutex<()>,
     /// Opens the transport for a container (pct through the node by default).
     pub container: Box<dyn Fn(u32) -> Arc<dyn Transport> + Send + Sync>,
+    /// Source facts (fuse-overlayfs checksum on the node), read once per run per source.
+    pub sources: Mutex<std::collections::BTreeMap<String, (SourceFacts, Vec<Step>)>>,
 }
 
 impl Ctx {
@@ -117,6 +119,7 @@ impl Ctx {
                     vmid,
                 }) as Arc<dyn Transport>
             }),
+            sources: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 }
@@ -147,7 +150,7 @@ pub fn gather_sources(
         FuseSource::Package => return Ok((SourceFacts::default(), vec![])),
         FuseSource::Node { path, sha256 } => (path.clone(), sha256.clone(), None),
         FuseSource::Url { url, sha256 } => (
-            format!("{}/fuse-overlayfs-{sha256}", plan::NODE_CACHE_DIR),
+            plan::fuse_cache_path(sha256),
             Some(sha256.clone()),
             Some(url.clone()),
         ),
@@ -163,10 +166,15 @@ pub fn gather_sources(
         Err(e) => return Err(e),
     };
     match (have, url) {
-        (Some(h), _) => {
+        (Some(h), url) => {
             if let Some(want) = &pinned
                 && &h != want
             {
+                if url.is_some() {
+                    bail!(
+                        "the cached download {path} on the node has SHA-256 {h}, not the {want} it was kept for: it was changed after the download; refusing to push it. Remove the file and run again to download it anew"
+                    );
+                }
                 bail!(
                     "{} on the node has SHA-256 {h}, but the profile pins {want}: refusing to push a binary that is not the one asked for",
                     path
@@ -237,7 +245,16 @@ pub fn prepare(ctx: &Ctx, req: &Request, nf: &NodeFacts) -> Result<(Prepared, Op
         proposed,
         &ctx.opts,
     )?;
-    let (src, src_steps) = gather_sources(ctx.node.as_ref(), nf, &req.profile, node_plan.driver)?;
+    let key = format!("{:?}/{:?}", node_plan.driver, req.profile.docker.fuse_overlayfs);
+    let cached = ctx.sources.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+    let (src, src_steps) = match cached {
+        Some(c) => c,
+        None => {
+            let c = gather_sources(ctx.node.as_ref(), nf, &req.profile, node_plan.driver)?;
+            ctx.sources.lock().unwrap_or_else(|p| p.into_inner()).insert(key, c.clone());
+            c
+        }
+    };
     Ok((
         Prepared {
             node_plan,
@@ -296,6 +313,17 @@ struct Runner<'a> {
 
 impl Runner<'_> {
     fn step<T>(&mut self, step: &Step, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if self.ctx.cancel.load(Ordering::SeqCst) {
+            // Interrupted: the step before finished; nothing more starts.
+            self.report.steps.push(StepReport {
+                name: step.name(),
+                why: "interrupted before it started".into(),
+                status: "failed".into(),
+                duration_ms: 0,
+                detail: String::new(),
+            });
+            bail!("interrupted (SIGINT/SIGTERM) before step {:?}; run again to continue", step.name());
+        }
         self.line.step(&step.name());
         let t0 = Instant::now();
         let res = f(self);
@@ -478,6 +506,9 @@ fn converge_inner(
     if !nf.pve {
         bail!("no Proxmox VE tools (pct, pvesh) answer on this node; only --dry-run works here");
     }
+    // One provision at a time per container name on this node, across processes: a second run
+    // for the same container waits, then finds it done.
+    let _ct_lock = ctx.node.lock(&format!("ct-{}", req.hostname.to_ascii_lowercase()), ctx.lock_wait)?;
     let (prep, _existing) = prepare(ctx, req, nf)?;
     let Prepared {
         mut node_plan,
@@ -504,16 +535,36 @@ fn converge_inner(
         let step = steps[i].clone();
         match &step {
             Step::UpdateTemplateIndex => {
-                r.step(&step, |r| {
-                    let out = r.ctx.node.run(&Cmd::new("pveam").arg("update"), None)?;
-                    if plan::pveam_update_failed(&out) {
-                        bail!(
-                            "pveam update failed (it exits 0 even then): {}",
-                            out.tail(5).trim()
-                        );
-                    }
-                    Ok(())
-                })?;
+                // Once per run: parallel workers that all found the index empty update it once.
+                let _g = ctx.template_lock.lock().unwrap_or_else(|p| p.into_inner());
+                let key = "pveam update".to_string();
+                if ctx
+                    .templates_done
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&key)
+                {
+                    r.report.already.push(plan::Already {
+                        step: step.name(),
+                        why: "updated earlier in this run".into(),
+                    });
+                } else {
+                    r.step(&step, |r| {
+                        let out = r.ctx.node.run(&Cmd::new("pveam").arg("update"), None)?;
+                        if plan::pveam_update_failed(&out) {
+                            bail!(
+                                "pveam update failed (it exits 0 even then): {}",
+                                out.tail(5).trim()
+                            );
+                        }
+                        Ok(())
+                    })?;
+                    ctx.templates_done
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key);
+                }
+                drop(_g);
                 let tf = facts::gather_templates(ctx.node.as_ref(), &req.profile.template_storage)?;
                 let mut notes = Vec::new();
                 if tf.available.is_empty() {
@@ -637,6 +688,19 @@ fn converge_inner(
 /// (another tool created it meanwhile) is retried with the next free ID.
 fn create_locked(ctx: &Ctx, step: &Step, fixed: Option<u32>) -> Result<u32> {
     let _lock = ctx.node.lock("vmid", ctx.lock_wait)?;
+    // Under the lock, the guest list is the truth: another run may have created this very
+    // container since the facts were read.
+    if let Step::Create { options, .. } = step
+        && let Some((_, host)) = options.iter().find(|(k, _)| k == "hostname")
+    {
+        let guests = facts::gather_guests(ctx.node.as_ref())?;
+        if let Some(g) = guests.iter().find(|g| g.name.eq_ignore_ascii_case(host)) {
+            bail!(
+                "container {host} was created meanwhile by another run (VMID {}); run again to converge it",
+                g.vmid
+            );
+        }
+    }
     let ct = (ctx.container)(0);
     let mut last_err = None;
     for _attempt in 0..5 {

@@ -194,7 +194,7 @@ pub enum Command {
     },
     /// Bring every container of a lab file to its entry (create, pct set, Docker...).
     Apply(ApplyArgs),
-    /// Show each entry of a lab file: VMID, state, differences, Docker verified.
+    /// Show each entry of a lab file: VMID, state, differences, Docker's configured state.
     Status(FileArgs),
     /// Stop and destroy the containers of a lab file (only ones provision created).
     Destroy(DestroyArgs),

@@ -375,6 +375,16 @@ fn not_found(res: &Result<crate::cmd::Output>) -> bool {
     }
 }
 
+/// Reads the guest list only (`pvesh get /cluster/resources --type vm`).
+pub fn gather_guests(node: &dyn Transport) -> Result<Vec<Guest>> {
+    let out = crate::transport::run_ok(
+        node,
+        &Cmd::new("pvesh").args(["get", "/cluster/resources", "--type", "vm", "--output-format", "json"]),
+        None,
+    )?;
+    parse_resources(&out.stdout_text())
+}
+
 /// Reads the node facts: guests, storages, ZFS version. On a machine without PVE tools,
 /// returns an empty node with `pve = false`.
 pub fn gather_node(node: &dyn Transport) -> Result<NodeFacts> {

@@ -83,15 +83,19 @@ fn second_run_performs_no_changing_command() {
     assert_eq!(r.outcome, Outcome::Unchanged, "{}", r.text());
     assert!(r.verified);
     assert_eq!(node.changing_calls(), Vec::<String>::new());
-    // A no-op re-run costs few node commands: resources + pvesm (shared), pending, facts, verify.
+    // A no-op re-run costs 3 node commands for the container (pending config, facts inside,
+    // verification), plus what a run reads once whatever the number of containers.
     let calls = node.calls();
+    let per_ct: Vec<String> = calls
+        .iter()
+        .map(|c| c.argv.join(" "))
+        .filter(|a| a.contains(" 100 ") || a.contains("/lxc/100/"))
+        .collect();
+    assert_eq!(per_ct.len(), 3, "{per_ct:#?}");
     assert!(
-        calls.len() <= 6,
+        calls.len() <= 7,
         "{:#?}",
-        calls
-            .iter()
-            .map(|c| c.argv[..2].join(" "))
-            .collect::<Vec<_>>()
+        calls.iter().map(|c| c.argv[..2].join(" ")).collect::<Vec<_>>()
     );
     assert!(r.already.iter().any(|a| a.step == "daemon.json"));
 }

@@ -244,3 +244,127 @@ fn a_storage_without_container_roots_is_refused_before_any_change() {
     assert!(changing.iter().all(|a| !a.join(" ").contains("e2e-nostore")), "{changing:?}");
     assert_eq!(lab.vmid_of("e2e-nostore"), None);
 }
+
+#[test]
+fn two_provision_processes_at_once_never_share_a_vmid() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["e2e-race1", "e2e-race2", "e2e-race3"];
+    let _cleanup = Cleanup(lab.clone(), names.iter().map(|s| s.to_string()).collect());
+    let p = lab.profile(dir.path(), "plain", "docker", "[docker]\ninstall = \"none\"");
+    let mark = lab.log_mark();
+    let children: Vec<std::process::Child> = names
+        .iter()
+        .map(|n| {
+            Command::new(env!("CARGO_BIN_EXE_provision"))
+                .args([n, "--profile", p.to_str().unwrap(), "--yes", "--output", "json", "-q"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut vmids = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        let r = report(&out);
+        assert_eq!(out.status.code(), Some(0), "{r:#}\n{}", String::from_utf8_lossy(&out.stderr));
+        vmids.push(r["containers"][0]["vmid"].as_u64().unwrap());
+    }
+    let mut unique = vmids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "VMIDs collided: {vmids:?}");
+    // Every create in the log succeeded at its first VMID or was retried; none reused an ID.
+    let creates: Vec<String> = lab
+        .invocations_since(mark)
+        .into_iter()
+        .filter(|a| a.len() > 2 && a[0] == "pct" && a[1] == "create")
+        .map(|a| a[2].clone())
+        .collect();
+    assert!(creates.len() >= names.len(), "{creates:?}");
+}
+
+#[test]
+fn a_root_password_never_appears_in_output_or_in_the_nodes_invocation_log() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(lab.clone(), vec!["e2e-secret".into()]);
+    let secret = "Sup3r-s3cret-pw-4711";
+    let p = lab.profile(dir.path(), "pw", "docker", "root_password = { env = \"E2E_ROOT_PW\" }\n[docker]\ninstall = \"none\"");
+    let mark = lab.log_mark();
+    let out = Command::new(env!("CARGO_BIN_EXE_provision"))
+        .args(["e2e-secret", "--profile", p.to_str().unwrap(), "--yes", "-vvv", "--output", "json"])
+        .env("E2E_ROOT_PW", secret)
+        .env("CI", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let dry = Command::new(env!("CARGO_BIN_EXE_provision"))
+        .args(["e2e-secret", "--profile", p.to_str().unwrap(), "--dry-run", "-vvv"])
+        .env("E2E_ROOT_PW", secret)
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(&lab.log).unwrap();
+    for (what, text) in [
+        ("stdout", String::from_utf8_lossy(&out.stdout).into_owned()),
+        ("stderr", String::from_utf8_lossy(&out.stderr).into_owned()),
+        ("dry-run stdout", String::from_utf8_lossy(&dry.stdout).into_owned()),
+        ("dry-run stderr", String::from_utf8_lossy(&dry.stderr).into_owned()),
+        ("invocation log", log),
+    ] {
+        assert!(!text.contains(secret), "the password appears in {what}");
+    }
+    assert!(!lab.invocations_since(mark).is_empty());
+    // It was set: root has a password hash now.
+    let vmid = lab.vmid_of("e2e-secret").unwrap();
+    let shadow = lab.attach_ok(vmid, &["sh", "-c", "grep '^root:' /etc/shadow | cut -d: -f2"]);
+    assert!(shadow.trim().starts_with('$'), "root has no password hash: {shadow:?}");
+}
+
+/// Waits (bounded) until the invocation log, after `mark`, has an entry for which `pred` holds.
+fn wait_for_invocation(lab: &Lab, mark: u64, what: &str, pred: impl Fn(&[String]) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        if lab.invocations_since(mark).iter().any(|a| pred(a)) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "waited 180 s for {what} in the invocation log");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_interrupted_provision_reports_its_state_and_the_next_run_continues() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(lab.clone(), vec!["e2e-int".into()]);
+    let p = lab.profile(dir.path(), "int", "docker", LAB_FUSE);
+    let args = ["e2e-int", "--profile", p.to_str().unwrap(), "--yes", "--output", "json"];
+    let mark = lab.log_mark();
+    let child = Command::new(env!("CARGO_BIN_EXE_provision"))
+        .args(args)
+        .env("CI", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the container has started (Docker's installation comes next).
+    wait_for_invocation(&lab, mark, "`pct start`", |a| a.len() >= 2 && a[0] == "pct" && a[1] == "start");
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = report(&out);
+    let c = &r["containers"][0];
+    let f = &c["failure"];
+    assert!(f["message"].as_str().unwrap().contains("interrupted"), "{r:#}");
+    assert!(f["left"].as_str().unwrap().contains("next run continues"), "{r:#}");
+    assert!(c["vmid"].is_u64(), "{r:#}");
+    // The next run continues and finishes.
+    let out = provision(&args);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    assert_eq!(r["containers"][0]["verified"], true);
+    assert_eq!(r["containers"][0]["vmid"], c["vmid"]);
+}

@@ -117,6 +117,7 @@ pub fn run(a: &SingleArgs, g: &GlobalArgs) -> Result<u8> {
             return Ok(0);
         }
     }
+    let _signals = crate::batch::SignalWatch::start(ctx.cancel.clone())?;
     let mut progress = Progress::auto(g.quiet || json(g));
     progress.prepare(std::slice::from_ref(&req.hostname));
     let line = progress.line(&req.hostname);

@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,6 +28,9 @@ impl Transport for Local {
         tracing::debug!(target: "provision::cmd", "run: {cmd}");
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])
+            // Its own process group: a Ctrl-C on the terminal reaches provision, which lets the
+            // running command finish, instead of killing the command half-way.
+            .process_group(0)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -158,7 +162,10 @@ mod tests {
     fn stdin_reaches_the_command_and_large_output_does_not_deadlock() {
         let data = vec![b'x'; 1 << 20];
         let out = Local
-            .run(&Cmd::new("sh").args(["-c", "cat; cat >&2 </dev/null"]), Some(&data))
+            .run(
+                &Cmd::new("sh").args(["-c", "cat; cat >&2 </dev/null"]),
+                Some(&data),
+            )
             .unwrap();
         assert_eq!(out.stdout.len(), data.len());
     }

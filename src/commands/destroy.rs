@@ -1,0 +1,340 @@
+//! `provision destroy FILE`: stop and destroy the containers of a lab file.
+//!
+//! A container goes only when it carries the `provision` tag (or `--force` is given) AND it is
+//! the entry's: same hostname, and the same VMID when the entry gives one (a name match alone
+//! never suffices when the VMIDs disagree; several containers with the name and no VMID in the
+//! entry are refused, never guessed). Virtual machines are never touched. Everything else is
+//! listed as refused (exit 1). On a terminal the list is shown and confirmed unless `--yes`;
+//! `--dry-run` shows it and changes nothing.
+
+use super::apply::{load_lab, open_host, require_pve};
+use super::{confirm, json, print_json};
+use crate::apply;
+use crate::batch::{self, Opener, SignalWatch, Targets};
+use crate::cli::{DestroyArgs, GlobalArgs};
+use crate::facts::Guest;
+use crate::labfile::Entry;
+use crate::plan::Options;
+use crate::profile::TOOL_TAG;
+use anyhow::Result;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// How many containers are destroyed at once.
+const WORKERS: usize = 4;
+
+/// What happens (or happened) to one entry's container.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// To be destroyed.
+    Destroy,
+    /// Destroyed.
+    Destroyed,
+    /// Nothing matches the entry.
+    Missing,
+    /// Something matches that provision does not destroy (see the reason).
+    Refused,
+    /// Destroying failed.
+    Failed,
+    /// Not started (interrupted).
+    Skipped,
+}
+
+impl Verdict {
+    fn word(self, dry: bool) -> &'static str {
+        match self {
+            Verdict::Destroy if dry => "would destroy",
+            Verdict::Destroy => "destroy",
+            Verdict::Destroyed => "destroyed",
+            Verdict::Missing => "missing",
+            Verdict::Refused => "refused",
+            Verdict::Failed => "FAILED",
+            Verdict::Skipped => "skipped",
+        }
+    }
+}
+
+/// One entry's line.
+#[derive(Serialize, Clone, Debug)]
+pub struct Item {
+    /// Hostname.
+    pub name: String,
+    /// The container's VMID (or the entry's, when nothing matches).
+    pub vmid: Option<u32>,
+    /// Node of the container.
+    pub node: Option<String>,
+    /// Verdict.
+    pub action: Verdict,
+    /// Why.
+    pub reason: String,
+    /// Index into the run's targets.
+    #[serde(skip)]
+    pub target: usize,
+}
+
+/// The document printed.
+#[derive(Serialize, Debug)]
+pub struct DestroyReport {
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// One per selected entry.
+    pub containers: Vec<Item>,
+    /// Run-level notes.
+    pub notes: Vec<String>,
+}
+
+impl DestroyReport {
+    /// Text for people.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        for n in &self.notes {
+            let _ = writeln!(s, "note: {n}");
+        }
+        let w = self
+            .containers
+            .iter()
+            .map(|c| c.name.len())
+            .max()
+            .unwrap_or(4);
+        for c in &self.containers {
+            let id = c.vmid.map_or("-".to_string(), |v| v.to_string());
+            let _ = writeln!(
+                s,
+                "{:<13} {:<w$}  VMID {id:<9} {}",
+                c.action.word(self.dry_run),
+                c.name,
+                c.reason
+            );
+        }
+        if self.dry_run {
+            let _ = writeln!(s, "dry run: nothing was changed");
+        }
+        s
+    }
+
+    /// 1 when something was refused, failed or not started.
+    pub fn exit_code(&self) -> u8 {
+        let bad = self.containers.iter().any(|c| {
+            matches!(
+                c.action,
+                Verdict::Refused | Verdict::Failed | Verdict::Skipped
+            )
+        });
+        u8::from(bad && !self.dry_run)
+    }
+}
+
+/// Which guest an entry means and whether it may go. Pure.
+pub fn judge<'a>(
+    e: &Entry,
+    guests: &'a [Guest],
+    force: bool,
+) -> (Verdict, Option<&'a Guest>, String) {
+    let by_name: Vec<&Guest> = guests
+        .iter()
+        .filter(|g| g.kind == "lxc" && g.name.eq_ignore_ascii_case(&e.name))
+        .collect();
+    let ids = |gs: &[&Guest]| {
+        gs.iter()
+            .map(|g| g.vmid.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let candidate = match e.vmid() {
+        Some(v) => match guests.iter().find(|g| g.vmid == v) {
+            Some(g) if g.kind != "lxc" => {
+                return (
+                    Verdict::Refused,
+                    Some(g),
+                    format!(
+                        "VMID {v} is a virtual machine ({}), never destroyed here",
+                        g.name
+                    ),
+                );
+            }
+            Some(g) if !g.name.eq_ignore_ascii_case(&e.name) => {
+                return (
+                    Verdict::Refused,
+                    Some(g),
+                    format!(
+                        "VMID {v} is named {:?}, not {:?}: not this entry's container",
+                        g.name, e.name
+                    ),
+                );
+            }
+            Some(g) => g,
+            None if by_name.is_empty() => {
+                return (Verdict::Missing, None, "nothing to destroy".into());
+            }
+            None => {
+                return (
+                    Verdict::Refused,
+                    by_name.first().copied(),
+                    format!(
+                        "the name is VMID {}, but the lab file says VMID {v}: a name match alone is not enough",
+                        ids(&by_name)
+                    ),
+                );
+            }
+        },
+        None => match by_name.as_slice() {
+            [] => return (Verdict::Missing, None, "nothing to destroy".into()),
+            [g] => g,
+            many => {
+                return (
+                    Verdict::Refused,
+                    None,
+                    format!(
+                        "{} containers have this name (VMIDs {}); give the entry a `vmid` to say which one",
+                        many.len(),
+                        ids(many)
+                    ),
+                );
+            }
+        },
+    };
+    if let Some(want) = &e.node
+        && candidate.node != *want
+    {
+        return (
+            Verdict::Refused,
+            Some(candidate),
+            format!(
+                "it is on node {}, but the lab file puts it on {want}",
+                candidate.node
+            ),
+        );
+    }
+    let tagged = candidate.tags.iter().any(|t| t == TOOL_TAG);
+    if !tagged && !force {
+        return (
+            Verdict::Refused,
+            Some(candidate),
+            format!(
+                "not tagged `{TOOL_TAG}` (provision did not create it); --force destroys it anyway"
+            ),
+        );
+    }
+    let how = if tagged { "" } else { ", untagged (--force)" };
+    (
+        Verdict::Destroy,
+        Some(candidate),
+        format!("{} on {}{how}", candidate.status, candidate.node),
+    )
+}
+
+/// Runs `provision destroy`.
+pub fn run(a: &DestroyArgs, g: &GlobalArgs) -> Result<u8> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _watch = SignalWatch::start(cancel.clone())?;
+    run_with(a, g, &|h| open_host(g, h), &cancel)
+}
+
+/// `destroy` with the node transports opened by `open`.
+pub fn run_with(
+    a: &DestroyArgs,
+    g: &GlobalArgs,
+    open: &Opener<'_>,
+    cancel: &AtomicBool,
+) -> Result<u8> {
+    let lab = load_lab(&a.file)?;
+    let entries = lab.select(&a.file.only)?;
+    let targets = Targets::open(&entries, open, &|t| apply::Ctx::new(t, Options::default()));
+    require_pve(&targets)?;
+    let mut items: Vec<Item> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let target = targets.of[i];
+            match targets.for_entry(i) {
+                Err(m) => Item {
+                    name: e.name.clone(),
+                    vmid: e.vmid(),
+                    node: e.node.clone(),
+                    action: Verdict::Failed,
+                    reason: m.to_string(),
+                    target,
+                },
+                Ok(t) => {
+                    let (action, guest, reason) = judge(e, &t.facts.guests, a.force);
+                    Item {
+                        name: e.name.clone(),
+                        vmid: guest.map(|g| g.vmid).or(e.vmid()),
+                        node: guest.map(|g| g.node.clone()).or(e.node.clone()),
+                        action,
+                        reason,
+                        target,
+                    }
+                }
+            }
+        })
+        .collect();
+    let doomed = items
+        .iter()
+        .filter(|c| c.action == Verdict::Destroy)
+        .count();
+    let mut report = DestroyReport {
+        dry_run: g.dry_run,
+        containers: Vec::new(),
+        notes: super::apply::node_notes(&targets),
+    };
+    if g.dry_run {
+        report.containers = items;
+        return print(g, &report);
+    }
+    if doomed > 0 && !g.yes && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let preview = DestroyReport {
+            dry_run: true,
+            containers: items.clone(),
+            notes: Vec::new(),
+        };
+        eprint!(
+            "{}",
+            preview.text().replace("dry run: nothing was changed\n", "")
+        );
+        if !confirm(g, &format!("Destroy {doomed} container(s)?"))? {
+            eprintln!("nothing was changed");
+            return Ok(0);
+        }
+    }
+    let results = batch::pool(&items, WORKERS, cancel, |_, it| {
+        if it.action != Verdict::Destroy {
+            return None;
+        }
+        let (Ok(t), Some(v)) = (&targets.list[it.target], it.vmid) else {
+            return Some(Err("no node".to_string()));
+        };
+        Some(apply::destroy(t.node(), v).map_err(|e| format!("{e:#}")))
+    });
+    for (it, r) in items.iter_mut().zip(results) {
+        match r {
+            None if it.action == Verdict::Destroy => {
+                it.action = Verdict::Skipped;
+                it.reason = "not started (interrupted): still there".into();
+            }
+            None | Some(None) => {}
+            Some(Some(Ok(()))) => {
+                it.action = Verdict::Destroyed;
+                it.reason = format!("stopped and destroyed ({})", it.reason);
+            }
+            Some(Some(Err(m))) => {
+                it.action = Verdict::Failed;
+                it.reason = m;
+            }
+        }
+    }
+    report.containers = items;
+    print(g, &report)
+}
+
+fn print(g: &GlobalArgs, r: &DestroyReport) -> Result<u8> {
+    if json(g) {
+        print_json(r)?;
+    } else {
+        print!("{}", r.text());
+    }
+    Ok(r.exit_code())
+}
