@@ -245,13 +245,24 @@ pub fn prepare(ctx: &Ctx, req: &Request, nf: &NodeFacts) -> Result<(Prepared, Op
         proposed,
         &ctx.opts,
     )?;
-    let key = format!("{:?}/{:?}", node_plan.driver, req.profile.docker.fuse_overlayfs);
-    let cached = ctx.sources.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+    let key = format!(
+        "{:?}/{:?}",
+        node_plan.driver, req.profile.docker.fuse_overlayfs
+    );
+    let cached = ctx
+        .sources
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .cloned();
     let (src, src_steps) = match cached {
         Some(c) => c,
         None => {
             let c = gather_sources(ctx.node.as_ref(), nf, &req.profile, node_plan.driver)?;
-            ctx.sources.lock().unwrap_or_else(|p| p.into_inner()).insert(key, c.clone());
+            ctx.sources
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, c.clone());
             c
         }
     };
@@ -322,7 +333,10 @@ impl Runner<'_> {
                 duration_ms: 0,
                 detail: String::new(),
             });
-            bail!("interrupted (SIGINT/SIGTERM) before step {:?}; run again to continue", step.name());
+            bail!(
+                "interrupted (SIGINT/SIGTERM) before step {:?}; run again to continue",
+                step.name()
+            );
         }
         self.line.step(&step.name());
         let t0 = Instant::now();
@@ -364,7 +378,26 @@ pub fn exec_action(
 ) -> Result<Output> {
     match a {
         Action::Node(c) => run_checked(node, c, None),
-        Action::Inside(c, stdin) => run_checked(ct, c, stdin.as_ref().map(|s| s.0.as_slice())),
+        Action::Inside(c, None) => run_checked(ct, c, None),
+        Action::Inside(c, Some(secret)) => {
+            // What goes to stdin is a secret: a command that echoes its input must not carry it
+            // into the report.
+            let out = ct.run(c, Some(&secret.0))?;
+            if !out.success() {
+                return Err(CmdFailed {
+                    label: ct.label(),
+                    cmd: c.to_string(),
+                    status: out.status,
+                    tail: scrub(&out.tail(20), &secret.0),
+                }
+                .into());
+            }
+            Ok(Output {
+                stdout: scrub(&out.stdout_text(), &secret.0).into_bytes(),
+                stderr: Vec::new(),
+                ..out
+            })
+        }
         Action::Put {
             dest,
             mode,
@@ -384,6 +417,26 @@ pub fn exec_action(
             Ok(Output::default())
         }
     }
+}
+
+/// Removes every piece of `secret` (each line, and each `user:` line's value) from `text`.
+pub fn scrub(text: &str, secret: &[u8]) -> String {
+    let secret = String::from_utf8_lossy(secret);
+    let mut pieces: Vec<&str> = Vec::new();
+    for line in secret.lines().filter(|l| !l.is_empty()) {
+        pieces.push(line);
+        if let Some((_, v)) = line.split_once(':')
+            && !v.is_empty()
+        {
+            pieces.push(v);
+        }
+    }
+    pieces.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let mut out = text.to_string();
+    for p in pieces {
+        out = out.replace(p, "***");
+    }
+    out
 }
 
 /// True when a failed `pct create` says the VMID is taken (a concurrent creator won).
@@ -508,7 +561,10 @@ fn converge_inner(
     }
     // One provision at a time per container name on this node, across processes: a second run
     // for the same container waits, then finds it done.
-    let _ct_lock = ctx.node.lock(&format!("ct-{}", req.hostname.to_ascii_lowercase()), ctx.lock_wait)?;
+    let _ct_lock = ctx.node.lock(
+        &format!("ct-{}", req.hostname.to_ascii_lowercase()),
+        ctx.lock_wait,
+    )?;
     let (prep, _existing) = prepare(ctx, req, nf)?;
     let Prepared {
         mut node_plan,
@@ -524,6 +580,26 @@ fn converge_inner(
         r.report.vmid = Some(node_plan.vmid);
     }
     for s in &src_steps {
+        if let Step::FetchFuseOverlayfs { sha256, .. } = s {
+            // One download per run, whatever the number of containers.
+            let _g = ctx.template_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let key = format!("fuse-overlayfs:{sha256}");
+            if ctx
+                .templates_done
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&key)
+            {
+                continue;
+            }
+            let ct = (ctx.container)(0);
+            r.step(s, |r| r.run_actions(s, 0, ct.as_ref()).map(|_| ()))?;
+            ctx.templates_done
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key);
+            continue;
+        }
         let ct = (ctx.container)(0);
         r.step(s, |r| r.run_actions(s, 0, ct.as_ref()).map(|_| ()))?;
     }
@@ -716,7 +792,13 @@ fn create_locked(ctx: &Ctx, step: &Step, fixed: Option<u32>) -> Result<u32> {
                 continue;
             }
             let r = exec_action(ctx.node.as_ref(), ct.as_ref(), vmid, a);
-            if res.is_ok() {
+            if is_cleanup {
+                // The key file holds public keys only; a failed removal is worth a warning,
+                // not a failed create (the container exists by now).
+                if let Err(e) = r {
+                    tracing::warn!("could not remove the temporary key file on the node: {e:#}");
+                }
+            } else if res.is_ok() {
                 res = r.map(|_| ());
             }
         }

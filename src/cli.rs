@@ -190,7 +190,7 @@ pub enum Command {
     Profiles {
         /// What to do.
         #[command(subcommand)]
-        action: Option<ProfilesCmd>,
+        action: Option<Box<ProfilesCmd>>,
     },
     /// Bring every container of a lab file to its entry (create, pct set, Docker...).
     Apply(ApplyArgs),

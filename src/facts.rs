@@ -104,6 +104,8 @@ pub struct InsideFacts {
     pub docker_installed: bool,
     /// The docker service is active.
     pub docker_active: bool,
+    /// The storage driver the running dockerd uses (`docker info`), when active.
+    pub docker_driver: Option<String>,
     /// SHA-256 of /usr/local/bin/fuse-overlayfs, when present.
     pub fuse_overlayfs_sha256: Option<String>,
     /// /usr/local/bin/fuse-overlayfs is a symlink to the package's binary.
@@ -284,7 +286,10 @@ if [ -n "$why" ]; then echo "container not ready after $((n/4)) s: $why" >&2; ex
 echo "os_id=${ID:-unknown}"
 echo "os_version=${VERSION_ID:-unknown}"
 if command -v dockerd >/dev/null 2>&1; then echo docker_installed=1; fi
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>/dev/null; then echo docker_active=1; fi
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>/dev/null; then
+  echo docker_active=1
+  d=$(timeout 20 docker info --format '{{.Driver}}' 2>/dev/null) && echo "docker_driver=$d"
+fi
 f=/usr/local/bin/fuse-overlayfs
 if [ -L "$f" ]; then echo "fuse_overlayfs_link=$(readlink "$f")"; fi
 if [ -f "$f" ]; then echo "fuse_overlayfs_sha256=$(sha256sum "$f" | cut -d' ' -f1)"; fi
@@ -315,6 +320,7 @@ pub fn parse_inside_facts(text: &str) -> Result<InsideFacts> {
             "os_version" => f.os_version = v.to_string(),
             "docker_installed" => f.docker_installed = v == "1",
             "docker_active" => f.docker_active = v == "1",
+            "docker_driver" => f.docker_driver = Some(v.to_string()),
             "fuse_overlayfs_sha256" => f.fuse_overlayfs_sha256 = Some(v.to_string()),
             "fuse_overlayfs_link" => f.fuse_overlayfs_link = Some(v.to_string()),
             "busybox" => f.busybox = v == "1",
@@ -379,7 +385,14 @@ fn not_found(res: &Result<crate::cmd::Output>) -> bool {
 pub fn gather_guests(node: &dyn Transport) -> Result<Vec<Guest>> {
     let out = crate::transport::run_ok(
         node,
-        &Cmd::new("pvesh").args(["get", "/cluster/resources", "--type", "vm", "--output-format", "json"]),
+        &Cmd::new("pvesh").args([
+            "get",
+            "/cluster/resources",
+            "--type",
+            "vm",
+            "--output-format",
+            "json",
+        ]),
         None,
     )?;
     parse_resources(&out.stdout_text())

@@ -203,12 +203,13 @@ impl Cx<'_> {
     fn toml_err(&self, e: &toml::de::Error, fallback: Range<usize>) -> InputError {
         let start = e.span().unwrap_or(fallback).start;
         let (line, col) = line_col(self.text, start);
+        let field = self.idx.field_at(start).unwrap_or("").to_string();
         InputError {
             file: self.file.to_string(),
             line,
             col,
-            field: self.idx.field_at(start).unwrap_or("").to_string(),
-            message: e.message().trim().replace('\n', " "),
+            message: crate::profile::toml_message(&field, e),
+            field,
         }
     }
 
@@ -583,6 +584,24 @@ fn check(
         };
         if cx.errs.len() > before {
             continue;
+        }
+        // A lab file's own `files.source` is read from the lab file's directory: it must exist
+        // now, reported at its place, before anything runs.
+        for (prefix, lay) in [("defaults", &defaults.layer), (p, &e.layer)] {
+            for (j, f) in lay.files.iter().flatten().enumerate() {
+                let Some(src) = &f.source else { continue };
+                let path = if Path::new(src).is_relative() {
+                    dir.join(src)
+                } else {
+                    PathBuf::from(src)
+                };
+                if !path.is_file() {
+                    cx.err(
+                        &format!("{prefix}.files[{j}].source"),
+                        format!("{} is not a file here (a relative source is read from the lab file's directory)", path.display()),
+                    );
+                }
+            }
         }
         let own_files = defaults.layer.files.is_some() || e.layer.files.is_some();
         let base_dir = if own_files {

@@ -5,11 +5,14 @@
 //! happened ([`report`]). The binary's `main` only parses arguments and calls [`commands`].
 
 pub mod apply;
+pub mod batch;
 pub mod cli;
 pub mod cmd;
 pub mod commands;
+pub mod doctor;
 pub mod error;
 pub mod facts;
+pub mod labfile;
 pub mod plan;
 pub mod profile;
 pub mod progress;

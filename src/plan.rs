@@ -802,7 +802,9 @@ pub fn plan_node(
         }
         if plan.driver == Some(Driver::FuseOverlayfs) && !p.features.fuse {
             let why = match p.docker.storage_driver {
-                Driver::Auto => format!("storage_driver = \"auto\" picks fuse-overlayfs here ({auto_reason})"),
+                Driver::Auto => {
+                    format!("storage_driver = \"auto\" picks fuse-overlayfs here ({auto_reason})")
+                }
                 _ => "the profile sets storage_driver = \"fuse-overlayfs\"".to_string(),
             };
             return Err(crate::error::InputErrors(vec![crate::error::InputError::whole(
@@ -1176,6 +1178,18 @@ pub fn plan_inside(
                 why: format!("already has storage-driver={}", driver.as_str()),
             }),
         }
+        if f.docker_active
+            && restart_why.is_empty()
+            && let Some(running) = &f.docker_driver
+            && running != driver.as_str()
+            && !(driver == Driver::Overlay2 && running == "overlayfs")
+        {
+            // A run that stopped between writing the configuration and the restart.
+            restart_why.push(format!(
+                "dockerd runs with {running}, its configuration says {}",
+                driver.as_str()
+            ));
+        }
         if !f.docker_active && f.docker_installed && restart_why.is_empty() {
             restart_why.push("the docker service is not active".into());
         }
@@ -1309,7 +1323,7 @@ if [ "$mach" != "$ok" ]; then
   esac
   refuse "wrong architecture: the binary is built for $built, this container is $here. Use a fuse-overlayfs built for $here, or docker.fuse_overlayfs.source = \"package\""
 fi
-chown 0:0 "$new"
+chown 0:0 "$new"; chmod 0755 "$new"
 if ! out=$("$new" --version 2>&1); then
   case "$out" in
     *"error while loading shared libraries"*|*"cannot open shared object"*)
@@ -1471,10 +1485,12 @@ impl Step {
             Step::FetchFuseOverlayfs { url, sha256 } => {
                 let dest = fuse_cache_path(sha256);
                 vec![Action::Node(
-                    Cmd::new("sh")
-                        .arg("-c")
-                        .arg(FETCH_SCRIPT)
-                        .args(["provision", url, &dest, sha256]),
+                    Cmd::new("sh").arg("-c").arg(FETCH_SCRIPT).args([
+                        "provision",
+                        url,
+                        &dest,
+                        sha256,
+                    ]),
                 )]
             }
             Step::Create {

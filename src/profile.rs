@@ -281,7 +281,7 @@ impl Index {
             line,
             col,
             field: if self.file == "command line" {
-                format!("--{}", field.replace(['.', '_'], "-"))
+                cli_option(field)
             } else {
                 field.to_string()
             },
@@ -296,6 +296,21 @@ impl Index {
             .filter(|(_, r, _)| r.start <= offset && offset < r.end.max(r.start + 1))
             .min_by_key(|(_, r, _)| r.end - r.start)
             .map(|(p, _, _)| p.as_str())
+    }
+}
+
+/// The command-line option that sets a profile field (see `commands::overrides_layer`).
+fn cli_option(field: &str) -> String {
+    match field {
+        "rootfs.storage" => "--storage".into(),
+        "rootfs.size" => "--disk".into(),
+        "network.bridge" => "--bridge".into(),
+        "network.ip" => "--ip".into(),
+        "network.gateway" => "--gateway".into(),
+        "network.vlan" => "--vlan".into(),
+        "docker.storage_driver" => "--storage-driver".into(),
+        "docker.fuse_overlayfs" => "--storage-driver".into(),
+        _ => format!("--{}", field.replace(['.', '_'], "-")),
     }
 }
 
@@ -392,14 +407,27 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
         let start = e.span().map_or(0, |s| s.start);
         let (line, col) = line_col(text, start);
         let field = idx.field_at(start).unwrap_or("").to_string();
+        let message = toml_message(&field, &e);
         InputError {
             file: file.into(),
             line,
             col,
             field,
-            message: e.message().trim().replace('\n', " "),
+            message,
         }
     })
+}
+
+/// The message of a TOML parse or type error at `field`, on one line. serde's messages quote
+/// the value (`unknown variant `hunter2``): for `root_password` (a password written into the
+/// file by mistake) a fixed message is given instead, so that it never reaches a terminal or a
+/// CI log. Lab-file parsing should use it too.
+pub fn toml_message(field: &str, e: &toml::de::Error) -> String {
+    if field.split('.').any(|part| part == "root_password") {
+        "root_password is { env = \"VAR\" }, { file = \"/path\" } or { prompt = true }; a password is never written into a profile".to_string()
+    } else {
+        e.message().trim().replace('\n', " ")
+    }
 }
 
 /// A layer read from somewhere, with its index.
@@ -539,10 +567,18 @@ pub fn load_chain(name: &str) -> Result<Vec<LoadedLayer>, InputErrors> {
         let idx = cur.index.clone();
         let dir = cur.dir.clone();
         let next = load_one(&parent, dir.as_deref(), &|m| idx.error("extends", m))?;
-        if chain.iter().any(|l| {
-            l.origin == next.origin && l.name == next.name
-                || (l.origin != "embedded" && l.origin == next.origin)
-        }) {
+        let canonical = |l: &LoadedLayer| {
+            (l.origin != "embedded")
+                .then(|| std::fs::canonicalize(&l.origin).ok())
+                .flatten()
+        };
+        let next_canonical = canonical(&next);
+        // The same file (however its path is spelled), or the same embedded profile.
+        let same = |l: &LoadedLayer| {
+            (l.origin == next.origin && (l.origin != "embedded" || l.name == next.name))
+                || (next_canonical.is_some() && canonical(l) == next_canonical)
+        };
+        if chain.iter().any(same) {
             let names: Vec<&str> = chain.iter().map(|l| l.name.as_str()).collect();
             return Err(InputErrors(vec![idx.error(
                 "extends",
@@ -722,7 +758,7 @@ pub fn check_layer(l: &Layer, idx: &Index) -> Vec<InputError> {
             push_rule(er, idx, "rootfs.storage", validate::storage_id(s));
         }
         if let Some(sz) = r.size {
-            let rule = if sz.is_finite() && sz >= 0.001 && sz <= 131072.0 {
+            let rule = if (0.001..=131072.0).contains(&sz) {
                 Ok(())
             } else {
                 Err(format!(
@@ -780,9 +816,10 @@ pub fn check_layer(l: &Layer, idx: &Index) -> Vec<InputError> {
         }
         if let Some(img) = &d.verify_image {
             let rule = if img.is_empty()
-                || img
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || b"-_./:@".contains(&c))
+                || (img.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && img
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b"-_./:@".contains(&c)))
             {
                 Ok(())
             } else {
@@ -834,6 +871,9 @@ pub fn check_layer(l: &Layer, idx: &Index) -> Vec<InputError> {
                 &format!("{p}.dest"),
                 validate::container_path(&f.dest),
             );
+            if let Some(why) = managed_path(&f.dest) {
+                er.push(idx.error(&format!("{p}.dest"), why));
+            }
             if let Some(prev) = seen.insert(f.dest.clone(), i) {
                 er.push(idx.error(
                     &format!("{p}.dest"),
@@ -870,17 +910,56 @@ pub fn check_layer(l: &Layer, idx: &Index) -> Vec<InputError> {
         }
     }
     if let Some(d) = &l.description {
-        push_rule(er, idx, "description", validate::plain_text(d));
+        let max = 8192 - DESCRIPTION_SUFFIX.len();
+        let rule = validate::plain_text(d).and_then(|()| {
+            if d.len() > max {
+                Err(format!(
+                    "the description is {} bytes; PVE keeps at most 8192 and provision adds {DESCRIPTION_SUFFIX:?}, so at most {max}",
+                    d.len()
+                ))
+            } else {
+                Ok(())
+            }
+        });
+        push_rule(er, idx, "description", rule);
     }
     e
 }
 
+/// The text provision appends to a container's description.
+pub const DESCRIPTION_SUFFIX: &str = " (managed by provision)";
+
+/// Why a `files.dest` may not be written by a profile: provision manages that path itself, and a
+/// profile file there would be overwritten by it (and overwrite it) on every run.
+fn managed_path(dest: &str) -> Option<String> {
+    if dest.ends_with(".provision-new") || dest.ends_with(".provision-backup") {
+        return Some(format!(
+            "{dest:?} ends like the temporary and backup files provision writes"
+        ));
+    }
+    let managed = [
+        ("/etc/docker/daemon.json", "set by the docker section"),
+        (
+            "/usr/local/bin/fuse-overlayfs",
+            "set by docker.fuse_overlayfs",
+        ),
+        (
+            "/var/lib/provision/state",
+            "provision's record of what it did",
+        ),
+    ];
+    managed.iter().find(|(p, _)| *p == dest).map(|(p, what)| {
+        format!(
+            "{p} is managed by provision ({what}); a file there would be rewritten on every run"
+        )
+    })
+}
+
 fn check_url(u: &str) -> validate::Rule {
-    if (u.starts_with("https://") || u.starts_with("http://"))
-        && validate::plain_text(u).is_ok()
-        && !u.contains(char::is_whitespace)
-        && !u.contains(['\'', '"', '`', '$', ';'])
-    {
+    // RFC 3986 characters (anything else must be percent-encoded), minus the few that a shell
+    // acts on even inside double quotes or that end a word.
+    let url_char = |c: u8| c.is_ascii_alphanumeric() || b"-._~:/?#[]@!&()*+,=%".contains(&c);
+    if (u.starts_with("https://") || u.starts_with("http://")) && u.bytes().all(url_char) {
         Ok(())
     } else {
         Err(format!("{u:?} is not an http(s) URL"))
@@ -1122,7 +1201,7 @@ pub struct Profile {
     /// Warnings found while resolving (shown in the plan).
     #[serde(skip)]
     pub warnings: Vec<String>,
-    /// Directory of the top profile file (for relative `files.source`).
+    /// Directory of the profile file that set `files` (for relative `files.source`).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
 }
@@ -1295,10 +1374,45 @@ pub fn load(name: &str, overrides: &Layer) -> Result<Profile, InputErrors> {
     if !errs.is_empty() {
         return Err(InputErrors(errs));
     }
-    let base_dir = chain.last().and_then(|l| l.dir.clone());
+    // `files` is replaced as a whole by the layer that sets it last: its relative sources are
+    // read from that layer's directory.
+    let files_layer = chain
+        .iter()
+        .rev()
+        .find(|l| l.layer.files.is_some())
+        .or(chain.last());
+    let base_dir = files_layer.and_then(|l| l.dir.clone());
+    if let Some(l) = files_layer {
+        let errs = check_sources(l);
+        if !errs.is_empty() {
+            return Err(InputErrors(errs));
+        }
+    }
     let mut layers: Vec<(Layer, Index)> = chain.into_iter().map(|l| (l.layer, l.index)).collect();
     layers.push((overrides.clone(), cli_idx));
     resolve(name, &layers, base_dir)
+}
+
+/// Checks that every `files.source` of a layer names a readable file.
+fn check_sources(l: &LoadedLayer) -> Vec<InputError> {
+    let mut errs = Vec::new();
+    for (i, f) in l.layer.files.iter().flatten().enumerate() {
+        let Some(src) = &f.source else { continue };
+        let path = match &l.dir {
+            Some(d) if Path::new(src).is_relative() => d.join(src),
+            _ => PathBuf::from(src),
+        };
+        if !path.is_file() {
+            errs.push(l.index.error(
+                &format!("files[{i}].source"),
+                format!(
+                    "{} is not a file here (a relative source is read from the profile's directory)",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    errs
 }
 
 impl Profile {

@@ -100,7 +100,10 @@ mod tests {
     #[test]
     fn safe_words_stay_bare() {
         assert_eq!(quote("pct"), "pct");
-        assert_eq!(quote("--features=nesting=1,fuse=1"), "--features=nesting=1,fuse=1");
+        assert_eq!(
+            quote("--features=nesting=1,fuse=1"),
+            "--features=nesting=1,fuse=1"
+        );
         assert_eq!(quote(""), "''");
         assert_eq!(quote("a'b"), "'a'\\''b'");
     }

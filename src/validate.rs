@@ -169,11 +169,11 @@ pub fn mac(s: &str) -> Rule {
     Ok(())
 }
 
-/// Timezone: `host` or a zoneinfo name like `Europe/Berlin` (letters, digits, `/_+-`).
+/// Timezone: `host` or a zoneinfo name like `Europe/Berlin` (letters, digits, `/_+-`), starting
+/// with a letter (a leading `-` would read as an option to the program it is passed to).
 pub fn timezone(s: &str) -> Rule {
     let ok = s == "host"
-        || (!s.is_empty()
-            && !s.starts_with('/')
+        || (s.starts_with(|c: char| c.is_ascii_alphabetic())
             && !s.split('/').any(|p| p.is_empty() || p == "." || p == "..")
             && s.bytes()
                 .all(|c| c.is_ascii_alphanumeric() || b"/_+-".contains(&c)));
@@ -186,16 +186,33 @@ pub fn timezone(s: &str) -> Rule {
     }
 }
 
-/// An absolute path inside a container: no `..`, no NUL or newline, not the root itself.
+/// Characters a path written by provision never needs and a shell would act on.
+const SHELL_SPECIAL: &[char] = &[
+    '$', '`', '\\', '"', '\'', ';', '&', '|', '<', '>', '*', '?', '(', ')', '{', '}', '[', ']',
+];
+
+/// An absolute path inside a container: no `..`, no control characters (tab, escape, newline...)
+/// or other whitespace than the space, no shell metacharacters, not a directory.
 pub fn container_path(s: &str) -> Rule {
     if !s.starts_with('/') {
-        return Err(format!("{s:?} is not an absolute path (it must start with /)"));
+        return Err(format!(
+            "{s:?} is not an absolute path (it must start with /)"
+        ));
     }
     if s.split('/').any(|p| p == "..") {
         return Err(format!("{s:?} contains `..`; give the path without it"));
     }
-    if s.contains(['\0', '\n', '\r']) {
-        return Err(format!("{s:?} contains a control character"));
+    if s.chars()
+        .any(|c| c.is_control() || (c.is_whitespace() && c != ' '))
+    {
+        return Err(format!(
+            "{s:?} contains a control character (newline, tab, escape...)"
+        ));
+    }
+    if let Some(c) = s.chars().find(|c| SHELL_SPECIAL.contains(c)) {
+        return Err(format!(
+            "{s:?} contains {c:?}, a shell metacharacter; provision does not write such paths"
+        ));
     }
     if s.ends_with('/') {
         return Err(format!("{s:?} names a directory; give the file's path"));
@@ -208,9 +225,8 @@ pub fn ssh_public_key(s: &str) -> Rule {
     let mut words = s.split_whitespace();
     let kind = words.next().unwrap_or("");
     let body = words.next().unwrap_or("");
-    let known = kind.starts_with("ssh-")
-        || kind.starts_with("ecdsa-sha2-")
-        || kind.starts_with("sk-");
+    let known =
+        kind.starts_with("ssh-") || kind.starts_with("ecdsa-sha2-") || kind.starts_with("sk-");
     if s.contains(['\n', '\r', '\0']) || !known || body.is_empty() {
         return Err(
             "not an SSH public key: one line like `ssh-ed25519 AAAA... comment`".to_string(),
@@ -222,7 +238,9 @@ pub fn ssh_public_key(s: &str) -> Rule {
 /// Text that ends up inside a command or property string: no control characters.
 pub fn plain_text(s: &str) -> Rule {
     if s.chars().any(|c| c.is_control() && c != '\t') {
-        Err(format!("{s:?} contains a control character (newline, NUL...)"))
+        Err(format!(
+            "{s:?} contains a control character (newline, NUL...)"
+        ))
     } else {
         Ok(())
     }
@@ -282,12 +300,28 @@ mod tests {
     #[test]
     fn paths_and_keys() {
         assert!(container_path("/etc/motd").is_ok());
-        for bad in ["etc/motd", "/etc/../x", "/etc/", "/a\nb"] {
+        for bad in [
+            "etc/motd",
+            "/etc/../x",
+            "/etc/",
+            "/a\nb",
+            "/a\tb",
+            "/a\u{1b}[2Jb",
+            "/a\u{2028}b",
+            "/tmp/$(id)",
+            "/tmp/`id`",
+            "/tmp/a;b",
+            "/tmp/a|b",
+            "/tmp/*",
+        ] {
             assert!(container_path(bad).is_err(), "{bad:?}");
         }
         assert!(ssh_public_key("ssh-ed25519 AAAAC3Nz me@x").is_ok());
         assert!(ssh_public_key("hello").is_err());
         assert!(timezone("Europe/Berlin").is_ok() && timezone("../etc").is_err());
+        assert!(timezone("Etc/GMT+1").is_ok() && timezone("host").is_ok());
+        assert!(timezone("-x").is_err() && timezone("+1").is_err() && timezone("").is_err());
+        assert!(container_path("/opt/my app/conf.d/a-b_c+1@x:y,z=%~.conf").is_ok());
         assert!(vmid(99).is_err() && vmid(100).is_ok());
     }
 }

@@ -95,7 +95,10 @@ fn second_run_performs_no_changing_command() {
     assert!(
         calls.len() <= 7,
         "{:#?}",
-        calls.iter().map(|c| c.argv[..2].join(" ")).collect::<Vec<_>>()
+        calls
+            .iter()
+            .map(|c| c.argv[..2].join(" "))
+            .collect::<Vec<_>>()
     );
     assert!(r.already.iter().any(|a| a.step == "daemon.json"));
 }
@@ -281,14 +284,16 @@ fn profile_change_on_running_container_is_set_and_reported_pending() {
 fn tampered_node_binary_is_refused_before_any_change() {
     let node = fake_node();
     let pin = "0".repeat(64);
-    let mut o = Layer::default();
-    o.docker = Some(profile::DockerLayer {
-        fuse_overlayfs: Some(profile::FuseOverlayfsLayer {
-            sha256: Some(pin),
+    let o = Layer {
+        docker: Some(profile::DockerLayer {
+            fuse_overlayfs: Some(profile::FuseOverlayfsLayer {
+                sha256: Some(pin),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
-        ..Default::default()
-    });
+        ..Layer::default()
+    };
     let r = run_once(&node, &request("web1", "docker", o), Options::default());
     assert_eq!(r.outcome, Outcome::Failed);
     assert!(r.failure.unwrap().message.contains("refusing to push"));

@@ -31,7 +31,9 @@ pub fn lab() -> Option<Lab> {
              or `eval \"$(lab/labctl up)\"` first as root; set PROVISION_SKIP_LAB=1 to skip lab tests explicitly"
         );
     }
-    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set although PROVISION_LAB=1"));
+    let var = |k: &str| {
+        std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set although PROVISION_LAB=1"))
+    };
     Some(Lab {
         state: PathBuf::from(var("PROVISION_LAB_STATE")),
         log: PathBuf::from(var("PROVISION_LAB_LOG")),
@@ -57,7 +59,14 @@ impl Lab {
         Command::new("lxc-attach")
             .arg("-P")
             .arg(self.state.join("lxc"))
-            .args(["-n", &vmid.to_string(), "--clear-env", "--set-var", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "--"])
+            .args([
+                "-n",
+                &vmid.to_string(),
+                "--clear-env",
+                "--set-var",
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "--",
+            ])
             .args(args)
             .output()
             .expect("lxc-attach runs")
@@ -66,7 +75,11 @@ impl Lab {
     /// stdout of a successful attach.
     pub fn attach_ok(&self, vmid: u32, args: &[&str]) -> String {
         let o = self.attach(vmid, args);
-        assert!(o.status.success(), "inside ct {vmid}: {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "inside ct {vmid}: {args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
@@ -85,7 +98,11 @@ impl Lab {
             .map(|v| {
                 v["argv"]
                     .as_array()
-                    .map(|a| a.iter().map(|x| x.as_str().unwrap_or("").to_string()).collect())
+                    .map(|a| {
+                        a.iter()
+                            .map(|x| x.as_str().unwrap_or("").to_string())
+                            .collect()
+                    })
                     .unwrap_or_default()
             })
             .collect()
@@ -94,17 +111,29 @@ impl Lab {
     /// The VMID of the container named `name`, if any.
     pub fn vmid_of(&self, name: &str) -> Option<u32> {
         let out = Command::new("pvesh")
-            .args(["get", "/cluster/resources", "--type", "vm", "--output-format", "json"])
+            .args([
+                "get",
+                "/cluster/resources",
+                "--type",
+                "vm",
+                "--output-format",
+                "json",
+            ])
             .output()
             .expect("pvesh runs");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("pvesh json");
-        v.as_array()?.iter().find(|g| g["name"] == name).and_then(|g| g["vmid"].as_u64()).map(|x| x as u32)
+        v.as_array()?
+            .iter()
+            .find(|g| g["name"] == name)
+            .and_then(|g| g["vmid"].as_u64())
+            .map(|x| x as u32)
     }
 }
 
 /// The lab host's fuse-overlayfs (Debian 12's package) as the node-file source: it matches the
 /// Debian 12 template's libfuse3.
-pub const LAB_FUSE: &str = "[docker.fuse_overlayfs]\nsource = \"node\"\npath = \"/usr/bin/fuse-overlayfs\"";
+pub const LAB_FUSE: &str =
+    "[docker.fuse_overlayfs]\nsource = \"node\"\npath = \"/usr/bin/fuse-overlayfs\"";
 
 /// Destroys the named container when dropped (test cleanup, also on panic).
 pub struct Cleanup(pub Lab, pub Vec<String>);
@@ -115,7 +144,9 @@ impl Drop for Cleanup {
             if let Some(id) = self.0.vmid_of(name) {
                 let id = id.to_string();
                 let _ = Command::new("pct").args(["stop", &id]).output();
-                let _ = Command::new("pct").args(["destroy", &id, "--purge"]).output();
+                let _ = Command::new("pct")
+                    .args(["destroy", &id, "--purge"])
+                    .output();
             }
         }
     }
@@ -132,8 +163,12 @@ pub fn provision(args: &[&str]) -> Output {
 }
 
 fn report(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("report is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "report is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 #[test]
@@ -143,14 +178,38 @@ fn docker_on_fuse_overlayfs_in_a_real_unprivileged_container_and_second_run_chan
     let _cleanup = Cleanup(lab.clone(), vec!["e2e1".into()]);
     // The container first without Docker, so that the test can put a user key into daemon.json
     // before provision configures Docker.
-    let plain = lab.profile(dir.path(), "plain", "docker", "[docker]\ninstall = \"none\"");
-    let out = provision(&["e2e1", "--profile", plain.to_str().unwrap(), "--yes", "--output", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let plain = lab.profile(
+        dir.path(),
+        "plain",
+        "docker",
+        "[docker]\ninstall = \"none\"",
+    );
+    let out = provision(&[
+        "e2e1",
+        "--profile",
+        plain.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let vmid = lab.vmid_of("e2e1").expect("e2e1 exists");
     lab.attach_ok(vmid, &["sh", "-c", "mkdir -p /etc/docker && printf '{\"log-level\": \"warn\"}\\n' > /etc/docker/daemon.json"]);
 
     let full = lab.profile(dir.path(), "lab-docker", "docker", LAB_FUSE);
-    let args = ["e2e1", "--profile", full.to_str().unwrap(), "--yes", "--output", "json"];
+    let args = [
+        "e2e1",
+        "--profile",
+        full.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+    ];
     let out = provision(&args);
     let r = report(&out);
     assert_eq!(out.status.code(), Some(0), "{r:#}");
@@ -161,21 +220,56 @@ fn docker_on_fuse_overlayfs_in_a_real_unprivileged_container_and_second_run_chan
 
     // From outside: unprivileged with the features.
     let uid_map = lab.attach_ok(vmid, &["cat", "/proc/self/uid_map"]);
-    assert_eq!(uid_map.split_whitespace().collect::<Vec<_>>(), ["0", "100000", "65536"], "{uid_map}");
-    let cfg = Command::new("pct").args(["config", &vmid.to_string()]).output().unwrap();
+    assert_eq!(
+        uid_map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"],
+        "{uid_map}"
+    );
+    let cfg = Command::new("pct")
+        .args(["config", &vmid.to_string()])
+        .output()
+        .unwrap();
     let cfg = String::from_utf8_lossy(&cfg.stdout);
-    assert!(cfg.contains("features: fuse=1,keyctl=1,mknod=1,nesting=1"), "{cfg}");
+    assert!(
+        cfg.contains("features: fuse=1,keyctl=1,mknod=1,nesting=1"),
+        "{cfg}"
+    );
     assert!(cfg.contains("unprivileged: 1"), "{cfg}");
     // The binary: in place, 0755, root-owned inside.
-    assert_eq!(lab.attach_ok(vmid, &["stat", "-c", "%a %U", "/usr/local/bin/fuse-overlayfs"]).trim(), "755 root");
+    assert_eq!(
+        lab.attach_ok(
+            vmid,
+            &["stat", "-c", "%a %U", "/usr/local/bin/fuse-overlayfs"]
+        )
+        .trim(),
+        "755 root"
+    );
     // daemon.json: fuse-overlayfs and the user's key.
-    let dj: serde_json::Value = serde_json::from_str(&lab.attach_ok(vmid, &["cat", "/etc/docker/daemon.json"])).unwrap();
+    let dj: serde_json::Value =
+        serde_json::from_str(&lab.attach_ok(vmid, &["cat", "/etc/docker/daemon.json"])).unwrap();
     assert_eq!(dj["storage-driver"], "fuse-overlayfs");
     assert_eq!(dj["log-level"], "warn");
     assert_eq!(dj["features"]["containerd-snapshotter"], false);
     // Docker really runs a container on fuse-overlayfs.
-    assert_eq!(lab.attach_ok(vmid, &["docker", "info", "--format", "{{.Driver}}"]).trim(), "fuse-overlayfs");
-    let ran = lab.attach_ok(vmid, &["docker", "run", "--rm", "--network", "none", "provision-probe:1", "/bin/busybox", "echo", "outside-check"]);
+    assert_eq!(
+        lab.attach_ok(vmid, &["docker", "info", "--format", "{{.Driver}}"])
+            .trim(),
+        "fuse-overlayfs"
+    );
+    let ran = lab.attach_ok(
+        vmid,
+        &[
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "provision-probe:1",
+            "/bin/busybox",
+            "echo",
+            "outside-check",
+        ],
+    );
     assert_eq!(ran.trim(), "outside-check");
 
     // The same command again: nothing that changes anything runs.
@@ -186,8 +280,14 @@ fn docker_on_fuse_overlayfs_in_a_real_unprivileged_container_and_second_run_chan
     assert_eq!(r["containers"][0]["outcome"], "unchanged", "{r:#}");
     let calls = lab.invocations_since(mark);
     let changing: Vec<&Vec<String>> = calls.iter().filter(|a| is_changing(a)).collect();
-    assert!(changing.is_empty(), "second run ran changing commands: {changing:#?}");
-    assert!(!calls.is_empty(), "the invocation log recorded nothing: is PROVISION_LAB_LOG right?");
+    assert!(
+        changing.is_empty(),
+        "second run ran changing commands: {changing:#?}"
+    );
+    assert!(
+        !calls.is_empty(),
+        "the invocation log recorded nothing: is PROVISION_LAB_LOG right?"
+    );
 }
 
 #[test]
@@ -196,16 +296,43 @@ fn docker_auto_picks_overlay2_on_a_dir_storage_and_it_works() {
     let dir = tempfile::tempdir().unwrap();
     let _cleanup = Cleanup(lab.clone(), vec!["e2e2".into()]);
     let p = lab.profile(dir.path(), "lab-auto", "docker-auto", "");
-    let out = provision(&["e2e2", "--profile", p.to_str().unwrap(), "--yes", "--output", "json"]);
+    let out = provision(&[
+        "e2e2",
+        "--profile",
+        p.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+    ]);
     let r = report(&out);
     assert_eq!(out.status.code(), Some(0), "{r:#}");
     let c = &r["containers"][0];
     assert_eq!(c["outcome"], "created");
     assert_eq!(c["driver"], "overlay2");
-    assert!(c["driver_reason"].as_str().unwrap().contains("type dir"), "{c:#}");
+    assert!(
+        c["driver_reason"].as_str().unwrap().contains("type dir"),
+        "{c:#}"
+    );
     let vmid = c["vmid"].as_u64().unwrap() as u32;
-    assert_eq!(lab.attach_ok(vmid, &["docker", "info", "--format", "{{.Driver}}"]).trim(), "overlay2");
-    let ran = lab.attach_ok(vmid, &["docker", "run", "--rm", "--network", "none", "provision-probe:1", "/bin/busybox", "echo", "ok2"]);
+    assert_eq!(
+        lab.attach_ok(vmid, &["docker", "info", "--format", "{{.Driver}}"])
+            .trim(),
+        "overlay2"
+    );
+    let ran = lab.attach_ok(
+        vmid,
+        &[
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "provision-probe:1",
+            "/bin/busybox",
+            "echo",
+            "ok2",
+        ],
+    );
     assert_eq!(ran.trim(), "ok2");
 }
 
@@ -216,16 +343,29 @@ fn a_template_the_node_does_not_have_is_reported_with_the_nodes_message_and_leav
     let _cleanup = Cleanup(lab.clone(), vec!["e2e-refused".into()]);
     let p = lab.profile(dir.path(), "bad", "docker", LAB_FUSE);
     let out = provision(&[
-        "e2e-refused", "--profile", p.to_str().unwrap(),
-        "--template", "local:vztmpl/nosuch-standard_1.0-1_amd64.tar.zst", "--yes", "--output", "json",
+        "e2e-refused",
+        "--profile",
+        p.to_str().unwrap(),
+        "--template",
+        "local:vztmpl/nosuch-standard_1.0-1_amd64.tar.zst",
+        "--yes",
+        "--output",
+        "json",
     ]);
     assert_eq!(out.status.code(), Some(1));
     let r = report(&out);
     let f = &r["containers"][0]["failure"];
-    assert!(f["step"].as_str().unwrap().starts_with("download template"), "{r:#}");
+    assert!(
+        f["step"].as_str().unwrap().starts_with("download template"),
+        "{r:#}"
+    );
     let text = format!("{} {}", f["message"], f["tail"]);
     assert!(text.contains("no such template"), "{text}");
-    assert_eq!(lab.vmid_of("e2e-refused"), None, "a refused run left a container");
+    assert_eq!(
+        lab.vmid_of("e2e-refused"),
+        None,
+        "a refused run left a container"
+    );
 }
 
 #[test]
@@ -235,13 +375,37 @@ fn a_storage_without_container_roots_is_refused_before_any_change() {
     let _cleanup = Cleanup(lab.clone(), vec!["e2e-nostore".into()]);
     let p = lab.profile(dir.path(), "bad2", "docker", "");
     let mark = lab.log_mark();
-    let out = provision(&["e2e-nostore", "--profile", p.to_str().unwrap(), "--storage", "local", "--yes", "--output", "json"]);
+    let out = provision(&[
+        "e2e-nostore",
+        "--profile",
+        p.to_str().unwrap(),
+        "--storage",
+        "local",
+        "--yes",
+        "--output",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let r = report(&out);
-    let msg = r["containers"][0]["failure"]["message"].as_str().unwrap().to_string();
-    assert!(msg.contains("does not allow container root disks") && msg.contains("labct"), "{msg}");
-    let changing: Vec<Vec<String>> = lab.invocations_since(mark).into_iter().filter(|a| is_changing(a)).collect();
-    assert!(changing.iter().all(|a| !a.join(" ").contains("e2e-nostore")), "{changing:?}");
+    let msg = r["containers"][0]["failure"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("does not allow container root disks") && msg.contains("labct"),
+        "{msg}"
+    );
+    let changing: Vec<Vec<String>> = lab
+        .invocations_since(mark)
+        .into_iter()
+        .filter(|a| is_changing(a))
+        .collect();
+    assert!(
+        changing
+            .iter()
+            .all(|a| !a.join(" ").contains("e2e-nostore")),
+        "{changing:?}"
+    );
     assert_eq!(lab.vmid_of("e2e-nostore"), None);
 }
 
@@ -251,13 +415,26 @@ fn two_provision_processes_at_once_never_share_a_vmid() {
     let dir = tempfile::tempdir().unwrap();
     let names = ["e2e-race1", "e2e-race2", "e2e-race3"];
     let _cleanup = Cleanup(lab.clone(), names.iter().map(|s| s.to_string()).collect());
-    let p = lab.profile(dir.path(), "plain", "docker", "[docker]\ninstall = \"none\"");
+    let p = lab.profile(
+        dir.path(),
+        "plain",
+        "docker",
+        "[docker]\ninstall = \"none\"",
+    );
     let mark = lab.log_mark();
     let children: Vec<std::process::Child> = names
         .iter()
         .map(|n| {
             Command::new(env!("CARGO_BIN_EXE_provision"))
-                .args([n, "--profile", p.to_str().unwrap(), "--yes", "--output", "json", "-q"])
+                .args([
+                    n,
+                    "--profile",
+                    p.to_str().unwrap(),
+                    "--yes",
+                    "--output",
+                    "json",
+                    "-q",
+                ])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -268,7 +445,12 @@ fn two_provision_processes_at_once_never_share_a_vmid() {
     for c in children {
         let out = c.wait_with_output().unwrap();
         let r = report(&out);
-        assert_eq!(out.status.code(), Some(0), "{r:#}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{r:#}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         vmids.push(r["containers"][0]["vmid"].as_u64().unwrap());
     }
     let mut unique = vmids.clone();
@@ -291,17 +473,41 @@ fn a_root_password_never_appears_in_output_or_in_the_nodes_invocation_log() {
     let dir = tempfile::tempdir().unwrap();
     let _cleanup = Cleanup(lab.clone(), vec!["e2e-secret".into()]);
     let secret = "Sup3r-s3cret-pw-4711";
-    let p = lab.profile(dir.path(), "pw", "docker", "root_password = { env = \"E2E_ROOT_PW\" }\n[docker]\ninstall = \"none\"");
+    let p = lab.profile(
+        dir.path(),
+        "pw",
+        "docker",
+        "root_password = { env = \"E2E_ROOT_PW\" }\n[docker]\ninstall = \"none\"",
+    );
     let mark = lab.log_mark();
     let out = Command::new(env!("CARGO_BIN_EXE_provision"))
-        .args(["e2e-secret", "--profile", p.to_str().unwrap(), "--yes", "-vvv", "--output", "json"])
+        .args([
+            "e2e-secret",
+            "--profile",
+            p.to_str().unwrap(),
+            "--yes",
+            "-vvv",
+            "--output",
+            "json",
+        ])
         .env("E2E_ROOT_PW", secret)
         .env("CI", "1")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let dry = Command::new(env!("CARGO_BIN_EXE_provision"))
-        .args(["e2e-secret", "--profile", p.to_str().unwrap(), "--dry-run", "-vvv"])
+        .args([
+            "e2e-secret",
+            "--profile",
+            p.to_str().unwrap(),
+            "--dry-run",
+            "-vvv",
+        ])
         .env("E2E_ROOT_PW", secret)
         .output()
         .unwrap();
@@ -309,8 +515,14 @@ fn a_root_password_never_appears_in_output_or_in_the_nodes_invocation_log() {
     for (what, text) in [
         ("stdout", String::from_utf8_lossy(&out.stdout).into_owned()),
         ("stderr", String::from_utf8_lossy(&out.stderr).into_owned()),
-        ("dry-run stdout", String::from_utf8_lossy(&dry.stdout).into_owned()),
-        ("dry-run stderr", String::from_utf8_lossy(&dry.stderr).into_owned()),
+        (
+            "dry-run stdout",
+            String::from_utf8_lossy(&dry.stdout).into_owned(),
+        ),
+        (
+            "dry-run stderr",
+            String::from_utf8_lossy(&dry.stderr).into_owned(),
+        ),
         ("invocation log", log),
     ] {
         assert!(!text.contains(secret), "the password appears in {what}");
@@ -318,8 +530,14 @@ fn a_root_password_never_appears_in_output_or_in_the_nodes_invocation_log() {
     assert!(!lab.invocations_since(mark).is_empty());
     // It was set: root has a password hash now.
     let vmid = lab.vmid_of("e2e-secret").unwrap();
-    let shadow = lab.attach_ok(vmid, &["sh", "-c", "grep '^root:' /etc/shadow | cut -d: -f2"]);
-    assert!(shadow.trim().starts_with('$'), "root has no password hash: {shadow:?}");
+    let shadow = lab.attach_ok(
+        vmid,
+        &["sh", "-c", "grep '^root:' /etc/shadow | cut -d: -f2"],
+    );
+    assert!(
+        shadow.trim().starts_with('$'),
+        "root has no password hash: {shadow:?}"
+    );
 }
 
 /// Waits (bounded) until the invocation log, after `mark`, has an entry for which `pred` holds.
@@ -329,7 +547,10 @@ fn wait_for_invocation(lab: &Lab, mark: u64, what: &str, pred: impl Fn(&[String]
         if lab.invocations_since(mark).iter().any(|a| pred(a)) {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "waited 180 s for {what} in the invocation log");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 180 s for {what} in the invocation log"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
@@ -340,7 +561,14 @@ fn an_interrupted_provision_reports_its_state_and_the_next_run_continues() {
     let dir = tempfile::tempdir().unwrap();
     let _cleanup = Cleanup(lab.clone(), vec!["e2e-int".into()]);
     let p = lab.profile(dir.path(), "int", "docker", LAB_FUSE);
-    let args = ["e2e-int", "--profile", p.to_str().unwrap(), "--yes", "--output", "json"];
+    let args = [
+        "e2e-int",
+        "--profile",
+        p.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+    ];
     let mark = lab.log_mark();
     let child = Command::new(env!("CARGO_BIN_EXE_provision"))
         .args(args)
@@ -350,16 +578,32 @@ fn an_interrupted_provision_reports_its_state_and_the_next_run_continues() {
         .spawn()
         .unwrap();
     // Interrupt once the container has started (Docker's installation comes next).
-    wait_for_invocation(&lab, mark, "`pct start`", |a| a.len() >= 2 && a[0] == "pct" && a[1] == "start");
-    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    wait_for_invocation(&lab, mark, "`pct start`", |a| {
+        a.len() >= 2 && a[0] == "pct" && a[1] == "start"
+    });
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = report(&out);
     let c = &r["containers"][0];
     let f = &c["failure"];
-    assert!(f["message"].as_str().unwrap().contains("interrupted"), "{r:#}");
-    assert!(f["left"].as_str().unwrap().contains("next run continues"), "{r:#}");
+    assert!(
+        f["message"].as_str().unwrap().contains("interrupted"),
+        "{r:#}"
+    );
+    assert!(
+        f["left"].as_str().unwrap().contains("next run continues"),
+        "{r:#}"
+    );
     assert!(c["vmid"].is_u64(), "{r:#}");
     // The next run continues and finishes.
     let out = provision(&args);
@@ -367,4 +611,63 @@ fn an_interrupted_provision_reports_its_state_and_the_next_run_continues() {
     assert_eq!(out.status.code(), Some(0), "{r:#}");
     assert_eq!(r["containers"][0]["verified"], true);
     assert_eq!(r["containers"][0]["vmid"], c["vmid"]);
+}
+
+#[test]
+fn a_lab_file_of_three_comes_up_in_parallel_reapplies_as_a_no_op_and_is_destroyed() {
+    let Some(lab) = lab() else { return };
+    let names: Vec<String> = (1..=3).map(|n| format!("lab-{n}")).collect();
+    let _cleanup = Cleanup(lab.clone(), names.clone());
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/lab-three.toml");
+    let out = provision(&["apply", file, "--jobs", "3", "--yes", "--output", "json"]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    let cs = r["containers"].as_array().unwrap();
+    assert_eq!(cs.len(), 3);
+    assert!(
+        cs.iter()
+            .all(|c| c["outcome"] == "created" && c["verified"] == true),
+        "{r:#}"
+    );
+
+    let st = provision(&["status", file, "--output", "json"]);
+    assert_eq!(st.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&st.stdout);
+    for n in &names {
+        assert!(text.contains(n.as_str()), "{text}");
+    }
+    assert!(!text.contains("\"missing\""), "{text}");
+
+    let mark = lab.log_mark();
+    let out = provision(&["apply", file, "--jobs", "3", "--yes", "--output", "json"]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    assert!(
+        r["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["outcome"] == "unchanged"),
+        "{r:#}"
+    );
+    let changing: Vec<Vec<String>> = lab
+        .invocations_since(mark)
+        .into_iter()
+        .filter(|a| is_changing(a))
+        .collect();
+    assert!(
+        changing.is_empty(),
+        "re-apply ran changing commands: {changing:#?}"
+    );
+
+    let out = provision(&["destroy", file, "--yes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for n in &names {
+        assert_eq!(lab.vmid_of(n), None, "{n} is still there");
+    }
 }

@@ -3,8 +3,12 @@
 //! Shared here: opening the node transport, turning command-line overrides into a profile
 //! layer, reading the root password from where the profile says (never from argv), printing.
 
+pub mod apply;
+pub mod destroy;
+pub mod doctor;
 pub mod profiles;
 pub mod single;
+pub mod status;
 
 use crate::cli::{GlobalArgs, OutputFormat, Overrides};
 use crate::error::{InputError, InputErrors};
@@ -17,8 +21,14 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 /// Subcommands other than the single form and `profiles`.
-pub fn dispatch(c: &crate::cli::Command, _g: &GlobalArgs) -> Result<u8> {
-    anyhow::bail!("{c:?}: not built yet")
+pub fn dispatch(c: &crate::cli::Command, g: &GlobalArgs) -> Result<u8> {
+    match c {
+        crate::cli::Command::Doctor(a) => doctor::run(a, g),
+        crate::cli::Command::Apply(a) => apply::run(a, g),
+        crate::cli::Command::Status(a) => status::run(a, g),
+        crate::cli::Command::Destroy(a) => destroy::run(a, g),
+        _ => anyhow::bail!("{c:?}: not built yet"),
+    }
 }
 
 /// The node transport: local processes, or SSH with --host.

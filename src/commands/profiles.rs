@@ -6,8 +6,8 @@ use crate::profile;
 use anyhow::Result;
 
 /// Lists profiles or shows one resolved.
-pub fn run(action: &Option<ProfilesCmd>, g: &GlobalArgs) -> Result<u8> {
-    match action {
+pub fn run(action: &Option<Box<ProfilesCmd>>, g: &GlobalArgs) -> Result<u8> {
+    match action.as_deref() {
         None => {
             let list = profile::list_profiles();
             if json(g) {

@@ -446,7 +446,8 @@ impl FakeState {
                 if !self.index.iter().any(|n| n == name) {
                     return Output::fail(
                         255,
-                        format!("400 Parameter verification failed.\ntemplate: no such template\n"),
+                        "400 Parameter verification failed.\ntemplate: no such template\n"
+                            .to_string(),
                     );
                 }
                 self.templates.insert(format!("{storage}:vztmpl/{name}"));
@@ -685,6 +686,9 @@ fn exec_inside(ct: &mut FakeCt, inner: &[String], stdin: Option<&[u8]>) -> Outpu
             }
             if ct.docker_active {
                 s.push_str("docker_active=1\n");
+                if let Some(d) = &ct.docker_driver {
+                    s.push_str(&format!("docker_driver={d}\n"));
+                }
             }
             if let Some(t) = ct.links.get(plan::FUSE_DEST) {
                 s.push_str(&format!(

@@ -73,7 +73,9 @@ impl Transport for Pct {
             None,
         );
         // Removed whether the push worked or not.
-        let removed = self.node.run(&Cmd::new("rm").args(["-f", "--", &tmp]), None);
+        let removed = self
+            .node
+            .run(&Cmd::new("rm").args(["-f", "--", &tmp]), None);
         pushed?;
         if let Ok(out) = removed
             && !out.success()

@@ -1,0 +1,73 @@
+//! `provision doctor [FILE] [--profile P]`: checks nodes before anything is created.
+//!
+//! Builds the requests to check for (one profile, or every entry of a lab file), groups them
+//! by the node they go to (the default node, or an entry's `host`), gathers each node's facts
+//! through its node transport and evaluates them ([`crate::doctor::evaluate`]). Prints each
+//! check; with `--output json` one document `{"ok", "nodes": [report...]}`. Exit 1 when a
+//! check FAILs on any node; 2 for a bad profile or lab file (no node is contacted then).
+
+use super::apply::open_host;
+use super::{json, print_json};
+use crate::cli::{DoctorArgs, GlobalArgs};
+use crate::doctor::{self, Report};
+use crate::labfile;
+use crate::plan::Request;
+use crate::profile::{self, Layer};
+use anyhow::Result;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The requests to check, grouped by node: `None` is the default node (local or --host), else
+/// a lab file entry's `host`.
+pub fn requests(a: &DoctorArgs) -> Result<BTreeMap<Option<String>, Vec<Request>>> {
+    let mut by_host: BTreeMap<Option<String>, Vec<Request>> = BTreeMap::new();
+    match &a.file {
+        Some(file) => {
+            let lab = labfile::load(file, &Layer::default())?;
+            for e in lab.entries {
+                by_host.entry(e.host).or_default().push(e.request);
+            }
+        }
+        None => {
+            let p = profile::load(&a.profile, &Layer::default())?;
+            by_host.entry(None).or_default().push(Request {
+                // No container name: the checks are about the node and the profile.
+                hostname: String::new(),
+                vmid: p.vmid,
+                profile: p,
+            });
+        }
+    }
+    Ok(by_host)
+}
+
+/// The `--output json` document.
+#[derive(Serialize, Debug)]
+pub struct Doc {
+    /// True when no check failed on any node.
+    pub ok: bool,
+    /// One report per node.
+    pub nodes: Vec<Report>,
+}
+
+/// Runs `provision doctor`.
+pub fn run(a: &DoctorArgs, g: &GlobalArgs) -> Result<u8> {
+    let groups = requests(a)?;
+    let mut nodes = Vec::new();
+    for (host, reqs) in &groups {
+        let node = open_host(g, host.as_deref())?;
+        nodes.push(doctor::run(node.as_ref(), reqs)?);
+    }
+    let doc = Doc {
+        ok: nodes.iter().all(|r| r.ok),
+        nodes,
+    };
+    if json(g) {
+        print_json(&doc)?;
+    } else {
+        for r in &doc.nodes {
+            print!("{}", r.text());
+        }
+    }
+    Ok(u8::from(!doc.ok))
+}

@@ -1,0 +1,1249 @@
+//! Bad input, before anything changes: a catalogue of hostile profiles, files and command lines.
+//!
+//! Every case runs the real binary in a temporary directory whose PATH starts with recording
+//! shims for every program the tool could start on a node (pct, pveam, pvesm, pvesh and the few
+//! helpers it runs there). Each shim appends its argv to one log and fails. For every case the
+//! binary must exit with 2, say where the bad value is (`FILE:LINE:COL: FIELD:` for files,
+//! `command line: OPTION:` for arguments) and what is wrong, and the log must stay empty: input
+//! is refused before a single command runs.
+//!
+//! The catalogue is two tables, profiles and command lines ([`cases`]) and lab files for
+//! `provision apply|status|destroy` ([`lab_cases`]); growing it is adding a line. Cases that
+//! need several files or exact bytes copy a directory from tests/fixtures/catalogue.
+
+use assert_cmd::Command;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Programs shimmed on PATH: the PVE tools and what the tool runs on a node besides them.
+const SHIMS: &[&str] = &[
+    "pct",
+    "pveam",
+    "pvesm",
+    "pvesh",
+    "sha256sum",
+    "cat",
+    "rm",
+    "sh",
+    "curl",
+    "ssh",
+];
+
+/// One hostile input and what the refusal must say.
+struct Case {
+    /// What the case is about (shown when it fails).
+    name: &'static str,
+    /// Files written into the case directory: relative path -> bytes.
+    files: Vec<(String, Vec<u8>)>,
+    /// A fixture directory (under tests/fixtures/catalogue) copied into the case directory.
+    fixture: Option<&'static str>,
+    /// Arguments after the program name.
+    args: Vec<OsString>,
+    /// Extra environment.
+    env: Vec<(&'static str, OsString)>,
+    /// Substrings stderr must contain.
+    expect: Vec<String>,
+    /// Substrings stderr must not contain (secrets).
+    absent: Vec<String>,
+}
+
+/// The profile file most cases write, as the binary shows it.
+const P: &str = "./p.toml";
+
+/// The lab file of the lab-file cases.
+const L: &str = "./lab.toml";
+
+/// A lab file's usual first lines: every entry starts from the docker profile.
+const D: &str = "[defaults]\nprofile = \"docker\"\n";
+
+impl Case {
+    /// `provision web --profile ./p.toml` with `text` as p.toml.
+    fn profile(name: &'static str, text: impl Into<Vec<u8>>) -> Case {
+        Case {
+            name,
+            files: vec![("p.toml".into(), text.into())],
+            fixture: None,
+            args: ["web", "--profile", P].map(OsString::from).to_vec(),
+            env: Vec::new(),
+            expect: Vec::new(),
+            absent: Vec::new(),
+        }
+    }
+
+    /// `provision apply ./lab.toml` with `text` as lab.toml.
+    fn lab(name: &'static str, text: impl Into<Vec<u8>>) -> Case {
+        let mut c = Case::cli(name, &["apply", L]);
+        c.files.push(("lab.toml".into(), text.into()));
+        c
+    }
+
+    /// The error is at LINE:COL of lab.toml, in FIELD.
+    fn at_l(self, line: usize, col: usize, field: &str) -> Case {
+        self.at(L, line, col, field)
+    }
+
+    /// Replaces the arguments (same files).
+    fn args(mut self, args: &[&str]) -> Case {
+        self.args = args.iter().map(OsString::from).collect();
+        self
+    }
+
+    /// `provision ARGS...` with no files.
+    fn cli(name: &'static str, args: &[&str]) -> Case {
+        Case {
+            name,
+            files: Vec::new(),
+            fixture: None,
+            args: args.iter().map(OsString::from).collect(),
+            env: Vec::new(),
+            expect: Vec::new(),
+            absent: Vec::new(),
+        }
+    }
+
+    /// `provision web --profile PROFILE` in a copy of a fixture directory.
+    fn fixture(name: &'static str, dir: &'static str, profile: &str) -> Case {
+        let mut c = Case::cli(name, &["web", "--profile", profile]);
+        c.fixture = Some(dir);
+        c
+    }
+
+    /// Replaces the arguments with raw bytes (non-UTF-8 argv).
+    fn raw_args(mut self, args: &[&[u8]]) -> Case {
+        self.args = args
+            .iter()
+            .map(|a| OsString::from_vec(a.to_vec()))
+            .collect();
+        self
+    }
+
+    /// The error is at FILE:LINE:COL, in FIELD (empty: no field, e.g. a TOML syntax error).
+    fn at(mut self, file: &str, line: usize, col: usize, field: &str) -> Case {
+        self.expect.push(if field.is_empty() {
+            format!("{file}:{line}:{col}: ")
+        } else {
+            format!("{file}:{line}:{col}: {field}: ")
+        });
+        self
+    }
+
+    /// The error is at LINE:COL of p.toml, in FIELD.
+    fn at_p(self, line: usize, col: usize, field: &str) -> Case {
+        self.at(P, line, col, field)
+    }
+
+    /// The error is about a whole file (no line), optionally naming a field.
+    fn whole(mut self, file: &str, field: &str) -> Case {
+        self.expect.push(if field.is_empty() {
+            format!("{file}: ")
+        } else {
+            format!("{file}: {field}: ")
+        });
+        self
+    }
+
+    /// The error is on the command line, at OPTION.
+    fn cl(mut self, option: &str) -> Case {
+        self.expect.push(format!("command line: {option}: "));
+        self
+    }
+
+    /// stderr also says this.
+    fn says(mut self, s: &str) -> Case {
+        self.expect.push(s.to_string());
+        self
+    }
+
+    /// stderr never shows this (a secret).
+    fn hides(mut self, s: &str) -> Case {
+        self.absent.push(s.to_string());
+        self
+    }
+
+    /// Sets an environment variable for the run.
+    fn env(mut self, k: &'static str, v: impl Into<OsString>) -> Case {
+        self.env.push((k, v.into()));
+        self
+    }
+
+    /// Adds a file to the case directory.
+    fn file(mut self, path: &str, bytes: impl Into<Vec<u8>>) -> Case {
+        self.files.push((path.to_string(), bytes.into()));
+        self
+    }
+}
+
+/// A `[[files]]` entry with `dest` written as a TOML basic string (escapes allowed).
+fn files_dest(dest: &str) -> String {
+    format!("template = \"debian-12\"\n[[files]]\ndest = \"{dest}\"\ncontent = \"x\"\n")
+}
+
+/// The whole catalogue.
+fn cases() -> Vec<Case> {
+    let label64 = "a".repeat(64);
+    let name256 = ["abcdefghij"; 26].join(".");
+    let long_description = format!("description = \"{}\"\n", "d".repeat(8180));
+    let mut huge = b"template = \"debian-12\"\n".to_vec();
+    huge.extend(std::iter::repeat_n(b'#', (1 << 20) + 1));
+    vec![
+        // ---- Malformed TOML.
+        Case::profile("unclosed string", "template = \"debian-12\n")
+            .at_p(1, 22, "")
+            .says("invalid basic string"),
+        Case::profile("duplicate key", "memory = 1024\nmemory = 2048\n")
+            .at_p(2, 1, "")
+            .says("duplicate key"),
+        Case::profile("key without value", "template\n")
+            .at_p(1, 9, "")
+            .says("expected `=`"),
+        Case::profile("unclosed table header", "[network\nbridge = \"vmbr0\"\n")
+            .at_p(1, 9, "")
+            .says("unclosed table"),
+        Case::profile(
+            "table defined twice",
+            "[network]\nbridge = \"vmbr0\"\n[network]\nip = \"dhcp\"\n",
+        )
+        .at_p(3, 2, "")
+        .says("duplicate key"),
+        Case::profile("invalid escape", "template = \"deb\\qian\"\n")
+            .at_p(1, 17, "")
+            .says("escaped value"),
+        Case::profile("JSON instead of TOML", "{\"template\": \"debian-12\"}\n")
+            .at_p(1, 1, "")
+            .says("invalid"),
+        Case::profile("NUL byte", "template = \"debian-12\"\n\0\n")
+            .at_p(2, 1, "")
+            .says("NUL byte"),
+        // ---- Wrong types.
+        Case::profile("memory as text", "memory = \"lots\"\n")
+            .at_p(1, 10, "memory")
+            .says("invalid type"),
+        Case::profile("tags as one string", "tags = \"docker\"\n")
+            .at_p(1, 8, "tags")
+            .says("expected a sequence"),
+        Case::profile("feature as text", "[features]\nnesting = \"yes\"\n")
+            .at_p(2, 11, "features.nesting")
+            .says("expected a boolean"),
+        Case::profile(
+            "feature carrying a property",
+            "[features]\nnesting = \"1,mount=nfs\"\n",
+        )
+        .at_p(2, 11, "features.nesting")
+        .says("expected a boolean"),
+        Case::profile("files as a table", "files = {}\n")
+            .at_p(1, 9, "files")
+            .says("expected a sequence"),
+        Case::profile("fractional cores", "cores = 1.5\n")
+            .at_p(1, 9, "cores")
+            .says("invalid type"),
+        Case::profile("vmid as text", "vmid = \"100\"\n")
+            .at_p(1, 8, "vmid")
+            .says("invalid type"),
+        Case::profile("network as text", "network = \"vmbr0\"\n")
+            .at_p(1, 11, "network")
+            .says("invalid type"),
+        Case::profile("command as a string", "commands = [\"reboot\"]\n")
+            .at_p(1, 13, "commands[0]")
+            .says("expected a sequence"),
+        Case::profile("disk size with unit", "[rootfs]\nsize = \"8G\"\n")
+            .at_p(2, 8, "rootfs.size")
+            .says("invalid type"),
+        Case::profile("extends as a number", "extends = 42\n")
+            .at_p(1, 11, "extends")
+            .says("invalid type"),
+        Case::profile(
+            "plain password in the profile is refused without echoing it",
+            "template = \"debian-12\"\nroot_password = \"hunter22-secret\"\n",
+        )
+        .at_p(2, 17, "root_password")
+        .says("never written into a profile")
+        .hides("hunter22"),
+        // ---- Unknown keys.
+        Case::profile("misspelt key", "template = \"debian-12\"\nmemroy = 512\n")
+            .at_p(2, 1, "memroy")
+            .says("unknown field"),
+        Case::profile("unknown nested key", "[network]\nipp = \"dhcp\"\n")
+            .at_p(2, 1, "network.ipp")
+            .says("unknown field"),
+        Case::profile("unknown table", "[dokcer]\ninstall = \"distro\"\n")
+            .at_p(1, 2, "dokcer")
+            .says("unknown field"),
+        Case::profile(
+            "unknown deep key",
+            "[docker.fuse_overlayfs]\nsha = \"00\"\n",
+        )
+        .at_p(2, 1, "docker.fuse_overlayfs.sha")
+        .says("unknown field"),
+        Case::profile(
+            "unknown password source",
+            "root_password = { envv = \"PW\" }\n",
+        )
+        .at_p(1, 19, "root_password.envv")
+        .says("root_password is { env"),
+        Case::profile(
+            "unknown key in a files entry",
+            "[[files]]\ndest = \"/etc/motd\"\ncontent = \"hi\"\nowner = \"root\"\n",
+        )
+        .at_p(4, 1, "files[0].owner")
+        .says("unknown field"),
+        // ---- Out of range.
+        Case::profile("vmid below 100", "vmid = 5\n")
+            .at_p(1, 1, "vmid")
+            .says("out of range"),
+        Case::profile("vmid above the maximum", "vmid = 1000000000\n")
+            .at_p(1, 1, "vmid")
+            .says("out of range"),
+        Case::profile("zero cores", "cores = 0\n")
+            .at_p(1, 1, "cores")
+            .says("out of range"),
+        Case::profile("too many cores", "cores = 8193\n")
+            .at_p(1, 1, "cores")
+            .says("out of range"),
+        Case::profile("memory below PVE's minimum", "memory = 8\n")
+            .at_p(1, 1, "memory")
+            .says("out of range"),
+        Case::profile("memory beyond i64", "memory = 99999999999999999999\n")
+            .at_p(1, 10, "memory")
+            .says("i64"),
+        Case::profile("negative swap", "swap = -1\n")
+            .at_p(1, 1, "swap")
+            .says("out of range"),
+        Case::profile("VLAN 4095", "[network]\nvlan = 4095\n")
+            .at_p(2, 1, "network.vlan")
+            .says("out of range"),
+        Case::profile("MTU 63", "[network]\nmtu = 63\n")
+            .at_p(2, 1, "network.mtu")
+            .says("out of range"),
+        Case::profile("zero disk", "[rootfs]\nsize = 0\n")
+            .at_p(2, 1, "rootfs.size")
+            .says("out of range"),
+        Case::profile("NaN disk", "[rootfs]\nsize = nan\n")
+            .at_p(2, 1, "rootfs.size")
+            .says("out of range"),
+        Case::profile("infinite disk", "[rootfs]\nsize = inf\n")
+            .at_p(2, 1, "rootfs.size")
+            .says("out of range"),
+        Case::profile("description longer than PVE keeps", long_description)
+            .at_p(1, 1, "description")
+            .says("at most"),
+        // ---- Hostnames and tags PVE refuses.
+        Case::profile("underscore in hostname", "hostname = \"web_1\"\n")
+            .at_p(1, 1, "hostname")
+            .says("not a valid hostname"),
+        Case::profile("hostname starting with a hyphen", "hostname = \"-web\"\n")
+            .at_p(1, 1, "hostname")
+            .says("not a valid hostname"),
+        Case::profile(
+            "hostname label of 64 characters",
+            format!("hostname = \"{label64}.lab\"\n"),
+        )
+        .at_p(1, 1, "hostname")
+        .says("not a valid hostname"),
+        Case::profile("upper-case tag", "tags = [\"Docker\"]\n")
+            .at_p(1, 9, "tags[0]")
+            .says("not a valid tag"),
+        Case::profile("tag with a separator", "tags = [\"ok\", \"a;b\"]\n")
+            .at_p(1, 15, "tags[1]")
+            .says("not a valid tag"),
+        Case::profile("tag starting with a hyphen", "tags = [\"-x\"]\n")
+            .at_p(1, 9, "tags[0]")
+            .says("not a valid tag"),
+        Case::profile("tag with a newline", "tags = [\"docker\\nprovision\"]\n")
+            .at_p(1, 9, "tags[0]")
+            .says("not a valid tag"),
+        Case::profile("tag with a substitution", "tags = [\"$(id)\"]\n")
+            .at_p(1, 9, "tags[0]")
+            .says("not a valid tag"),
+        Case::profile("hostname in the profile with a command", "hostname = \"web;reboot\"\n")
+            .at_p(1, 1, "hostname")
+            .says("not a valid hostname"),
+        Case::profile("tag with a space", "tags = [\"a b\"]\n")
+            .at_p(1, 9, "tags[0]")
+            .says("not a valid tag"),
+        // ---- Property-string injection (a value carrying `,key=value`).
+        Case::profile("storage carrying size=", "[rootfs]\nstorage = \"local,size=1\"\n")
+            .at_p(2, 1, "rootfs.storage")
+            .says("not a valid storage ID"),
+        Case::profile(
+            "bridge carrying firewall=",
+            "[network]\nbridge = \"vmbr0,firewall=0\"\n",
+        )
+        .at_p(2, 1, "network.bridge")
+        .says("not a valid bridge name"),
+        Case::profile("ip carrying gw=", "[network]\nip = \"dhcp,gw=1.2.3.4\"\n")
+            .at_p(2, 1, "network.ip")
+            .says("not an IPv4 address"),
+        Case::profile("ip6 carrying gw6=", "[network]\nip6 = \"auto,gw6=fe80::1\"\n")
+            .at_p(2, 1, "network.ip6")
+            .says("not an IPv6 address"),
+        Case::profile(
+            "gateway carrying tag=",
+            "[network]\nip = \"10.0.0.5/24\"\ngateway = \"10.0.0.1,tag=5\"\n",
+        )
+        .at_p(3, 1, "network.gateway")
+        .says("not an IPv4 address"),
+        Case::profile(
+            "MAC carrying bridge=",
+            "[network]\nhwaddr = \"BC:24:11:00:00:02,bridge=vmbr9\"\n",
+        )
+        .at_p(2, 1, "network.hwaddr")
+        .says("not a MAC address"),
+        Case::profile(
+            "template storage carrying content=",
+            "template_storage = \"local,content=rootdir\"\n",
+        )
+        .at_p(1, 1, "template_storage")
+        .says("not a valid storage ID"),
+        Case::profile(
+            "template volume carrying size=",
+            "template = \"local:vztmpl/x.tar.zst,size=1\"\n",
+        )
+        .at_p(1, 1, "template")
+        .says("characters PVE does not use"),
+        Case::profile("two nameservers in one", "nameserver = [\"1.1.1.1,8.8.8.8\"]\n")
+            .at_p(1, 15, "nameserver[0]")
+            .says("not an IP address"),
+        // ---- Files: destinations and entries.
+        Case::profile("dest climbing out with ..", files_dest("../etc/passwd"))
+            .at_p(3, 1, "files[0].dest")
+            .says("not an absolute path"),
+        Case::profile("relative dest", files_dest("etc/passwd"))
+            .at_p(3, 1, "files[0].dest")
+            .says("not an absolute path"),
+        Case::profile("dest with .. inside", files_dest("/etc/../etc/shadow"))
+            .at_p(3, 1, "files[0].dest")
+            .says("`..`"),
+        Case::profile("dest naming a directory", files_dest("/etc/"))
+            .at_p(3, 1, "files[0].dest")
+            .says("names a directory"),
+        Case::profile("dest with a newline", files_dest("/tmp/a\\nb"))
+            .at_p(3, 1, "files[0].dest")
+            .says("control character"),
+        Case::profile("dest with a tab", files_dest("/tmp/a\\tb"))
+            .at_p(3, 1, "files[0].dest")
+            .says("control character"),
+        Case::profile("dest with an escape sequence", files_dest("/tmp/a\\u001b[2Jb"))
+            .at_p(3, 1, "files[0].dest")
+            .says("control character"),
+        Case::profile("dest with command substitution", files_dest("/tmp/$(reboot)"))
+            .at_p(3, 1, "files[0].dest")
+            .says("shell metacharacter"),
+        Case::profile("dest with backticks", files_dest("/tmp/`id`"))
+            .at_p(3, 1, "files[0].dest")
+            .says("shell metacharacter"),
+        Case::profile("dest with a semicolon", files_dest("/tmp/a;reboot"))
+            .at_p(3, 1, "files[0].dest")
+            .says("shell metacharacter"),
+        Case::profile("dest is daemon.json", files_dest("/etc/docker/daemon.json"))
+            .at_p(3, 1, "files[0].dest")
+            .says("managed by provision"),
+        Case::profile("dest is a provision temp file", files_dest("/etc/motd.provision-new"))
+            .at_p(3, 1, "files[0].dest")
+            .says("temporary and backup files"),
+        Case::profile(
+            "duplicate files dest",
+            "[[files]]\ndest = \"/etc/motd\"\ncontent = \"a\"\n[[files]]\ndest = \"/etc/motd\"\ncontent = \"b\"\n",
+        )
+        .at_p(5, 1, "files[1].dest")
+        .says("also the destination of files[0]"),
+        Case::profile(
+            "content and source together",
+            "[[files]]\ndest = \"/etc/motd\"\ncontent = \"a\"\nsource = \"motd\"\n",
+        )
+        .at_p(1, 1, "files[0]")
+        .says("exactly one of `content` and `source`"),
+        Case::profile(
+            "mode that is not octal",
+            "[[files]]\ndest = \"/etc/motd\"\ncontent = \"a\"\nmode = \"0999\"\n",
+        )
+        .at_p(4, 1, "files[0].mode")
+        .says("not an octal file mode"),
+        Case::profile(
+            "missing source file",
+            "template = \"debian-12\"\n[[files]]\ndest = \"/etc/motd\"\nsource = \"motd.txt\"\n",
+        )
+        .at_p(4, 1, "files[0].source")
+        .says("not a file here"),
+        Case::profile(
+            "source with a newline",
+            "[[files]]\ndest = \"/etc/motd\"\nsource = \"a\\nb\"\n",
+        )
+        .at_p(3, 1, "files[0].source")
+        .says("control character"),
+        // ---- Shell metacharacters and newlines in strings that reach commands.
+        Case::profile("template with a command", "template = \"ubuntu-24.04; reboot\"\n")
+            .at_p(1, 1, "template")
+            .says("neither a template short form"),
+        Case::profile("template substitution", "template = \"$(id)\"\n")
+            .at_p(1, 1, "template")
+            .says("neither a template short form"),
+        Case::profile(
+            "template volume climbing out",
+            "template = \"local:vztmpl/../../etc/passwd\"\n",
+        )
+        .at_p(1, 1, "template")
+        .says("characters PVE does not use"),
+        Case::profile(
+            "template volume with a newline",
+            "template = \"local:vztmpl/a.tar.zst\\n--unprivileged 0\"\n",
+        )
+        .at_p(1, 1, "template")
+        .says("characters PVE does not use"),
+        Case::profile("nameserver with a command", "nameserver = [\"1.1.1.1; reboot\"]\n")
+            .at_p(1, 15, "nameserver[0]")
+            .says("not an IP address"),
+        Case::profile("nameserver with a newline", "nameserver = [\"1.1.1.1\\n\"]\n")
+            .at_p(1, 15, "nameserver[0]")
+            .says("not an IP address"),
+        Case::profile("searchdomain with a command", "searchdomain = \"lab;reboot\"\n")
+            .at_p(1, 1, "searchdomain")
+            .says("not a valid search domain"),
+        Case::profile("searchdomain with a newline", "searchdomain = \"lab\\nx\"\n")
+            .at_p(1, 1, "searchdomain")
+            .says("not a valid search domain"),
+        Case::profile("timezone with a command", "timezone = \"Europe/Berlin; reboot\"\n")
+            .at_p(1, 1, "timezone")
+            .says("not a timezone"),
+        Case::profile("timezone climbing out", "timezone = \"../../etc/shadow\"\n")
+            .at_p(1, 1, "timezone")
+            .says("not a timezone"),
+        Case::profile("timezone like an option", "timezone = \"-x\"\n")
+            .at_p(1, 1, "timezone")
+            .says("not a timezone"),
+        Case::profile("description with a newline", "description = \"a\\nb\"\n")
+            .at_p(1, 1, "description")
+            .says("control character"),
+        Case::profile(
+            "two SSH keys smuggled in one",
+            "ssh_public_keys = [\"ssh-ed25519 AAAA a\\nssh-rsa BBBB b\"]\n",
+        )
+        .at_p(1, 20, "ssh_public_keys[0]")
+        .says("not an SSH public key"),
+        Case::profile("empty command", "commands = [[]]\n")
+            .at_p(1, 13, "commands[0]")
+            .says("non-empty argv"),
+        Case::profile(
+            "fuse-overlayfs path relative",
+            "[docker.fuse_overlayfs]\npath = \"bin/fuse-overlayfs\"\n",
+        )
+        .at_p(2, 1, "docker.fuse_overlayfs.path")
+        .says("not an absolute path"),
+        Case::profile(
+            "fuse-overlayfs path with a substitution",
+            "[docker.fuse_overlayfs]\npath = \"/usr/bin/$(id)\"\n",
+        )
+        .at_p(2, 1, "docker.fuse_overlayfs.path")
+        .says("shell metacharacter"),
+        Case::profile(
+            "fuse-overlayfs URL with a substitution",
+            "[docker.fuse_overlayfs]\nurl = \"https://x.example/$(id)\"\n",
+        )
+        .at_p(2, 1, "docker.fuse_overlayfs.url")
+        .says("not an http(s) URL"),
+        Case::profile(
+            "fuse-overlayfs URL with a space",
+            "[docker.fuse_overlayfs]\nurl = \"https://x.example/a b\"\n",
+        )
+        .at_p(2, 1, "docker.fuse_overlayfs.url")
+        .says("not an http(s) URL"),
+        Case::profile(
+            "fuse-overlayfs URL with a pipe",
+            "[docker.fuse_overlayfs]\nurl = \"https://x.example/a|sh\"\n",
+        )
+        .at_p(2, 1, "docker.fuse_overlayfs.url")
+        .says("not an http(s) URL"),
+        Case::profile(
+            "fuse-overlayfs URL of a local file",
+            "[docker.fuse_overlayfs]\nurl = \"file:///etc/shadow\"\n",
+        )
+        .at_p(2, 1, "docker.fuse_overlayfs.url")
+        .says("not an http(s) URL"),
+        Case::profile(
+            "short sha256",
+            "[docker.fuse_overlayfs]\nsha256 = \"abc\"\n",
+        )
+        .at_p(2, 1, "docker.fuse_overlayfs.sha256")
+        .says("not a SHA-256"),
+        Case::profile(
+            "repository with a newline",
+            "[docker]\nrepository = \"https://download.docker.com/linux/ubuntu\\ntrusted\"\n",
+        )
+        .at_p(2, 1, "docker.repository")
+        .says("not an http(s) URL"),
+        Case::profile(
+            "repository with backticks",
+            "[docker]\nrepository = \"https://x.example/`id`\"\n",
+        )
+        .at_p(2, 1, "docker.repository")
+        .says("not an http(s) URL"),
+        Case::profile(
+            "repository with apt options",
+            "[docker]\nrepository = \"https://x.example/ubuntu [trusted=yes]\"\n",
+        )
+        .at_p(2, 1, "docker.repository")
+        .says("not an http(s) URL"),
+        Case::profile(
+            "verify image with a command",
+            "[docker]\nverify_image = \"busybox; reboot\"\n",
+        )
+        .at_p(2, 1, "docker.verify_image")
+        .says("not an image reference"),
+        Case::profile(
+            "verify image like an option",
+            "[docker]\nverify_image = \"-v/:/host\"\n",
+        )
+        .at_p(2, 1, "docker.verify_image")
+        .says("not an image reference"),
+        Case::profile(
+            "verify image with a newline",
+            "[docker]\nverify_image = \"busybox\\n\"\n",
+        )
+        .at_p(2, 1, "docker.verify_image")
+        .says("not an image reference"),
+        Case::profile("install method as a command", "[docker]\ninstall = \"curl|sh\"\n")
+            .at_p(2, 1, "docker.install")
+            .says("not one of"),
+        Case::profile("unknown storage driver", "[docker]\nstorage_driver = \"zfs\"\n")
+            .at_p(2, 1, "docker.storage_driver")
+            .says("not one of"),
+        // ---- Rules across fields.
+        Case::profile(
+            "URL source without its checksum",
+            "[docker.fuse_overlayfs]\nsource = \"url\"\nurl = \"https://x.example/f\"\n",
+        )
+        .at_p(1, 9, "docker.fuse_overlayfs")
+        .says("needs both `url` and `sha256`"),
+        Case::profile("docker-ce without repository", "[docker]\ninstall = \"docker-ce\"\n")
+            .at_p(2, 1, "docker.install")
+            .says("needs docker.repository"),
+        Case::profile(
+            "gateway with dhcp",
+            "[network]\nip = \"dhcp\"\ngateway = \"10.0.0.1\"\n",
+        )
+        .at_p(3, 1, "network.gateway")
+        .says("static `ip`"),
+        Case::profile(
+            "keyctl on a privileged container",
+            "unprivileged = false\n[features]\nkeyctl = true\n",
+        )
+        .at_p(3, 1, "features.keyctl")
+        .says("only for unprivileged"),
+        Case::profile(
+            "fuse off with fuse-overlayfs",
+            "[features]\nfuse = false\n[docker]\ninstall = \"distro\"\nstorage_driver = \"fuse-overlayfs\"\n",
+        )
+        .at_p(2, 1, "features.fuse")
+        .says("needs the container's fuse feature"),
+        // ---- Passwords (read before any command; never shown).
+        Case::profile(
+            "password variable name with a space",
+            "root_password = { env = \"MY PW\" }\n",
+        )
+        .at_p(1, 1, "root_password")
+        .says("not an environment variable name"),
+        Case::profile(
+            "password variable not set",
+            "template = \"debian-12\"\nroot_password = { env = \"PROVISION_TEST_UNSET_PW\" }\n",
+        )
+        .whole("profile ./p.toml", "root_password")
+        .says("is not set"),
+        Case::profile(
+            "password too short",
+            "template = \"debian-12\"\nroot_password = { env = \"PROVISION_TEST_PW\" }\n",
+        )
+        .env("PROVISION_TEST_PW", "abc")
+        .whole("profile ./p.toml", "root_password")
+        .says("shorter than 5")
+        .hides("abc\n"),
+        Case::profile(
+            "password file with a second chpasswd line",
+            "template = \"debian-12\"\nroot_password = { file = \"pw.txt\" }\n",
+        )
+        .file("pw.txt", "s3cret-pw\nroot:owned\n")
+        .whole("profile ./p.toml", "root_password")
+        .says("newline")
+        .hides("s3cret-pw")
+        .hides("owned"),
+        // ---- Encodings, sizes, empty files.
+        Case::profile(
+            "invalid UTF-8 in a string",
+            b"template = \"debian-12\"\ndescription = \"\xff\"\n".to_vec(),
+        )
+        .at_p(2, 16, "")
+        .says("not valid UTF-8"),
+        Case::fixture("Latin-1 file", "encodings", "./latin1.toml")
+            .at("./latin1.toml", 2, 19, "")
+            .says("not valid UTF-8"),
+        Case::fixture("UTF-16 file", "encodings", "./utf16.toml")
+            .at("./utf16.toml", 1, 1, "")
+            .says("not valid UTF-8"),
+        Case::profile("file over 1 MiB", huge)
+            .whole(P, "")
+            .says("small text files"),
+        Case::profile("empty file", "")
+            .whole(P, "")
+            .says("the file is empty"),
+        Case::profile("comments only", "# nothing here\n\n   # really\n")
+            .whole(P, "")
+            .says("the file is empty"),
+        // ---- References to what is not there; cycles.
+        Case::profile("extends an unknown profile", "extends = \"nope\"\n")
+            .at_p(1, 1, "extends")
+            .says("no profile named \"nope\""),
+        Case::profile("extends a missing file", "extends = \"./missing.toml\"\n")
+            .at_p(1, 1, "extends")
+            .says("does not exist"),
+        Case::profile("extends a strange name", "extends = \"a b\"\n")
+            .at_p(1, 1, "extends")
+            .says("not a profile name"),
+        Case::cli("missing profile file", &["web", "--profile", "./missing.toml"])
+            .cl("--profile")
+            .says("does not exist"),
+        Case::cli("profile name with a space", &["web", "--profile", "my profile"])
+            .cl("--profile")
+            .says("not a profile name"),
+        Case::fixture("cycle a -> b -> a", "cycle-ab", "./a.toml")
+            .at("./b.toml", 2, 1, "extends")
+            .says("makes a cycle"),
+        Case::fixture("cycle a -> a", "cycle-self", "./self.toml")
+            .at("./self.toml", 2, 1, "extends")
+            .says("makes a cycle"),
+        Case::fixture(
+            "cycle through two spellings of one file",
+            "cycle-spelled",
+            "./cyc/a.toml",
+        )
+        .at("./cyc/./b.toml", 2, 1, "extends")
+        .says("makes a cycle"),
+        Case::fixture("broken parent profile", "bad-parent", "./child.toml")
+            .at("./parent.toml", 4, 1, "network.bridge")
+            .says("not a valid bridge name"),
+        // ---- The command line: NAME, --vmid and overrides.
+        Case::cli("NAME with a semicolon", &["we;b", "--profile", "docker"])
+            .cl("NAME")
+            .says("not a valid hostname"),
+        Case::cli("NAME with a substitution", &["web$(reboot)", "--profile", "docker"])
+            .cl("NAME")
+            .says("not a valid hostname"),
+        Case::cli("NAME with a newline", &["web\nx", "--profile", "docker"])
+            .cl("NAME")
+            .says("not a valid hostname"),
+        Case::cli("empty NAME", &["", "--profile", "docker"])
+            .cl("NAME")
+            .says("not a valid hostname"),
+        Case::cli("NAME like an option", &["--profile", "docker", "--", "-web"])
+            .cl("NAME")
+            .says("not a valid hostname"),
+        Case::cli("NAME of 259 characters", &[&name256, "--profile", "docker"])
+            .cl("NAME")
+            .says("not a valid hostname"),
+        Case::cli("NAME with an underscore", &["web_1", "--profile", "docker"])
+            .cl("NAME")
+            .says("not a valid hostname"),
+        Case::cli("NAME with a property", &["web,tags=x", "--profile", "docker"])
+            .cl("NAME")
+            .says("not a valid hostname"),
+        // clap refuses non-UTF-8 arguments itself (exit 2) and does not say which one.
+        Case::cli("non-UTF-8 NAME", &[])
+            .raw_args(&[b"w\xffb", b"--profile", b"docker"])
+            .says("invalid UTF-8"),
+        Case::cli("non-UTF-8 profile path", &[])
+            .raw_args(&[b"web", b"--profile", b"./p\xff.toml"])
+            .says("invalid UTF-8"),
+        Case::cli("--vmid below 100", &["web", "--profile", "docker", "--vmid", "99"])
+            .cl("--vmid")
+            .says("out of range"),
+        Case::cli(
+            "--vmid above the maximum",
+            &["web", "--profile", "docker", "--vmid", "1000000000"],
+        )
+        .cl("--vmid")
+        .says("out of range"),
+        Case::cli("--vmid that is not a number", &["web", "--profile", "docker", "--vmid", "1e3"])
+            .says("invalid value"),
+        Case::cli("--memory below minimum", &["web", "--profile", "docker", "--memory", "8"])
+            .cl("--memory")
+            .says("out of range"),
+        Case::cli("--cores 0", &["web", "--profile", "docker", "--cores", "0"])
+            .cl("--cores")
+            .says("out of range"),
+        Case::cli(
+            "--storage carrying size=",
+            &["web", "--profile", "docker", "--storage", "local,size=1"],
+        )
+        .cl("--storage")
+        .says("not a valid storage ID"),
+        Case::cli(
+            "--bridge carrying firewall=",
+            &["web", "--profile", "docker", "--bridge", "vmbr0,firewall=0"],
+        )
+        .cl("--bridge")
+        .says("not a valid bridge name"),
+        Case::cli(
+            "--ip carrying gw=",
+            &["web", "--profile", "docker", "--ip", "dhcp,gw=1.2.3.4"],
+        )
+        .cl("--ip")
+        .says("not an IPv4 address"),
+        Case::cli("--disk negative", &["web", "--profile", "docker", "--disk", "-1"])
+            .cl("--disk")
+            .says("out of range"),
+        Case::cli("--disk NaN", &["web", "--profile", "docker", "--disk", "NaN"])
+            .cl("--disk")
+            .says("out of range"),
+        Case::cli("--vlan 5000", &["web", "--profile", "docker", "--vlan", "5000"])
+            .cl("--vlan")
+            .says("out of range"),
+        Case::cli(
+            "--template with a command",
+            &["web", "--profile", "docker", "--template", "debian-12;reboot"],
+        )
+        .cl("--template")
+        .says("neither a template short form"),
+        Case::cli(
+            "--template-storage with a space",
+            &["web", "--profile", "docker", "--template-storage", "a b"],
+        )
+        .cl("--template-storage")
+        .says("not a valid storage ID"),
+        Case::cli(
+            "--storage-driver unknown",
+            &["web", "--profile", "docker", "--storage-driver", "zfs"],
+        )
+        .cl("--storage-driver")
+        .says("not one of"),
+        Case::cli(
+            "--gateway with dhcp",
+            &["web", "--profile", "docker", "--gateway", "10.0.0.1"],
+        )
+        .cl("--gateway")
+        .says("static `ip`"),
+    ]
+}
+
+/// Lab files (`provision apply|status|destroy FILE`): the whole file is checked before anything
+/// runs.
+fn lab_cases() -> Vec<Case> {
+    let lab = |name, body: &str| Case::lab(name, format!("{D}{body}"));
+    let mut huge = format!("{D}[[container]]\nname = \"a\"\n").into_bytes();
+    huge.extend(std::iter::repeat_n(b'#', (1 << 20) + 1));
+    vec![
+        // ---- Duplicates (after counted entries are expanded).
+        lab(
+            "duplicate names",
+            "[[container]]\nname = \"web\"\n[[container]]\nname = \"web\"\n",
+        )
+        .at_l(6, 1, "container[1].name")
+        .says("also container[0]"),
+        lab(
+            "names differing in case",
+            "[[container]]\nname = \"Web\"\n[[container]]\nname = \"web\"\n",
+        )
+        .at_l(6, 1, "container[1].name")
+        .says("must be unique"),
+        lab(
+            "a counted name meets a plain one",
+            "[[container]]\nname = \"r-{n}\"\ncount = 3\n[[container]]\nname = \"r-2\"\n",
+        )
+        .at_l(7, 1, "container[1].name")
+        .says("(n = 2)"),
+        lab(
+            "duplicate VMIDs after expansion",
+            "[[container]]\nname = \"r-{n}\"\ncount = 3\nvmid_base = 300\n[[container]]\nname = \"db\"\nvmid = 302\n",
+        )
+        .at_l(9, 1, "container[1].vmid")
+        .says("VMID 302 is also container[0] (n = 3)"),
+        lab(
+            "duplicate fixed VMIDs",
+            "[[container]]\nname = \"a\"\nvmid = 300\n[[container]]\nname = \"b\"\nvmid = 300\n",
+        )
+        .at_l(8, 1, "container[1].vmid")
+        .says("VMIDs must be unique"),
+        // ---- {n} patterns and counts.
+        lab("count without {n}", "[[container]]\nname = \"r\"\ncount = 3\n")
+            .at_l(5, 1, "container[0].count")
+            .says("needs `{n}`"),
+        lab("{n} without count", "[[container]]\nname = \"r-{n}\"\n")
+            .at_l(4, 1, "container[0].name")
+            .says("no `count`"),
+        lab(
+            "pattern making a bad hostname",
+            "[[container]]\nname = \"-{n}\"\ncount = 2\n",
+        )
+        .at_l(4, 1, "container[0].name")
+        .says("for n = 1"),
+        lab(
+            "pattern with another placeholder",
+            "[[container]]\nname = \"a{n}{x}\"\ncount = 2\n",
+        )
+        .at_l(4, 1, "container[0].name")
+        .says("not a valid hostname"),
+        lab(
+            "pattern with a substitution",
+            "[[container]]\nname = \"r$(id){n}\"\ncount = 2\n",
+        )
+        .at_l(4, 1, "container[0].name")
+        .says("not a valid hostname"),
+        lab("count 0", "[[container]]\nname = \"r-{n}\"\ncount = 0\n")
+            .at_l(5, 1, "container[0].count")
+            .says("out of range"),
+        lab("count 1001", "[[container]]\nname = \"r-{n}\"\ncount = 1001\n")
+            .at_l(5, 1, "container[0].count")
+            .says("out of range"),
+        lab("count as text", "[[container]]\nname = \"r-{n}\"\ncount = \"two\"\n")
+            .at_l(5, 9, "container[0].count")
+            .says("invalid type"),
+        lab(
+            "one vmid for several containers",
+            "[[container]]\nname = \"r-{n}\"\ncount = 2\nvmid = 300\n",
+        )
+        .at_l(6, 1, "container[0].vmid")
+        .says("vmid_base"),
+        lab(
+            "vmid_base whose last VMID is out of range",
+            "[[container]]\nname = \"r-{n}\"\ncount = 2\nvmid_base = 999999999\n",
+        )
+        .at_l(6, 1, "container[0].vmid_base")
+        .says("out of range"),
+        lab(
+            "vmid_base at the end of i64",
+            "[[container]]\nname = \"r-{n}\"\ncount = 2\nvmid_base = 9223372036854775807\n",
+        )
+        .at_l(6, 1, "container[0].vmid_base")
+        .says("out of range"),
+        lab(
+            "vmid_base without count",
+            "[[container]]\nname = \"r\"\nvmid_base = 300\n",
+        )
+        .at_l(5, 1, "container[0].vmid_base")
+        .says("goes with `count`"),
+        // ---- Profiles.
+        Case::lab(
+            "unknown profile in an entry",
+            "[[container]]\nname = \"a\"\nprofile = \"nope\"\n",
+        )
+        .at_l(3, 1, "container[0].profile")
+        .says("no profile named \"nope\""),
+        Case::lab(
+            "unknown default profile",
+            "[defaults]\nprofile = \"nope\"\n[[container]]\nname = \"a\"\n",
+        )
+        .at_l(2, 1, "defaults.profile")
+        .says("no profile named \"nope\""),
+        Case::lab("no profile at all", "[[container]]\nname = \"a\"\n")
+            .at_l(1, 1, "container[0]")
+            .says("no profile"),
+        Case::lab(
+            "missing profile file",
+            "[[container]]\nname = \"a\"\nprofile = \"./missing.toml\"\n",
+        )
+        .at_l(3, 1, "container[0].profile")
+        .says("does not exist"),
+        Case::lab(
+            "a profile file with a bad value",
+            "[[container]]\nname = \"a\"\nprofile = \"profiles/ci.toml\"\n",
+        )
+        .file("profiles/ci.toml", "extends = \"docker\"\nmemory = 1\n")
+        .at("./profiles/ci.toml", 2, 1, "memory")
+        .says("out of range"),
+        // ---- Bad values in entries and defaults.
+        lab("entry memory below minimum", "[[container]]\nname = \"a\"\nmemory = 8\n")
+            .at_l(5, 1, "container[0].memory")
+            .says("out of range"),
+        lab(
+            "defaults swap negative",
+            "swap = -1\n[[container]]\nname = \"a\"\n",
+        )
+        .at_l(3, 1, "defaults.swap")
+        .says("out of range"),
+        lab(
+            "entry bridge carrying firewall=",
+            "[[container]]\nname = \"a\"\n[container.network]\nbridge = \"vmbr0,firewall=0\"\n",
+        )
+        .at_l(6, 1, "container[0].network.bridge")
+        .says("not a valid bridge name"),
+        lab(
+            "entry storage carrying size=",
+            "[[container]]\nname = \"a\"\n[container.rootfs]\nstorage = \"local,size=1\"\n",
+        )
+        .at_l(6, 1, "container[0].rootfs.storage")
+        .says("not a valid storage ID"),
+        lab(
+            "entry gateway with dhcp",
+            "[[container]]\nname = \"a\"\n[container.network]\nip = \"dhcp\"\ngateway = \"10.0.0.1\"\n",
+        )
+        .at_l(7, 1, "container[0].network.gateway")
+        .says("static `ip`"),
+        lab(
+            "entry files dest climbing out",
+            "[[container]]\nname = \"a\"\n[[container.files]]\ndest = \"../etc/passwd\"\ncontent = \"x\"\n",
+        )
+        .at_l(6, 1, "container[0].files[0].dest")
+        .says("not an absolute path"),
+        lab(
+            "entry files source missing",
+            "[[container]]\nname = \"a\"\n[[container.files]]\ndest = \"/etc/motd\"\nsource = \"nothere.txt\"\n",
+        )
+        .at_l(7, 1, "container[0].files[0].source")
+        .says("nothere.txt"),
+        lab(
+            "entry name with a command",
+            "[[container]]\nname = \"web;reboot\"\n",
+        )
+        .at_l(4, 1, "container[0].name")
+        .says("not a valid hostname"),
+        lab(
+            "entry name with a newline",
+            "[[container]]\nname = \"web\\nx\"\n",
+        )
+        .at_l(4, 1, "container[0].name")
+        .says("not a valid hostname"),
+        lab(
+            "entry timezone with a command",
+            "[[container]]\nname = \"a\"\ntimezone = \"UTC;reboot\"\n",
+        )
+        .at_l(5, 1, "container[0].timezone")
+        .says("not a timezone"),
+        lab(
+            "node and host that are not names",
+            "[[container]]\nname = \"a\"\nnode = \"pve_1\"\nhost = \"root@\"\n",
+        )
+        .at_l(5, 1, "container[0].node")
+        .at_l(6, 1, "container[0].host"),
+        lab(
+            "plain password in an entry is refused without echoing it",
+            "[[container]]\nname = \"a\"\nroot_password = \"hunter22-secret\"\n",
+        )
+        .at_l(5, 17, "container[0].root_password")
+        .hides("hunter22"),
+        // ---- Keys that have no place in a lab file.
+        lab("hostname in an entry", "[[container]]\nname = \"a\"\nhostname = \"b\"\n")
+            .at_l(5, 1, "container[0].hostname")
+            .says("its `name`"),
+        lab("extends in an entry", "[[container]]\nname = \"a\"\nextends = \"docker\"\n")
+            .at_l(5, 1, "container[0].extends")
+            .says("`profile`"),
+        lab("vmid in defaults", "vmid = 300\n[[container]]\nname = \"a\"\n")
+            .at_l(3, 1, "defaults.vmid")
+            .says("same for every container"),
+        lab("unknown key in an entry", "[[container]]\nname = \"a\"\nmemroy = 512\n")
+            .at_l(5, 1, "container[0].memroy")
+            .says("unknown field"),
+        Case::lab(
+            "unknown top-level table",
+            "[default]\nprofile = \"docker\"\n[[container]]\nname = \"a\"\n",
+        )
+        .at_l(1, 2, "default")
+        .says("unknown key"),
+        Case::lab("container as a number", "container = 3\n")
+            .at_l(1, 1, "container")
+            .says("[[container]]"),
+        Case::lab("no containers", D)
+            .whole(L, "container")
+            .says("no [[container]] entries"),
+        // ---- The file itself.
+        Case::lab("unclosed array table", "[[container]\n")
+            .at_l(1, 13, "")
+            .says("unclosed array table"),
+        Case::lab("NUL byte", format!("{D}\0\n"))
+            .at_l(3, 1, "")
+            .says("NUL byte"),
+        Case::lab(
+            "invalid UTF-8",
+            [
+                format!("{D}[[container]]\nname = \"a\"\ndescription = \"").into_bytes(),
+                vec![0xff],
+                b"\"\n".to_vec(),
+            ]
+            .concat(),
+        )
+        .at_l(5, 16, "")
+        .says("not valid UTF-8"),
+        Case::lab("file over 1 MiB", huge)
+            .whole(L, "")
+            .says("small text files"),
+        Case::lab("empty file", "")
+            .whole(L, "container")
+            .says("no [[container]] entries"),
+        Case::cli("missing lab file", &["apply", "./nope.toml"])
+            .whole("./nope.toml", "")
+            .says("cannot read the file"),
+        // ---- Other subcommands and options read the same file the same way.
+        lab(
+            "status of a file with duplicates",
+            "[[container]]\nname = \"a\"\n[[container]]\nname = \"A\"\n",
+        )
+        .args(&["status", L])
+        .at_l(6, 1, "container[1].name"),
+        lab(
+            "destroy of a file with duplicates",
+            "[[container]]\nname = \"a\"\n[[container]]\nname = \"A\"\n",
+        )
+        .args(&["destroy", L])
+        .at_l(6, 1, "container[1].name"),
+        lab("--only naming no entry", "[[container]]\nname = \"a\"\n")
+            .args(&["apply", L, "--only", "nope"])
+            .cl("--only")
+            .says("not a container of"),
+    ]
+}
+
+/// Writes the recording shims into DIR/bin; every call appends a line to DIR/calls.log.
+fn shims(dir: &Path) -> (PathBuf, PathBuf) {
+    let bin = dir.join("bin");
+    let log = dir.join("calls.log");
+    std::fs::create_dir_all(&bin).unwrap();
+    for name in SHIMS {
+        // Builtins only: `sh`, `cat` and `rm` are shimmed too.
+        let script = format!(
+            "#!/bin/sh\nprintf '%s' {name} >> '{log}'\nfor a in \"$@\"; do printf ' %s' \"$a\" >> '{log}'; done\necho >> '{log}'\nexit 1\n",
+            log = log.display()
+        );
+        let p = bin.join(name);
+        std::fs::write(&p, script).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    (bin, log)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// Runs one case; returns what was wrong, if anything.
+fn run_case(c: &Case) -> Option<String> {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bin, log) = shims(tmp.path());
+    if let Some(dir) = c.fixture {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/catalogue")
+            .join(dir);
+        copy_dir(&from, tmp.path());
+    }
+    for (path, bytes) in &c.files {
+        let p = tmp.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    let mut cmd = Command::cargo_bin("provision").unwrap();
+    cmd.env_clear()
+        .current_dir(tmp.path())
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("HOME", tmp.path())
+        .env("XDG_CONFIG_HOME", tmp.path().join("config"))
+        .env("LC_ALL", "C")
+        .args(&c.args);
+    for (k, v) in &c.env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut wrong = Vec::new();
+    if out.status.code() != Some(2) {
+        wrong.push(format!("exit status {:?}, expected 2", out.status.code()));
+    }
+    for e in &c.expect {
+        if !stderr.contains(e.as_str()) {
+            wrong.push(format!("stderr lacks {e:?}"));
+        }
+    }
+    for a in &c.absent {
+        if stderr.contains(a.as_str()) || String::from_utf8_lossy(&out.stdout).contains(a.as_str())
+        {
+            wrong.push(format!("output shows {a:?}"));
+        }
+    }
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    if !calls.is_empty() {
+        wrong.push(format!("commands ran:\n{calls}"));
+    }
+    (!wrong.is_empty()).then(|| {
+        format!(
+            "case {:?}: {}\n  stderr: {}",
+            c.name,
+            wrong.join("; "),
+            stderr.trim_end().replace('\n', "\n          ")
+        )
+    })
+}
+
+#[test]
+fn bad_input_is_refused_with_its_place_before_any_command() {
+    let cases = cases();
+    let failures: Vec<String> = cases.iter().filter_map(run_case).collect();
+    eprintln!(
+        "catalogue: {} cases, {} failed",
+        cases.len(),
+        failures.len()
+    );
+    assert!(cases.len() >= 60, "the catalogue shrank to {}", cases.len());
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn bad_lab_files_are_refused_with_their_place_before_any_command() {
+    let cases = lab_cases();
+    let failures: Vec<String> = cases.iter().filter_map(run_case).collect();
+    eprintln!(
+        "lab-file catalogue: {} cases, {} failed",
+        cases.len(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn case_names_are_unique() {
+    for table in [cases(), lab_cases()] {
+        let mut names: Vec<&str> = table.iter().map(|c| c.name).collect();
+        names.sort();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len(), "two catalogue cases share a name");
+    }
+}
+
+#[test]
+fn the_shims_record_what_would_have_run() {
+    // Guards the catalogue itself: a shim that recorded nothing would make every case pass.
+    let tmp = tempfile::tempdir().unwrap();
+    let (bin, log) = shims(tmp.path());
+    let st = std::process::Command::new(bin.join("pvesh"))
+        .args(["get", "/cluster/resources"])
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(1));
+    assert_eq!(
+        std::fs::read_to_string(log).unwrap(),
+        "pvesh get /cluster/resources\n"
+    );
+    // And a valid profile does reach the node: the first command is the guest list.
+    let p = tmp.path().join("ok.toml");
+    std::fs::write(&p, "template = \"debian-12\"\n").unwrap();
+    let out = Command::cargo_bin("provision")
+        .unwrap()
+        .env_clear()
+        .current_dir(tmp.path())
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("HOME", tmp.path())
+        .args(["web", "--profile", "./ok.toml"])
+        .output()
+        .unwrap();
+    let calls = std::fs::read_to_string(tmp.path().join("calls.log")).unwrap();
+    assert!(
+        calls.contains("pvesh get /cluster/resources"),
+        "{calls}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

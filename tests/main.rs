@@ -1,0 +1,13 @@
+//! Integration tests: one binary (one link step), one module per area.
+
+mod batch;
+mod catalogue;
+mod doctor;
+mod faults;
+mod flow;
+mod fuzz;
+mod lab;
+mod plan_cases;
+mod secrets;
+mod ssh;
+mod support;
