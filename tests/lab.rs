@@ -671,3 +671,128 @@ fn a_lab_file_of_three_comes_up_in_parallel_reapplies_as_a_no_op_and_is_destroye
         assert_eq!(lab.vmid_of(n), None, "{n} is still there");
     }
 }
+
+#[test]
+fn a_full_provision_through_ssh_to_the_node_and_ssh_into_the_container() {
+    use provision::cmd::Cmd;
+    use provision::transport::Transport;
+    use provision::transport::ssh::{Ssh, SshOptions, SshTarget};
+    let Some(lab) = lab() else { return };
+    // The node's sshd gives its sessions the lab's PATH, as a PVE node has pct on its PATH.
+    let path = std::env::var("PATH").unwrap();
+    let Some(sshd) = crate::support::sshd::Sshd::start_with(&format!("SetEnv \"PATH={path}\""))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    std::fs::write(&kh, sshd.known_hosts_line()).unwrap();
+    let _cleanup = Cleanup(lab.clone(), vec!["e2e-ssh".into()]);
+    let pubkey = std::fs::read_to_string(sshd.client_key.with_extension("pub")).unwrap();
+    let p = lab.profile(
+        dir.path(),
+        "ssh",
+        "docker",
+        &format!("ssh_public_keys = [\"{}\"]\n{LAB_FUSE}", pubkey.trim()),
+    );
+    let host = format!("{}@127.0.0.1:{}", sshd.user, sshd.port);
+    let mark = lab.log_mark();
+    let out = Command::new(env!("CARGO_BIN_EXE_provision"))
+        .args([
+            "e2e-ssh",
+            "--profile",
+            p.to_str().unwrap(),
+            "--yes",
+            "--output",
+            "json",
+        ])
+        .args([
+            "--host",
+            &host,
+            "--identity",
+            sshd.client_key.to_str().unwrap(),
+            "--known-hosts",
+            kh.to_str().unwrap(),
+        ])
+        .env_remove("SSH_AUTH_SOCK")
+        .env("CI", "1")
+        .output()
+        .unwrap();
+    let r = report(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{r:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(r["containers"][0]["verified"], true, "{r:#}");
+    // The node commands really went through sshd (the invocation log records them).
+    let calls = lab.invocations_since(mark);
+    assert!(
+        calls
+            .iter()
+            .any(|a| a.len() > 1 && a[0] == "pct" && a[1] == "create"),
+        "{calls:?}"
+    );
+    assert!(
+        sshd.logs().contains("Accepted publickey"),
+        "{}",
+        sshd.logs()
+    );
+
+    // SSH straight into the container with the key installed at create time.
+    let vmid = r["containers"][0]["vmid"].as_u64().unwrap();
+    let node = lab_node();
+    let ifaces = Command::new("pvesh")
+        .args([
+            "get",
+            &format!("/nodes/{node}/lxc/{vmid}/interfaces"),
+            "--output-format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&ifaces.stdout).unwrap();
+    let ip = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "eth0")
+        .and_then(|i| i["inet"].as_str())
+        .and_then(|s| s.split('/').next())
+        .expect("eth0 has an address")
+        .to_string();
+    let ct_kh = dir.path().join("ct_known_hosts");
+    let opts = SshOptions {
+        identities: vec![sshd.client_key.clone()],
+        known_hosts: vec![ct_kh],
+        accept_new_host_key: true,
+        use_agent: false,
+        ..SshOptions::default()
+    };
+    let ct = Ssh::connect(
+        SshTarget {
+            user: "root".into(),
+            host: ip,
+            port: 22,
+        },
+        &opts,
+    )
+    .expect("ssh into the container");
+    let o = ct
+        .run(
+            &Cmd::new("docker").args(["info", "--format", "{{.Driver}}"]),
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        o.stdout_text().trim(),
+        "fuse-overlayfs",
+        "{}",
+        o.stderr_text()
+    );
+}
+
+fn lab_node() -> String {
+    std::env::var("PROVISION_LAB_NODE").unwrap_or_else(|_| "localhost".into())
+}

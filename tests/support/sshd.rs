@@ -85,6 +85,11 @@ fn free_port() -> u16 {
 impl Sshd {
     /// Starts a server, or returns None when the SSH tests are skipped.
     pub fn start() -> Option<Sshd> {
+        Sshd::start_with("")
+    }
+
+    /// Starts a server with extra sshd_config lines (e.g. `SetEnv PATH=...`).
+    pub fn start_with(extra_config: &str) -> Option<Sshd> {
         if skipped() {
             eprintln!("PROVISION_SKIP_SSH=1: skipping a test that needs sshd");
             return None;
@@ -110,7 +115,7 @@ impl Sshd {
         let mut last_log = String::new();
         for _ in 0..5 {
             let port = free_port();
-            match spawn(dir.path(), &host_key, port) {
+            match spawn(dir.path(), &host_key, port, extra_config) {
                 Ok((child, log)) => {
                     return Some(Sshd {
                         port,
@@ -184,7 +189,12 @@ fn prepare_privsep_dir() {
 
 /// Starts sshd on `port` and waits (bounded) until it has written its pid file and greets on
 /// the port. Err: its log.
-fn spawn(dir: &Path, host_key: &Path, port: u16) -> Result<(Child, PathBuf), String> {
+fn spawn(
+    dir: &Path,
+    host_key: &Path,
+    port: u16,
+    extra_config: &str,
+) -> Result<(Child, PathBuf), String> {
     let config = dir.join(format!("sshd_config.{port}"));
     let pid_file = dir.join(format!("sshd.{port}.pid"));
     let log = dir.join(format!("sshd.{port}.log"));
@@ -209,7 +219,8 @@ fn spawn(dir: &Path, host_key: &Path, port: u16) -> Result<(Child, PathBuf), Str
              MaxSessions 100\n\
              MaxAuthTries 20\n\
              Subsystem sftp internal-sftp\n\
-             LogLevel INFO\n",
+             LogLevel INFO\n\
+             {extra_config}\n",
             host_key = host_key.display(),
             pid = pid_file.display()
         ),
