@@ -97,6 +97,8 @@ pub struct Ctx {
     pub template_lock: Mutex<()>,
     /// Opens the transport for a container (pct through the node by default).
     pub container: Box<dyn Fn(u32) -> Arc<dyn Transport> + Send + Sync>,
+    /// SSH settings (identities, passphrase) for containers reached with `[access] method = "ssh"`.
+    pub container_ssh: crate::transport::ssh::SshOptions,
     /// Source facts (fuse-overlayfs checksum on the node), read once per run per source.
     pub sources: Mutex<std::collections::BTreeMap<String, (SourceFacts, Vec<Step>)>>,
 }
@@ -120,7 +122,37 @@ impl Ctx {
                 }) as Arc<dyn Transport>
             }),
             sources: Mutex::new(std::collections::BTreeMap::new()),
+            container_ssh: crate::transport::ssh::SshOptions::default(),
         }
+    }
+
+    /// The transport for the inside of container `vmid` on node `node_name` (empty: unknown):
+    /// pct through the node, or SSH straight in when the profile asks for it.
+    pub fn inside(&self, req: &Request, vmid: u32, node_name: &str) -> Result<Arc<dyn Transport>> {
+        let access = &req.profile.access;
+        if access.method != "ssh" {
+            return Ok((self.container)(vmid));
+        }
+        let static_ip = Some(req.profile.network.ip.as_str()).filter(|ip| ip.contains('/'));
+        let node_name = if node_name.is_empty() && access.address.is_none() && static_ip.is_none() {
+            let out = run_checked(
+                self.node.as_ref(),
+                &Cmd::new("pvesh").args(["get", "/cluster/status", "--output-format", "json"]),
+                None,
+            )?;
+            crate::batch::local_node_name(&out.stdout_text())
+                .context("cannot tell the node's name from `pvesh get /cluster/status` (needed to find the container's address)")?
+        } else {
+            node_name.to_string()
+        };
+        Ok(Arc::new(crate::transport::ssh_ct::SshContainer::new(
+            self.node.clone(),
+            &node_name,
+            vmid,
+            access,
+            static_ip,
+            &self.container_ssh,
+        )))
     }
 }
 
@@ -363,19 +395,14 @@ impl Runner<'_> {
         let node = self.ctx.node.clone();
         let mut outs = Vec::new();
         for a in step.actions(vmid) {
-            outs.push(exec_action(node.as_ref(), ct, vmid, &a)?);
+            outs.push(exec_action(node.as_ref(), ct, &a)?);
         }
         Ok(outs)
     }
 }
 
 /// Runs one action.
-pub fn exec_action(
-    node: &dyn Transport,
-    ct: &dyn Transport,
-    vmid: u32,
-    a: &Action,
-) -> Result<Output> {
+pub fn exec_action(node: &dyn Transport, ct: &dyn Transport, a: &Action) -> Result<Output> {
     match a {
         Action::Node(c) => run_checked(node, c, None),
         Action::Inside(c, None) => run_checked(ct, c, None),
@@ -406,9 +433,7 @@ pub fn exec_action(
         } => {
             match content {
                 Content::Bytes(b) => ct.put(b, dest, *mode)?,
-                Content::NodeFile(src) => {
-                    run_checked(node, &Pct::push_cmd(vmid, src, dest, *mode), None)?;
-                }
+                Content::NodeFile(src) => ct.put_from_node(node, src, dest, *mode)?,
             }
             Ok(Output::default())
         }
@@ -730,7 +755,7 @@ fn converge_inner(
         i += 1;
     }
     // Inside.
-    let ct = (ctx.container)(vmid);
+    let ct = ctx.inside(req, vmid, &node_plan.node)?;
     r.line.step("wait for init and network");
     let file_dests: Vec<String> = files.iter().map(|(d, _, _)| d.clone()).collect();
     let t0 = Instant::now();
@@ -791,7 +816,7 @@ fn create_locked(ctx: &Ctx, step: &Step, fixed: Option<u32>) -> Result<u32> {
             if res.is_err() && !is_cleanup {
                 continue;
             }
-            let r = exec_action(ctx.node.as_ref(), ct.as_ref(), vmid, a);
+            let r = exec_action(ctx.node.as_ref(), ct.as_ref(), a);
             if is_cleanup {
                 // The key file holds public keys only; a failed removal is worth a warning,
                 // not a failed create (the container exists by now).
@@ -915,7 +940,7 @@ pub fn dry_plan(
     let mut notes = np.notes.clone();
     let inside: InsideFacts = match &existing {
         Some(g) if g.status == "running" => {
-            let ct = (ctx.container)(g.vmid);
+            let ct = ctx.inside(req, g.vmid, &g.node)?;
             let paths: Vec<String> = files.iter().map(|(d, _, _)| d.clone()).collect();
             facts::gather_inside(ct.as_ref(), &paths)?
         }

@@ -118,6 +118,22 @@ pub struct DockerLayer {
     pub repository: Option<String>,
 }
 
+/// `[access]`: how the inside of the container is reached.
+#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLayer {
+    /// `pct` (pct exec/push on the node, the default) or `ssh` (straight into the container
+    /// with the keys installed at create time).
+    pub method: Option<String>,
+    /// With `ssh`: the container's address; default the static `network.ip`, else the address
+    /// the node reports for eth0 once the container is up.
+    pub address: Option<String>,
+    /// With `ssh`: the port (default 22).
+    pub port: Option<i64>,
+    /// With `ssh`: private key file (default: ssh-agent, --identity, ~/.ssh/id_*).
+    pub identity: Option<String>,
+}
+
 /// One file to write into the container.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -185,6 +201,8 @@ pub struct Layer {
     pub features: Option<FeaturesLayer>,
     /// Docker inside.
     pub docker: Option<DockerLayer>,
+    /// How provision reaches the inside of the container.
+    pub access: Option<AccessLayer>,
     /// Files to write inside.
     pub files: Option<Vec<FileSpec>>,
     /// Commands (argv arrays) to run inside after creation.
@@ -228,6 +246,11 @@ impl Layer {
             &mut self.features,
             &top.features,
             |b, t| overlay!(b, t; nesting, keyctl, fuse, mknod),
+        );
+        overlay_sub(
+            &mut self.access,
+            &top.access,
+            |b, t| overlay!(b, t; method, address, port, identity),
         );
         overlay_sub(&mut self.docker, &top.docker, |b, t| {
             overlay!(b, t; install, storage_driver, verify_image, repository);
@@ -794,6 +817,25 @@ pub fn check_layer(l: &Layer, idx: &Index) -> Vec<InputError> {
             push_rule(er, idx, "network.hwaddr", validate::mac(m));
         }
     }
+    if let Some(a) = &l.access {
+        if let Some(m) = &a.method {
+            push_rule(er, idx, "access.method", one_of(m, &["pct", "ssh"]));
+        }
+        if let Some(ad) = &a.address {
+            push_rule(
+                er,
+                idx,
+                "access.address",
+                validate::ip_any(ad).or_else(|_| validate::hostname(ad)),
+            );
+        }
+        if let Some(p) = a.port {
+            push_rule(er, idx, "access.port", range(p, 1, 65535, "a port"));
+        }
+        if let Some(f) = &a.identity {
+            push_rule(er, idx, "access.identity", validate::plain_text(f));
+        }
+    }
     if let Some(d) = &l.docker {
         if let Some(i) = &d.install {
             push_rule(
@@ -1076,6 +1118,21 @@ impl Driver {
     }
 }
 
+/// Access, resolved.
+#[derive(Serialize, Clone, Debug, PartialEq, Default)]
+pub struct Access {
+    /// pct | ssh.
+    pub method: String,
+    /// Address (ssh), when fixed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Port (ssh).
+    pub port: u16,
+    /// Key file (ssh).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+}
+
 /// Docker section, resolved.
 #[derive(Serialize, Clone, Debug, PartialEq)]
 pub struct Docker {
@@ -1194,6 +1251,8 @@ pub struct Profile {
     pub features: Features,
     /// Docker.
     pub docker: Docker,
+    /// How the inside is reached.
+    pub access: Access,
     /// Files to write.
     pub files: Vec<FileSpec>,
     /// Commands to run.
@@ -1351,6 +1410,15 @@ pub fn resolve(
             hwaddr: net.hwaddr,
         },
         features,
+        access: {
+            let a = m.access.clone().unwrap_or_default();
+            Access {
+                method: a.method.unwrap_or_else(|| "pct".into()),
+                address: a.address,
+                port: a.port.unwrap_or(22) as u16,
+                identity: a.identity,
+            }
+        },
         docker: Docker {
             install,
             storage_driver: driver,

@@ -796,3 +796,64 @@ fn a_full_provision_through_ssh_to_the_node_and_ssh_into_the_container() {
 fn lab_node() -> String {
     std::env::var("PROVISION_LAB_NODE").unwrap_or_else(|_| "localhost".into())
 }
+
+#[test]
+fn a_container_can_be_worked_on_over_ssh_instead_of_pct_exec() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id_ed25519");
+    crate::support::sshd::keygen(&key);
+    let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let _cleanup = Cleanup(lab.clone(), vec!["e2e-sshct".into()]);
+    let p = lab.profile(
+        dir.path(),
+        "sshct",
+        "docker",
+        &format!(
+            "ssh_public_keys = [\"{}\"]\n[access]\nmethod = \"ssh\"\n{LAB_FUSE}",
+            pubkey.trim()
+        ),
+    );
+    let mark = lab.log_mark();
+    let out = Command::new(env!("CARGO_BIN_EXE_provision"))
+        .args([
+            "e2e-sshct",
+            "--profile",
+            p.to_str().unwrap(),
+            "--yes",
+            "--output",
+            "json",
+        ])
+        .args(["--identity", key.to_str().unwrap()])
+        .env_remove("SSH_AUTH_SOCK")
+        .env("XDG_STATE_HOME", dir.path())
+        .env("CI", "1")
+        .output()
+        .unwrap();
+    let r = report(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{r:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(r["containers"][0]["verified"], true, "{r:#}");
+    let vmid = r["containers"][0]["vmid"].as_u64().unwrap().to_string();
+    // Nothing inside went through pct: every in-container step used SSH.
+    let through_pct: Vec<Vec<String>> = lab
+        .invocations_since(mark)
+        .into_iter()
+        .filter(|a| {
+            a.len() > 2 && a[0] == "pct" && (a[1] == "exec" || a[1] == "push") && a[2] == vmid
+        })
+        .collect();
+    assert!(through_pct.is_empty(), "{through_pct:#?}");
+    assert_eq!(
+        lab.attach_ok(
+            vmid.parse().unwrap(),
+            &["docker", "info", "--format", "{{.Driver}}"]
+        )
+        .trim(),
+        "fuse-overlayfs"
+    );
+}

@@ -137,6 +137,7 @@ pub fn run_with(
     let opts = options(&a.change);
     let make_ctx = |t: Arc<dyn Transport>| {
         let mut c = Ctx::new(t, opts.clone());
+        c.container_ssh = super::ssh_options(g);
         c.rollback = a.change.rollback;
         c.cancel = cancel.clone();
         c

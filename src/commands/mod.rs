@@ -40,7 +40,7 @@ pub fn open_node(g: &GlobalArgs) -> Result<Arc<dyn Transport>> {
 }
 
 fn ssh_node(g: &GlobalArgs, host: &str) -> Result<Arc<dyn Transport>> {
-    use crate::transport::ssh::{Ssh, SshOptions, SshTarget};
+    use crate::transport::ssh::{Ssh, SshTarget};
     let target = SshTarget::parse(host).map_err(|e| {
         InputErrors(vec![InputError::whole(
             "command line",
@@ -48,7 +48,13 @@ fn ssh_node(g: &GlobalArgs, host: &str) -> Result<Arc<dyn Transport>> {
             format!("{e:#}"),
         )])
     })?;
-    let mut opts = SshOptions::default();
+    let s = Ssh::connect(target, &ssh_options(g))?;
+    Ok(Arc::new(s))
+}
+
+/// SSH settings from the command line (for nodes, and the keys for containers reached over SSH).
+pub fn ssh_options(g: &GlobalArgs) -> crate::transport::ssh::SshOptions {
+    let mut opts = crate::transport::ssh::SshOptions::default();
     if !g.identity.is_empty() {
         opts.identities = g.identity.clone();
     }
@@ -57,8 +63,7 @@ fn ssh_node(g: &GlobalArgs, host: &str) -> Result<Arc<dyn Transport>> {
     if !g.known_hosts.is_empty() {
         opts.known_hosts = g.known_hosts.clone();
     }
-    let s = Ssh::connect(target, &opts)?;
-    Ok(Arc::new(s))
+    opts
 }
 
 /// Command-line overrides as the top profile layer.

@@ -75,6 +75,7 @@ pub fn run(a: &SingleArgs, g: &GlobalArgs) -> Result<u8> {
     let node = open_node(g)?;
     let nf = facts::gather_node(node.as_ref())?;
     let mut ctx = Ctx::new(node, options(&a.change));
+    ctx.container_ssh = super::ssh_options(g);
     ctx.rollback = a.change.rollback;
     let mut notes = Vec::new();
     if !nf.pve {

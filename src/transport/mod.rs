@@ -11,6 +11,7 @@ pub mod fake;
 pub mod local;
 pub mod pct;
 pub mod ssh;
+pub mod ssh_ct;
 
 use crate::cmd::{Cmd, Output};
 use anyhow::Result;
@@ -30,6 +31,13 @@ pub trait Transport: Send + Sync {
     /// On a node transport the parent directory is created (owner-only) when missing; inside a
     /// container (pct push semantics) it is not, and the caller creates it first.
     fn put(&self, bytes: &[u8], dest: &str, mode: u32) -> Result<()>;
+
+    /// Copies the file `src` that lives on the node `node` to `dest` here. The default reads it
+    /// through the node and puts the bytes; `pct` pushes it straight from the node.
+    fn put_from_node(&self, node: &dyn Transport, src: &str, dest: &str, mode: u32) -> Result<()> {
+        let out = run_ok(node, &Cmd::new("cat").args(["--", src]), None)?;
+        self.put(&out.stdout, dest, mode)
+    }
 
     /// Takes the exclusive lock `name` on the machine this transport reaches, waiting at most
     /// `wait`. Held until the guard is dropped; it also holds against other processes.

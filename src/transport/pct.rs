@@ -85,6 +85,10 @@ impl Transport for Pct {
         Ok(())
     }
 
+    fn put_from_node(&self, node: &dyn Transport, src: &str, dest: &str, mode: u32) -> Result<()> {
+        run_ok(node, &Pct::push_cmd(self.vmid, src, dest, mode), None).map(|_| ())
+    }
+
     fn lock(&self, name: &str, wait: Duration) -> Result<LockGuard> {
         self.node.lock(&format!("ct{}-{name}", self.vmid), wait)
     }
