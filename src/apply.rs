@@ -14,8 +14,8 @@ use crate::plan::{
 use crate::profile::{Driver, FuseSource};
 use crate::progress::Line;
 use crate::report::{ContainerReport, Failure, Outcome, StepReport};
-use crate::transport::Transport;
 use crate::transport::pct::Pct;
+use crate::transport::{CmdFailed, Transport};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -23,60 +23,30 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A command that exited non-zero, with the tail of its output.
+/// The container appeared on the node after the facts were read (another run created it).
 #[derive(Debug)]
-pub struct CmdFailed {
-    /// Where it ran.
-    pub label: String,
-    /// The command (masked).
-    pub cmd: String,
-    /// Exit status.
-    pub status: i32,
-    /// Last lines of output.
-    pub tail: String,
+pub struct CreatedMeanwhile {
+    /// Its hostname.
+    pub hostname: String,
+    /// Its VMID.
+    pub vmid: u32,
 }
 
-impl std::fmt::Display for CmdFailed {
+impl std::fmt::Display for CreatedMeanwhile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let first = self.tail.lines().last().unwrap_or("").trim();
         write!(
             f,
-            "{}: `{}` exited with status {}",
-            self.label,
-            short(&self.cmd),
-            self.status
-        )?;
-        if !first.is_empty() {
-            write!(f, ": {first}")?;
-        }
-        Ok(())
+            "container {} was created meanwhile by another run (VMID {})",
+            self.hostname, self.vmid
+        )
     }
 }
 
-impl std::error::Error for CmdFailed {}
+impl std::error::Error for CreatedMeanwhile {}
 
-fn short(s: &str) -> String {
-    let one = s.replace('\n', " ");
-    if one.chars().count() > 160 {
-        format!("{}…", one.chars().take(160).collect::<String>())
-    } else {
-        one
-    }
-}
-
-/// Runs `cmd`; a non-zero exit becomes [`CmdFailed`].
+/// Runs `cmd`; a non-zero exit becomes [`CmdFailed`] (see [`crate::transport::run_ok`]).
 pub fn run_checked(t: &dyn Transport, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output> {
-    let out = t.run(cmd, stdin)?;
-    if !out.success() {
-        return Err(CmdFailed {
-            label: t.label(),
-            cmd: cmd.to_string(),
-            status: out.status,
-            tail: out.tail(20),
-        }
-        .into());
-    }
-    Ok(out)
+    crate::transport::run_ok(t, cmd, stdin)
 }
 
 /// Shared state of a run.
@@ -244,8 +214,27 @@ pub fn gather_sources(
 }
 
 /// Reads the facts for one request and plans the node part.
-pub fn prepare(ctx: &Ctx, req: &Request, nf: &NodeFacts) -> Result<(Prepared, Option<Guest>)> {
+///
+/// `propose`: ask the node for its next free VMID, to show in a plan (a real run chooses it
+/// under the lock at create time, so it does not ask twice).
+pub fn prepare(
+    ctx: &Ctx,
+    req: &Request,
+    nf: &NodeFacts,
+    propose: bool,
+) -> Result<(Prepared, Option<Guest>)> {
     let existing = plan::find_existing(req, &nf.guests, &ctx.opts)?.cloned();
+    if let (Some(g), Some(local)) = (&existing, &nf.local_node)
+        && &g.node != local
+    {
+        bail!(
+            "container {} (VMID {}) is on node {}, not on {local} where pct runs; run provision there, or with --host root@{}",
+            g.name,
+            g.vmid,
+            g.node,
+            g.node
+        );
+    }
     let ct = match &existing {
         Some(g) => Some(facts::gather_ct(ctx.node.as_ref(), &g.node, g.vmid)?),
         None => None,
@@ -258,7 +247,8 @@ pub fn prepare(ctx: &Ctx, req: &Request, nf: &NodeFacts) -> Result<(Prepared, Op
         _ => None,
     };
     let proposed = match (&existing, req.vmid, nf.pve) {
-        (None, None, true) => next_vmid(ctx.node.as_ref())?,
+        (None, None, true) if propose => next_vmid(ctx.node.as_ref())?,
+        (None, None, true) => 0,
         (None, None, false) => nf
             .guests
             .iter()
@@ -349,6 +339,9 @@ pub fn read_profile_files(p: &crate::profile::Profile) -> Result<ProfileFiles> {
 struct Runner<'a> {
     ctx: &'a Ctx,
     line: &'a Line,
+    /// What the run is doing now (a step's name, or a phase between steps): a failure outside
+    /// any step is reported under it.
+    phase: String,
     report: ContainerReport,
     created: Option<u32>,
     changed: bool,
@@ -370,7 +363,7 @@ impl Runner<'_> {
                 step.name()
             );
         }
-        self.line.step(&step.name());
+        self.phase(&step.name());
         let t0 = Instant::now();
         let res = f(self);
         let ms = t0.elapsed().as_millis() as u64;
@@ -389,6 +382,12 @@ impl Runner<'_> {
             self.changed = true;
         }
         res.with_context(|| format!("step {:?}", step.name()))
+    }
+
+    /// Names what happens now (progress line and failure reports).
+    fn phase(&mut self, name: &str) {
+        self.phase = name.to_string();
+        self.line.step(name);
     }
 
     fn run_actions(&mut self, step: &Step, vmid: u32, ct: &dyn Transport) -> Result<Vec<Output>> {
@@ -484,10 +483,28 @@ pub fn converge(
         ctx,
         line,
         report: ContainerReport::new(&req.hostname),
+        phase: "facts".to_string(),
         created: None,
         changed: false,
     };
-    let res = converge_inner(&mut r, req, nf, password, files);
+    let mut res = converge_inner(&mut r, req, nf, password, files);
+    if let Err(e) = &res
+        && e.chain().any(|c| c.is::<CreatedMeanwhile>())
+    {
+        // Another run created this very container after our facts were read (it held the
+        // container's lock meanwhile): read the guest list again and converge what exists.
+        r.report.steps.retain(|s| s.name != "create");
+        match facts::gather_guests(ctx.node.as_ref()) {
+            Ok(guests) => {
+                let fresh = NodeFacts {
+                    guests,
+                    ..nf.clone()
+                };
+                res = converge_inner(&mut r, req, &fresh, password, files);
+            }
+            Err(e) => res = Err(e),
+        }
+    }
     let mut report = r.report;
     report.duration_ms = t0.elapsed().as_millis() as u64;
     match res {
@@ -512,7 +529,7 @@ pub fn converge(
                 .iter()
                 .rev()
                 .find(|s| s.status == "failed")
-                .map_or_else(|| "facts".to_string(), |s| s.name.clone());
+                .map_or_else(|| r.phase.clone(), |s| s.name.clone());
             let mut left = match (r.created, report.vmid) {
                 (Some(v), _) => format!(
                     "container {v} was created by this run and is half-made; the next run continues it"
@@ -543,6 +560,7 @@ pub fn converge(
                 step,
                 message: format!("{e:#}"),
                 tail,
+                usage: crate::error::is_input_error(&e) && r.created.is_none() && !r.changed,
                 left,
             });
             line.finish(
@@ -580,7 +598,7 @@ fn converge_inner(
     files: &ProfileFiles,
 ) -> Result<()> {
     let ctx = r.ctx;
-    r.line.step("facts");
+    r.phase("facts");
     if !nf.pve {
         bail!("no Proxmox VE tools (pct, pvesh) answer on this node; only --dry-run works here");
     }
@@ -590,7 +608,7 @@ fn converge_inner(
         &format!("ct-{}", req.hostname.to_ascii_lowercase()),
         ctx.lock_wait,
     )?;
-    let (prep, _existing) = prepare(ctx, req, nf)?;
+    let (prep, _existing) = prepare(ctx, req, nf, false)?;
     let Prepared {
         mut node_plan,
         src,
@@ -730,9 +748,9 @@ fn converge_inner(
                 })?;
                 if let Step::Set { .. } = step
                     && node_plan.running
-                    && !ctx.opts.restart
                 {
                     // What PVE kept pending is read back, not guessed.
+                    r.phase("read pending changes");
                     let cfg = facts::gather_ct(ctx.node.as_ref(), &node_plan.node, vmid)?;
                     let mut keys: Vec<String> = cfg
                         .pending
@@ -742,12 +760,32 @@ fn converge_inner(
                         .collect();
                     keys.sort();
                     keys.dedup();
-                    if !keys.is_empty() {
-                        r.report.pending = keys.clone();
-                        r.report.notes.push(format!(
-                            "pending until the container restarts: {} (run again with --restart to restart it now)",
-                            keys.join(", ")
-                        ));
+                    if ctx.opts.restart {
+                        // Reboot only when something is really pending.
+                        if keys.is_empty() {
+                            steps.retain(|s| !matches!(s, Step::Reboot { .. }));
+                            r.report.already.push(plan::Already {
+                                step: "reboot".into(),
+                                why: "PVE applied every change at once; nothing is pending".into(),
+                            });
+                        } else {
+                            for s in steps.iter_mut() {
+                                if let Step::Reboot { keys: k } = s {
+                                    *k = keys.clone();
+                                }
+                            }
+                            if !steps.iter().any(|s| matches!(s, Step::Reboot { .. })) {
+                                steps.push(Step::Reboot { keys });
+                            }
+                        }
+                    } else {
+                        r.report.pending.clone_from(&keys);
+                        if !keys.is_empty() {
+                            r.report.notes.push(format!(
+                                "pending until the container restarts: {} (run again with --restart to restart it now)",
+                                keys.join(", ")
+                            ));
+                        }
                     }
                 }
             }
@@ -756,7 +794,7 @@ fn converge_inner(
     }
     // Inside.
     let ct = ctx.inside(req, vmid, &node_plan.node)?;
-    r.line.step("wait for init and network");
+    r.phase("wait for init and network");
     let file_dests: Vec<String> = files.iter().map(|(d, _, _)| d.clone()).collect();
     let t0 = Instant::now();
     let inside = facts::gather_inside(ct.as_ref(), &file_dests)?;
@@ -796,10 +834,11 @@ fn create_locked(ctx: &Ctx, step: &Step, fixed: Option<u32>) -> Result<u32> {
     {
         let guests = facts::gather_guests(ctx.node.as_ref())?;
         if let Some(g) = guests.iter().find(|g| g.name.eq_ignore_ascii_case(host)) {
-            bail!(
-                "container {host} was created meanwhile by another run (VMID {}); run again to converge it",
-                g.vmid
-            );
+            return Err(CreatedMeanwhile {
+                hostname: host.clone(),
+                vmid: g.vmid,
+            }
+            .into());
         }
     }
     let ct = (ctx.container)(0);
@@ -935,7 +974,7 @@ pub fn dry_plan(
     password: Option<&str>,
     files: &ProfileFiles,
 ) -> Result<PlanView> {
-    let (prep, existing) = prepare(ctx, req, nf)?;
+    let (prep, existing) = prepare(ctx, req, nf, true)?;
     let np = &prep.node_plan;
     let mut notes = np.notes.clone();
     let inside: InsideFacts = match &existing {

@@ -190,6 +190,7 @@ pub fn failed_report(name: &str, step: &str, message: String, left: &str) -> Con
         message,
         tail: Vec::new(),
         left: left.to_string(),
+        usage: false,
     });
     r
 }

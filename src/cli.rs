@@ -70,6 +70,10 @@ pub struct GlobalArgs {
     /// Environment variable holding the passphrase of the --identity key (never on argv).
     #[arg(long, global = true, value_name = "VAR")]
     pub ssh_passphrase_env: Option<String>,
+    /// Allow SSH password authentication for --host, with the password from the environment
+    /// variable PROVISION_SSH_PASSWORD (never from argv); off by default.
+    #[arg(long, global = true)]
+    pub ssh_allow_password: bool,
     /// Record an unknown SSH host key in ~/.ssh/known_hosts instead of refusing (a changed key
     /// is always refused).
     #[arg(long, global = true)]

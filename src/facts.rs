@@ -54,6 +54,8 @@ pub struct NodeFacts {
     pub storages: Vec<Storage>,
     /// Host ZFS version (`/sys/module/zfs/version`), when ZFS is loaded.
     pub zfs_version: Option<String>,
+    /// The name of the node pct runs on (`pvesh get /cluster/status`), when it can be told.
+    pub local_node: Option<String>,
 }
 
 /// Template facts for one template storage, read only when a container must be created.
@@ -114,12 +116,15 @@ pub struct InsideFacts {
     pub daemon_json: Option<String>,
     /// State the tool recorded inside (`/var/lib/provision/state`).
     pub state: BTreeMap<String, String>,
-    /// /bin/busybox exists (used for the local probe image).
+    /// busybox-static is installed (its /bin/busybox runs alone in the local probe image; a
+    /// dynamically linked busybox would not).
     pub busybox: bool,
     /// libfuse3 is installed (a node-built fuse-overlayfs needs it).
     pub libfuse3: bool,
     /// SHA-256 of files asked about, by path.
     pub files: BTreeMap<String, String>,
+    /// Permission bits of files asked about, by path.
+    pub file_modes: BTreeMap<String, u32>,
 }
 
 impl InsideFacts {
@@ -295,9 +300,9 @@ if [ -L "$f" ]; then echo "fuse_overlayfs_link=$(readlink "$f")"; fi
 if [ -f "$f" ]; then echo "fuse_overlayfs_sha256=$(sha256sum "$f" | cut -d' ' -f1)"; fi
 if [ -f /etc/docker/daemon.json ]; then echo "daemon_json_b64=$(base64 -w0 /etc/docker/daemon.json)"; fi
 if [ -f /var/lib/provision/state ]; then sed -n 's/^\([a-z_]*\)=\(.*\)$/state_\1=\2/p' /var/lib/provision/state; fi
-if [ -x /bin/busybox ]; then echo busybox=1; fi
+if dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then echo busybox=1; fi
 for l in /usr/lib/*/libfuse3.so.* /lib/*/libfuse3.so.*; do [ -e "$l" ] && { echo libfuse3=1; break; }; done
-for f in "$@"; do [ -f "$f" ] && echo "file_sha256=$(sha256sum "$f" | cut -d' ' -f1) $f"; done
+for f in "$@"; do [ -f "$f" ] && echo "file=$(sha256sum "$f" | cut -d' ' -f1) $(stat -c %a "$f") $f"; done
 exit 0
 "#;
 
@@ -325,9 +330,13 @@ pub fn parse_inside_facts(text: &str) -> Result<InsideFacts> {
             "fuse_overlayfs_link" => f.fuse_overlayfs_link = Some(v.to_string()),
             "busybox" => f.busybox = v == "1",
             "libfuse3" => f.libfuse3 = v == "1",
-            "file_sha256" => {
-                if let Some((sha, path)) = v.split_once(' ') {
+            "file" => {
+                let mut it = v.splitn(3, ' ');
+                if let (Some(sha), Some(mode), Some(path)) = (it.next(), it.next(), it.next()) {
                     f.files.insert(path.to_string(), sha.to_string());
+                    if let Ok(m) = u32::from_str_radix(mode, 8) {
+                        f.file_modes.insert(path.to_string(), m);
+                    }
                 }
             }
             "daemon_json_b64" => {
@@ -450,11 +459,20 @@ pub fn gather_node(node: &dyn Transport) -> Result<NodeFacts> {
     } else {
         None
     };
+    let local_node = node
+        .run(
+            &Cmd::new("pvesh").args(["get", "/cluster/status", "--output-format", "json"]),
+            None,
+        )
+        .ok()
+        .filter(|o| o.success())
+        .and_then(|o| crate::batch::local_node_name(&o.stdout_text()));
     Ok(NodeFacts {
         pve: true,
         guests,
         storages,
         zfs_version,
+        local_node,
     })
 }
 

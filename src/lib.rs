@@ -20,3 +20,29 @@ pub mod quote;
 pub mod report;
 pub mod transport;
 pub mod validate;
+
+/// Writes to stdout; a closed stdout (`provision ... | head`) ends the process quietly with
+/// status 0 instead of a panic. SIGPIPE stays ignored (Rust's default), so a child or an SSH
+/// peer that goes away is an error to handle, never a silent death.
+pub fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
+
+/// `print!` through [`write_stdout`].
+#[macro_export]
+macro_rules! out {
+    ($($t:tt)*) => { $crate::write_stdout(&format!($($t)*)) };
+}
+
+/// `println!` through [`write_stdout`].
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::write_stdout("\n") };
+    ($($t:tt)*) => { $crate::write_stdout(&format!("{}\n", format_args!($($t)*))) };
+}

@@ -7,12 +7,6 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    // `provision ... | head` ends quietly, like other command-line tools, instead of panicking
-    // on a closed pipe.
-    // SAFETY: setting a signal disposition to the default before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
     let res = match &cli.command {

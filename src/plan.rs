@@ -32,6 +32,11 @@ pub const NODE_CACHE_DIR: &str = "/var/cache/provision";
 pub fn fuse_cache_path(sha256: &str) -> String {
     format!("{NODE_CACHE_DIR}/fuse-overlayfs-{sha256}")
 }
+/// Start of the plan note that forecasts which keys PVE will keep pending (the run reports
+/// what PVE really keeps instead).
+pub const PENDING_FORECAST: &str =
+    "expected to stay pending until a restart (PVE applies these only at start):";
+
 /// Newest template per short form in the PVE index when this version was made (used only to
 /// show a plan where no index can be read).
 pub const KNOWN_TEMPLATES: &[(&str, &str)] = &[
@@ -584,6 +589,12 @@ pub fn desired_config(p: &Profile) -> Vec<(String, String)> {
     if let Some(t) = &p.timezone {
         v.push(("timezone".into(), t.clone()));
     }
+    if !p.description.is_empty() {
+        v.push((
+            "description".into(),
+            format!("{}{}", p.description, crate::profile::DESCRIPTION_SUFFIX),
+        ));
+    }
     v
 }
 
@@ -619,7 +630,7 @@ pub fn create_options(p: &Profile, hostname: &str, has_keys: bool) -> Vec<(Strin
     if !p.description.is_empty() {
         o.push((
             "description".into(),
-            format!("{} (managed by provision)", p.description),
+            format!("{}{}", p.description, crate::profile::DESCRIPTION_SUFFIX),
         ));
     }
     if has_keys {
@@ -632,7 +643,11 @@ pub fn create_options(p: &Profile, hostname: &str, has_keys: bool) -> Vec<(Strin
 fn differs(key: &str, want: &str, have: Option<&str>) -> Option<String> {
     let have_s = have.unwrap_or("");
     let same = match key {
-        "tags" => split_tags(want) == split_tags(have_s),
+        // Tags someone else added to the container stay; only missing ones count.
+        "tags" => {
+            let have = split_tags(have_s);
+            split_tags(want).iter().all(|t| have.contains(t))
+        }
         "features" => {
             let on = |s: &str| {
                 let mut v: Vec<String> = parse_property_string(s, "")
@@ -662,6 +677,8 @@ fn differs(key: &str, want: &str, have: Option<&str>) -> Option<String> {
                     .is_none_or(|x| h.get("hwaddr").is_some_and(|y| y.eq_ignore_ascii_case(x)))
         }
         "onboot" => (have_s == "1") == (want == "1"),
+        // PVE keeps the description as comment lines: compare the text, not its line ends.
+        "description" => have_s.trim() == want.trim(),
         "swap" => have.unwrap_or("512") == want,
         _ => have_s == want,
     };
@@ -851,11 +868,6 @@ pub fn plan_node(
         let tf_empty = TemplateFacts::default();
         let (template, tsteps) = resolve_template(p, tf.unwrap_or(&tf_empty), &mut plan.notes)?;
         plan.steps.extend(tsteps);
-        if let Driver::FuseOverlayfs = plan.driver.unwrap_or(Driver::Overlay2)
-            && let FuseSource::Url { .. } = &p.docker.fuse_overlayfs
-        {
-            // fetched in plan_sources
-        }
         let keys = (!p.ssh_public_keys.is_empty()).then(|| {
             let mut k = p.ssh_public_keys.join("\n");
             k.push('\n');
@@ -894,12 +906,23 @@ pub fn plan_node(
     let mut why = Vec::new();
     for (k, want) in desired_config(p) {
         if k == "tags" && !g.tags.iter().any(|t| t == TOOL_TAG) {
+            // Adopting: the container's own tags stay, the profile's and the tool's are added.
+            let mut all: Vec<String> = g.tags.clone();
+            all.extend(split_tags(&want));
+            all.sort();
+            all.dedup();
             why.push(format!("tags: adopting (adds `{TOOL_TAG}`)"));
-            set.push((k, want));
+            set.push((k, all.join(";")));
             continue;
         }
         if let Some(d) = differs(&k, &want, cfg.effective(&k)) {
-            let value = if k == "net0" {
+            let value = if k == "tags" {
+                let mut all = split_tags(cfg.effective("tags").unwrap_or(""));
+                all.extend(split_tags(&want));
+                all.sort();
+                all.dedup();
+                all.join(";")
+            } else if k == "net0" {
                 let keep = cfg
                     .effective("net0")
                     .map(|n| parse_property_string(n, "name"))
@@ -933,7 +956,8 @@ pub fn plan_node(
     }
     will_pend.sort();
     will_pend.dedup();
-    if !set.is_empty() {
+    let setting = !set.is_empty();
+    if setting {
         plan.steps.push(Step::Set { set, why });
     }
     if let Some(rootfs) = cfg.effective("rootfs") {
@@ -970,6 +994,12 @@ pub fn plan_node(
     } else if !will_pend.is_empty() {
         if opts.restart {
             plan.steps.push(Step::Reboot { keys: will_pend });
+        } else if setting {
+            // What PVE really keeps pending is read back after `pct set`; this is the forecast.
+            plan.notes.push(format!(
+                "{PENDING_FORECAST} {} (--restart restarts the container so that they apply)",
+                will_pend.join(", ")
+            ));
         } else {
             plan.notes.push(format!(
                 "pending until the container restarts: {} (run again with --restart to restart it now)",
@@ -1207,7 +1237,7 @@ pub fn plan_inside(
     // Files.
     for (dest, mode, bytes) in files {
         let sha = sha256_hex(bytes);
-        if f.files.get(dest) == Some(&sha) {
+        if f.files.get(dest) == Some(&sha) && f.file_modes.get(dest).is_none_or(|m| m == mode) {
             plan.already.push(Already {
                 step: format!("file {dest}"),
                 why: "content matches".into(),
@@ -1385,7 +1415,7 @@ if [ -z "$image" ]; then
   fi
   cmd="/bin/busybox echo provision-probe-ok"
 else
-  docker pull -q "$image" >/dev/null
+  docker image inspect "$image" >/dev/null 2>&1 || docker pull -q "$image" >/dev/null
   cmd="echo provision-probe-ok"
 fi
 out=$(docker run --rm --network none "$image" $cmd 2>&1) || { echo "docker run failed: $out" >&2; exit 69; }
@@ -1524,8 +1554,17 @@ impl Step {
             }
             Step::Set { set, .. } => {
                 let mut c = Cmd::new("pct").args(["set", &id]);
+                let mut delete = Vec::new();
                 for (k, v) in set {
-                    c = c.arg(format!("--{k}")).arg(v.clone());
+                    // An empty value means "none": PVE removes a key with --delete.
+                    if v.is_empty() {
+                        delete.push(k.clone());
+                    } else {
+                        c = c.arg(format!("--{k}")).arg(v.clone());
+                    }
+                }
+                if !delete.is_empty() {
+                    c = c.arg("--delete").arg(delete.join(","));
                 }
                 vec![Action::Node(c)]
             }
@@ -1767,7 +1806,7 @@ mod tests {
                 "--features",
                 "fuse=1,keyctl=1,mknod=1,nesting=1",
                 "--rootfs",
-                "local-lvm:8",
+                "local-zfs:8",
                 "--net0",
                 "name=eth0,bridge=vmbr0,ip=dhcp,type=veth",
                 "--cores",
@@ -1781,7 +1820,7 @@ mod tests {
                 "--tags",
                 "docker;provision",
                 "--description",
-                "Docker-ready unprivileged Ubuntu LTS container, Docker on fuse-overlayfs (seed recipe) (managed by provision)",
+                "Docker-ready unprivileged Ubuntu 22.04 LTS container, Docker on fuse-overlayfs (seed recipe, ZFS < 2.2 nodes) (managed by provision)",
             ]
         );
     }

@@ -73,6 +73,9 @@ pub struct Failure {
     pub tail: Vec<String>,
     /// What state was left.
     pub left: String,
+    /// The failure is a profile or configuration error found before any change (exit 2).
+    #[serde(skip)]
+    pub usage: bool,
 }
 
 /// The outcome of one container.
@@ -181,12 +184,23 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// 0 when every container is done or unchanged, 1 otherwise.
+    /// 0 when every container is done or unchanged; 2 when the only failures are profile or
+    /// configuration errors found before any change; 1 otherwise.
     pub fn exit_code(&self) -> u8 {
-        if self.containers.iter().any(|c| c.outcome.failed()) {
-            1
-        } else {
+        let failed: Vec<&ContainerReport> = self
+            .containers
+            .iter()
+            .filter(|c| c.outcome.failed())
+            .collect();
+        if failed.is_empty() {
             0
+        } else if failed
+            .iter()
+            .all(|c| c.failure.as_ref().is_some_and(|f| f.usage))
+        {
+            2
+        } else {
+            1
         }
     }
 

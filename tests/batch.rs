@@ -1007,6 +1007,14 @@ fn the_binary_exits_2_on_a_bad_lab_file_naming_line_and_field() {
 
 #[test]
 fn the_binary_changes_nothing_without_pve_and_says_so() {
+    // On a real PVE node (pct in /usr/sbin) this test would apply the example: not there.
+    if ["/usr/sbin/pct", "/usr/bin/pct", "/sbin/pct", "/bin/pct"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists())
+    {
+        eprintln!("a real PVE node: not the place for this test");
+        return;
+    }
     for args in [
         vec!["apply", "examples/ci-lab.toml", "--yes"],
         vec!["status", "examples/ci-lab.toml"],
@@ -1014,13 +1022,6 @@ fn the_binary_changes_nothing_without_pve_and_says_so() {
     ] {
         let out = bin().args(&args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        if std::process::Command::new("sh")
-            .args(["-c", "PATH=/usr/bin:/bin command -v pct"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return; // a real PVE node: not the place for this test
-        }
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains("no Proxmox VE tools"), "{args:?}: {stderr}");
     }

@@ -38,7 +38,7 @@ fn first_run_performs_the_whole_flow_in_order() {
     assert_eq!(
         names,
         [
-            "download template ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
+            "download template ubuntu-22.04-standard_22.04-1_amd64.tar.zst",
             "create",
             "start",
             "install docker",
@@ -93,7 +93,7 @@ fn second_run_performs_no_changing_command() {
         .collect();
     assert_eq!(per_ct.len(), 3, "{per_ct:#?}");
     assert!(
-        calls.len() <= 7,
+        calls.len() <= 9,
         "{:#?}",
         calls
             .iter()
@@ -298,4 +298,23 @@ fn tampered_node_binary_is_refused_before_any_change() {
     assert_eq!(r.outcome, Outcome::Failed);
     assert!(r.failure.unwrap().message.contains("refusing to push"));
     assert_eq!(node.changing_calls(), Vec::<String>::new());
+}
+
+#[test]
+fn a_failed_pveam_update_is_caught_although_it_exits_0() {
+    let node = fake_node();
+    node.with(|s| {
+        s.index_updated = false;
+        s.pveam_update_fails = true;
+    });
+    let r = run_once(
+        &node,
+        &request("web1", "docker", Layer::default()),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Failed, "{}", r.text());
+    let f = r.failure.unwrap();
+    assert_eq!(f.step, "update template index");
+    assert!(f.message.contains("pveam update failed"), "{}", f.message);
+    node.with(|s| assert!(s.cts.is_empty()));
 }

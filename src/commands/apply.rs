@@ -176,7 +176,7 @@ pub fn run_with(
     if json(g) {
         print_json(&run)?;
     } else {
-        print!("{}", run.text());
+        crate::out!("{}", run.text());
     }
     Ok(run.exit_code())
 }
@@ -241,12 +241,12 @@ fn dry_run(
         })?;
     } else {
         for n in &notes {
-            println!("note: {n}");
+            crate::outln!("note: {n}");
         }
         for v in views {
-            print!("{}", apply::plan_text(v, g.verbose > 0));
+            crate::out!("{}", apply::plan_text(v, g.verbose > 0));
         }
-        println!("dry run: nothing was changed");
+        crate::outln!("dry run: nothing was changed");
     }
     Ok(if failed > 0 { 1 } else { 0 })
 }

@@ -334,7 +334,7 @@ fn print(g: &GlobalArgs, r: &DestroyReport) -> Result<u8> {
     if json(g) {
         print_json(r)?;
     } else {
-        print!("{}", r.text());
+        crate::out!("{}", r.text());
     }
     Ok(r.exit_code())
 }

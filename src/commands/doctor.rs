@@ -66,7 +66,7 @@ pub fn run(a: &DoctorArgs, g: &GlobalArgs) -> Result<u8> {
         print_json(&doc)?;
     } else {
         for r in &doc.nodes {
-            print!("{}", r.text());
+            crate::out!("{}", r.text());
         }
     }
     Ok(u8::from(!doc.ok))

@@ -60,6 +60,7 @@ pub fn ssh_options(g: &GlobalArgs) -> crate::transport::ssh::SshOptions {
     }
     opts.passphrase_env = g.ssh_passphrase_env.clone();
     opts.accept_new_host_key = g.accept_new_host_key;
+    opts.allow_password = g.ssh_allow_password;
     if !g.known_hosts.is_empty() {
         opts.known_hosts = g.known_hosts.clone();
     }
@@ -144,7 +145,7 @@ pub fn read_password(p: &Profile) -> Result<Option<String>> {
 
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json<T: Serialize>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    crate::outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 

@@ -15,7 +15,7 @@ pub fn run(action: &Option<Box<ProfilesCmd>>, g: &GlobalArgs) -> Result<u8> {
             } else {
                 let w = list.iter().map(|p| p.name.len()).max().unwrap_or(4);
                 for p in &list {
-                    println!(
+                    crate::outln!(
                         "{:<w$}  {:<10}  {}",
                         p.name,
                         if p.origin == "embedded" {
@@ -26,7 +26,7 @@ pub fn run(action: &Option<Box<ProfilesCmd>>, g: &GlobalArgs) -> Result<u8> {
                         p.description
                     );
                     if p.origin != "embedded" {
-                        println!("{:<w$}  {:<10}  ({})", "", "", p.origin);
+                        crate::outln!("{:<w$}  {:<10}  ({})", "", "", p.origin);
                     }
                 }
             }
@@ -36,11 +36,11 @@ pub fn run(action: &Option<Box<ProfilesCmd>>, g: &GlobalArgs) -> Result<u8> {
             if json(g) {
                 print_json(&p)?;
             } else {
-                println!("# profile {name}, resolved (extends and overrides applied)");
+                crate::outln!("# profile {name}, resolved (extends and overrides applied)");
                 for w in &p.warnings {
-                    println!("# note: {w}");
+                    crate::outln!("# note: {w}");
                 }
-                print!("{}", p.to_toml());
+                crate::out!("{}", p.to_toml());
             }
         }
     }

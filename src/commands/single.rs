@@ -53,6 +53,16 @@ pub fn request(a: &SingleArgs) -> Result<Request> {
         return Err(InputErrors(errs).into());
     }
     let p = profile::load(&profile_name, &overrides_layer(&a.overrides))?;
+    if let Some(h) = &p.hostname
+        && !h.eq_ignore_ascii_case(&name)
+    {
+        return Err(InputErrors(vec![InputError::whole(
+            "command line",
+            "NAME",
+            format!("the profile is for the container {h:?}, not {name:?}"),
+        )])
+        .into());
+    }
     let vmid = a.vmid.map(|v| v as u32).or(p.vmid);
     Ok(Request {
         hostname: name,
@@ -95,10 +105,10 @@ pub fn run(a: &SingleArgs, g: &GlobalArgs) -> Result<u8> {
             })?;
         } else {
             for n in &notes {
-                println!("note: {n}");
+                crate::outln!("note: {n}");
             }
-            print!("{}", apply::plan_text(&view, g.verbose > 0));
-            println!("dry run: nothing was changed");
+            crate::out!("{}", apply::plan_text(&view, g.verbose > 0));
+            crate::outln!("dry run: nothing was changed");
         }
         return Ok(0);
     }
@@ -131,7 +141,7 @@ pub fn run(a: &SingleArgs, g: &GlobalArgs) -> Result<u8> {
     if json(g) {
         print_json(&run)?;
     } else {
-        print!("{}", run.text());
+        crate::out!("{}", run.text());
     }
     Ok(run.exit_code())
 }

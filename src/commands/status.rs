@@ -222,7 +222,7 @@ pub fn run(a: &FileArgs, g: &GlobalArgs) -> Result<u8> {
     if json(g) {
         print_json(&report)?;
     } else {
-        print!("{}", report.text());
+        crate::out!("{}", report.text());
     }
     let unreadable = report.containers.iter().any(|c| c.state == State::Unknown);
     Ok(if unreadable { 1 } else { 0 })

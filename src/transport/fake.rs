@@ -97,6 +97,8 @@ pub struct FakeState {
     pub steal_vmid_once: Option<u32>,
     /// Guests created in the model, in order (for concurrency assertions).
     pub created_order: Vec<u32>,
+    /// Make `pveam update` fail the way it does on a node: this message, and exit status 0.
+    pub pveam_update_fails: bool,
 }
 
 /// The fake node.
@@ -148,6 +150,11 @@ impl FakeNode {
                             "lvmthin".into(),
                             vec!["rootdir".into(), "images".into()],
                         ),
+                        (
+                            "local-zfs".into(),
+                            "zfspool".into(),
+                            vec!["rootdir".into(), "images".into()],
+                        ),
                     ],
                     templates: BTreeSet::new(),
                     index: FAKE_INDEX.iter().map(|s| s.to_string()).collect(),
@@ -161,6 +168,7 @@ impl FakeNode {
                     locks: BTreeSet::new(),
                     steal_vmid_once: None,
                     created_order: Vec::new(),
+                    pveam_update_fails: false,
                 }),
                 Condvar::new(),
             )),
@@ -323,7 +331,23 @@ fn opt_pairs(args: &[String]) -> Vec<(String, String)> {
     out
 }
 
-const HOT: &[&str] = plan::HOT_KEYS;
+/// Keys a running container takes at once, as pve-reference.md lists them (the fake keeps its
+/// own copy so that the tool's list is tested, not reused).
+const HOT: &[&str] = &[
+    "description",
+    "onboot",
+    "startup",
+    "protection",
+    "hostname",
+    "hookscript",
+    "cores",
+    "tags",
+    "lock",
+    "memory",
+    "swap",
+    "cpulimit",
+    "cpuunits",
+];
 
 impl FakeState {
     fn next_id(&self) -> u32 {
@@ -350,6 +374,10 @@ impl FakeState {
                 }
                 ok(serde_json::to_string(&v).unwrap_or_default())
             }
+            ["pvesh", "get", "/cluster/status", ..] => ok(format!(
+                "[{{\"type\":\"cluster\",\"name\":\"fake\"}},{{\"type\":\"node\",\"name\":\"{}\",\"local\":1,\"online\":1}}]",
+                self.node
+            )),
             ["pvesh", "get", "/cluster/nextid", ..] => ok(format!("\"{}\"\n", self.next_id())),
             ["pvesh", "get", path, ..] if path.ends_with("/pending") => {
                 let id: u32 = path
@@ -416,6 +444,10 @@ impl FakeState {
                 ok("")
             }
             ["pveam", "update"] => {
+                if self.pveam_update_fails {
+                    // What pveam prints when the download of the index fails: exit status 0.
+                    return ok("update failed - see /var/log/pveam.log for details\n");
+                }
                 self.index_updated = true;
                 ok("update successful\n")
             }
@@ -463,6 +495,13 @@ impl FakeState {
                 };
                 let owned: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
                 for (k, v) in opt_pairs(&owned) {
+                    if k == "delete" {
+                        for key in v.split(',') {
+                            ct.config.remove(key);
+                            ct.pending.remove(key);
+                        }
+                        continue;
+                    }
                     if k == "unprivileged" {
                         return Output::fail(
                             255,
@@ -713,7 +752,8 @@ fn exec_inside(ct: &mut FakeCt, inner: &[String], stdin: Option<&[u8]>) -> Outpu
             }
             for f in args {
                 if let Some((b, _)) = ct.files.get(*f) {
-                    s.push_str(&format!("file_sha256={} {f}\n", sha(b)));
+                    let mode = ct.files[*f].1;
+                    s.push_str(&format!("file={} {mode:o} {f}\n", sha(b)));
                 }
             }
             ok(s)

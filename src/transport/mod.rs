@@ -58,18 +58,59 @@ impl LockGuard {
     }
 }
 
-/// Runs `cmd` and turns a non-zero exit into an error that names the place, the command, the
-/// status and the tail of its output.
+/// A command that exited non-zero, with the tail of its output.
+#[derive(Debug)]
+pub struct CmdFailed {
+    /// Where it ran.
+    pub label: String,
+    /// The command (masked).
+    pub cmd: String,
+    /// Exit status.
+    pub status: i32,
+    /// Last lines of output.
+    pub tail: String,
+}
+
+impl std::fmt::Display for CmdFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let first = self.tail.lines().last().unwrap_or("").trim();
+        write!(
+            f,
+            "{}: `{}` exited with status {}",
+            self.label,
+            short(&self.cmd),
+            self.status
+        )?;
+        if !first.is_empty() {
+            write!(f, ": {first}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CmdFailed {}
+
+pub(crate) fn short(s: &str) -> String {
+    let one = s.replace('\n', " ");
+    if one.chars().count() > 160 {
+        format!("{}…", one.chars().take(160).collect::<String>())
+    } else {
+        one
+    }
+}
+
+/// Runs `cmd` and turns a non-zero exit into [`CmdFailed`]: it names the place, the command,
+/// the status and carries the tail of the output for reports.
 pub fn run_ok(t: &dyn Transport, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output> {
     let out = t.run(cmd, stdin)?;
     if !out.success() {
-        anyhow::bail!(
-            "{}: `{}` exited with status {}: {}",
-            t.label(),
-            cmd,
-            out.status,
-            out.tail(20).trim()
-        );
+        return Err(CmdFailed {
+            label: t.label(),
+            cmd: cmd.to_string(),
+            status: out.status,
+            tail: out.tail(20),
+        }
+        .into());
     }
     Ok(out)
 }
