@@ -384,6 +384,38 @@ impl Runner<'_> {
         res.with_context(|| format!("step {:?}", step.name()))
     }
 
+    /// Runs `step` once per run for `key`, whatever the number of containers that need it:
+    /// parallel workers wait for the first, later ones note it as already done (`already`).
+    fn once(
+        &mut self,
+        key: &str,
+        step: &Step,
+        already: &str,
+        f: impl FnOnce(&mut Self) -> Result<()>,
+    ) -> Result<()> {
+        let ctx = self.ctx;
+        let _serial = ctx.template_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let done = |k: &str| {
+            ctx.templates_done
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(k)
+        };
+        if done(key) {
+            self.report.already.push(plan::Already {
+                step: step.name(),
+                why: already.into(),
+            });
+            return Ok(());
+        }
+        self.step(step, f)?;
+        ctx.templates_done
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string());
+        Ok(())
+    }
+
     /// Names what happens now (progress line and failure reports).
     fn phase(&mut self, name: &str) {
         self.phase = name.to_string();
@@ -625,22 +657,11 @@ fn converge_inner(
     for s in &src_steps {
         if let Step::FetchFuseOverlayfs { sha256, .. } = s {
             // One download per run, whatever the number of containers.
-            let _g = ctx.template_lock.lock().unwrap_or_else(|p| p.into_inner());
-            let key = format!("fuse-overlayfs:{sha256}");
-            if ctx
-                .templates_done
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&key)
-            {
-                continue;
-            }
             let ct = (ctx.container)(0);
-            r.step(s, |r| r.run_actions(s, 0, ct.as_ref()).map(|_| ()))?;
-            ctx.templates_done
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key);
+            let key = format!("fuse-overlayfs:{sha256}");
+            r.once(&key, s, "downloaded earlier in this run", |r| {
+                r.run_actions(s, 0, ct.as_ref()).map(|_| ())
+            })?;
             continue;
         }
         let ct = (ctx.container)(0);
@@ -655,35 +676,16 @@ fn converge_inner(
         match &step {
             Step::UpdateTemplateIndex => {
                 // Once per run: parallel workers that all found the index empty update it once.
-                let _g = ctx.template_lock.lock().unwrap_or_else(|p| p.into_inner());
-                let key = "pveam update".to_string();
-                if ctx
-                    .templates_done
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .contains(&key)
-                {
-                    r.report.already.push(plan::Already {
-                        step: step.name(),
-                        why: "updated earlier in this run".into(),
-                    });
-                } else {
-                    r.step(&step, |r| {
-                        let out = r.ctx.node.run(&Cmd::new("pveam").arg("update"), None)?;
-                        if plan::pveam_update_failed(&out) {
-                            bail!(
-                                "pveam update failed (it exits 0 even then): {}",
-                                out.tail(5).trim()
-                            );
-                        }
-                        Ok(())
-                    })?;
-                    ctx.templates_done
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(key);
-                }
-                drop(_g);
+                r.once("pveam update", &step, "updated earlier in this run", |r| {
+                    let out = r.ctx.node.run(&Cmd::new("pveam").arg("update"), None)?;
+                    if plan::pveam_update_failed(&out) {
+                        bail!(
+                            "pveam update failed (it exits 0 even then): {}",
+                            out.tail(5).trim()
+                        );
+                    }
+                    Ok(())
+                })?;
                 let tf = facts::gather_templates(ctx.node.as_ref(), &req.profile.template_storage)?;
                 let mut notes = Vec::new();
                 if tf.available.is_empty() {
@@ -705,32 +707,18 @@ fn converge_inner(
             }
             Step::DownloadTemplate { storage, name } => {
                 let key = format!("{storage}:vztmpl/{name}");
-                let _g = ctx.template_lock.lock().unwrap_or_else(|p| p.into_inner());
-                if ctx
-                    .templates_done
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .contains(&key)
-                {
-                    r.report.already.push(plan::Already {
-                        step: step.name(),
-                        why: "downloaded earlier in this run".into(),
-                    });
-                } else {
-                    let ct = (ctx.container)(0);
-                    r.step(&step, |r| {
-                        let outs = r.run_actions(&step, 0, ct.as_ref())?;
-                        let listed = outs.last().map(|o| facts::parse_pveam_list(&o.stdout_text())).unwrap_or_default();
-                        if !listed.contains(&key) {
-                            bail!("pveam download reported success but {key} is not in `pveam list {storage}`");
-                        }
-                        Ok(())
-                    })?;
-                    ctx.templates_done
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(key);
-                }
+                let ct = (ctx.container)(0);
+                r.once(&key, &step, "downloaded earlier in this run", |r| {
+                    let outs = r.run_actions(&step, 0, ct.as_ref())?;
+                    let listed = outs
+                        .last()
+                        .map(|o| facts::parse_pveam_list(&o.stdout_text()))
+                        .unwrap_or_default();
+                    if !listed.contains(&key) {
+                        bail!("pveam download reported success but {key} is not in `pveam list {storage}`");
+                    }
+                    Ok(())
+                })?;
             }
             Step::Create { fixed_vmid, .. } => {
                 if ctx.cancel.load(Ordering::SeqCst) {

@@ -390,37 +390,28 @@ fn not_found(res: &Result<crate::cmd::Output>) -> bool {
     }
 }
 
-/// Reads the guest list only (`pvesh get /cluster/resources --type vm`).
+/// `pvesh get /cluster/resources --type vm --output-format json`: every guest of the cluster.
+fn resources_cmd() -> Cmd {
+    Cmd::new("pvesh").args([
+        "get",
+        "/cluster/resources",
+        "--type",
+        "vm",
+        "--output-format",
+        "json",
+    ])
+}
+
+/// Reads the guest list only.
 pub fn gather_guests(node: &dyn Transport) -> Result<Vec<Guest>> {
-    let out = crate::transport::run_ok(
-        node,
-        &Cmd::new("pvesh").args([
-            "get",
-            "/cluster/resources",
-            "--type",
-            "vm",
-            "--output-format",
-            "json",
-        ]),
-        None,
-    )?;
+    let out = crate::transport::run_ok(node, &resources_cmd(), None)?;
     parse_resources(&out.stdout_text())
 }
 
 /// Reads the node facts: guests, storages, ZFS version. On a machine without PVE tools,
 /// returns an empty node with `pve = false`.
 pub fn gather_node(node: &dyn Transport) -> Result<NodeFacts> {
-    let res = node.run(
-        &Cmd::new("pvesh").args([
-            "get",
-            "/cluster/resources",
-            "--type",
-            "vm",
-            "--output-format",
-            "json",
-        ]),
-        None,
-    );
+    let res = node.run(&resources_cmd(), None);
     if not_found(&res) {
         return Ok(NodeFacts::default());
     }
