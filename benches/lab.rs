@@ -5,8 +5,9 @@
 //! Every measured process runs in a directory of its own, and the lab logs the working
 //! directory of every `pct`/`pvesh`/`pvesm`/`pveam` call, so each logged call is attributed to
 //! exactly the run that made it, even while others use the lab (their calls are counted as
-//! background). Containers are named `bench-…` and destroyed after each round (and leftovers
-//! of an interrupted run at the start); nothing else on the lab is touched.
+//! background). Containers are named `bench-PID-…` and destroyed after each variant (and, at
+//! the start, leftovers of interrupted runs whose process is gone); nothing else on the lab is
+//! touched, not even the containers of another bench running at the same time.
 //!
 //! The lab's commands are Python programs; the log's `duration_ms` starts after the
 //! interpreter has started and imported the lab, so wall time − Σ logged durations contains
@@ -36,6 +37,9 @@ struct Lab {
     storage: String,
     /// Per-run working directories and files.
     work: tempfile::TempDir,
+    /// Names of this run's containers start with it: `bench-PID-` (others may run benches on
+    /// the same lab at the same time; each cleans up only its own containers).
+    prefix: String,
     bin: PathBuf,
     seed: PathBuf,
     /// Counter for unique working directories.
@@ -135,6 +139,7 @@ impl Lab {
             bin: PathBuf::from(env!("CARGO_BIN_EXE_provision")),
             seed: root.join("benches/seed-recipe.sh"),
             runs: std::sync::atomic::AtomicUsize::new(0),
+            prefix: format!("bench-{}-", std::process::id()),
         })
     }
 
@@ -282,7 +287,7 @@ impl Lab {
                 .iter()
                 .enumerate()
                 .map(|(i, id)| {
-                    let name = format!("bench-p{tag}-{}", i + 1);
+                    let name = format!("{}p{tag}-{}", self.prefix, i + 1);
                     s.spawn(move || self.seed_recipe_as(&name, Some(*id)))
                 })
                 .collect();
@@ -294,11 +299,25 @@ impl Lab {
         (t0.elapsed().as_secs_f64(), runs, failed)
     }
 
-    /// Guests named `bench-…`: (vmid, name).
+    /// This run's guests (named `bench-PID-…`): (vmid, name).
     fn bench_guests(&self) -> Vec<(u64, String)> {
         self.guests()
             .into_iter()
-            .filter(|(_, n)| n.starts_with("bench-"))
+            .filter(|(_, n)| n.starts_with(&self.prefix))
+            .collect()
+    }
+
+    /// Guests of earlier bench runs whose process is gone (`bench-PID-…` with no PID): left
+    /// by an interrupted run. Those of a bench running now are not touched.
+    fn stale_guests(&self) -> Vec<(u64, String)> {
+        self.guests()
+            .into_iter()
+            .filter(|(_, n)| {
+                n.strip_prefix("bench-")
+                    .and_then(|r| r.split_once('-'))
+                    .and_then(|(pid, _)| pid.parse::<u32>().ok())
+                    .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+            })
             .collect()
     }
 
@@ -331,11 +350,15 @@ impl Lab {
             .unwrap_or_default()
     }
 
-    /// Destroys every `bench-…` container, then waits (at most 120 s) until the lab has freed
-    /// their disks and syncs, so that the next measurement does not share the disk with an
-    /// `rm -rf` or with writeback.
+    /// Destroys this run's containers (see [`Lab::destroy`]).
     fn cleanup(&self) {
-        let guests = self.bench_guests();
+        self.destroy(self.bench_guests());
+    }
+
+    /// Destroys `guests` and gives their DHCP leases back, then waits (at most 120 s) until the
+    /// lab has freed their disks and syncs, so that the next measurement does not share the
+    /// disk with an `rm -rf` or with writeback.
+    fn destroy(&self, guests: Vec<(u64, String)>) {
         let macs: Vec<String> = guests
             .iter()
             .filter_map(|(id, _)| self.mac_of(*id))
@@ -588,7 +611,7 @@ fn main() {
     };
     let short = common::short();
     let repeat = common::repeat(3);
-    lab.cleanup();
+    lab.destroy(lab.stale_guests());
     let launch = lab.launch_cost(if short { 3 } else { 10 });
     let profile = lab.profile("lab-docker", "");
     let p = profile.to_str().unwrap();
@@ -596,8 +619,8 @@ fn main() {
     // ---- 1 + 4: one container, the tool against the seed recipe; the tool's no-op re-run.
     let (mut tools, mut noops, mut seeds) = (Vec::new(), Vec::new(), Vec::new());
     for r in 0..repeat {
-        let tool_name = format!("bench-t{r}");
-        let seed_name = format!("bench-s{r}");
+        let tool_name = format!("{}t{r}", lab.prefix);
+        let seed_name = format!("{}s{r}", lab.prefix);
         let tool = |lab: &Lab| {
             let run = lab.provision(
                 "tool",
@@ -658,7 +681,7 @@ fn main() {
                     .map(|i| {
                         let mut c = Command::new(&lab.bin);
                         c.args([
-                            &format!("bench-q{n}r{r}-{i}"),
+                            &format!("{}q{n}r{r}-{i}", lab.prefix),
                             "--profile",
                             bp,
                             "--yes",
@@ -678,7 +701,8 @@ fn main() {
                 std::fs::write(
                     &file,
                     format!(
-                        "[defaults]\nprofile = \"{bp}\"\n\n[[container]]\nname = \"bench-a{n}r{r}-{{n}}\"\ncount = {n}\n"
+                        "[defaults]\nprofile = \"{bp}\"\n\n[[container]]\nname = \"{}a{n}r{r}-{{n}}\"\ncount = {n}\n",
+                        lab.prefix
                     ),
                 )
                 .unwrap();
