@@ -1,7 +1,8 @@
 //! What exists now: on the node (guests, storages, templates) and inside a container.
 //!
 //! Gathering is a handful of read-only commands chosen so that a no-op re-run stays cheap: one
-//! `pvesh get /cluster/resources` and one `pvesm status` per run, one `pending` read and one
+//! `pvesh get /cluster/resources`, `/cluster/status` and `/nodes/NODE/storage` per run (plus
+//! `cat /sys/module/zfs/version` where a ZFS pool exists), one `pending` read and one
 //! in-container facts script per container. Parsers are separate pure functions, tested on
 //! recorded output. Nothing here changes anything.
 
@@ -28,7 +29,7 @@ pub struct Guest {
     pub kind: String,
 }
 
-/// A storage as `pvesm status` shows it.
+/// A storage of the node, as `pvesh get /nodes/NODE/storage` (or `pvesm status`) shows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Storage {
     /// Storage ID.
@@ -425,7 +426,50 @@ pub fn gather_node(node: &dyn Transport) -> Result<NodeFacts> {
         );
     }
     let guests = parse_resources(&out.stdout_text())?;
-    // Storages that may hold container root disks: `pvesm status` has no content column.
+    let local_node = node
+        .run(
+            &Cmd::new("pvesh").args(["get", "/cluster/status", "--output-format", "json"]),
+            None,
+        )
+        .ok()
+        .filter(|o| o.success())
+        .and_then(|o| crate::batch::local_node_name(&o.stdout_text()));
+    let storages = match &local_node {
+        // One call gives type, state, free space and content of every storage of this node.
+        Some(name) => {
+            let out = crate::transport::run_ok(
+                node,
+                &Cmd::new("pvesh").args([
+                    "get",
+                    &format!("/nodes/{name}/storage"),
+                    "--output-format",
+                    "json",
+                ]),
+                None,
+            )?;
+            parse_node_storage(&out.stdout_text())?
+        }
+        // No cluster status: `pvesm status` has no content column, so it is asked twice.
+        None => gather_storages_pvesm(node)?,
+    };
+    let zfs_version = if storages.iter().any(|s| s.kind == "zfspool") {
+        let o = node.run(&Cmd::new("cat").arg("/sys/module/zfs/version"), None)?;
+        o.success().then(|| o.stdout_text().trim().to_string())
+    } else {
+        None
+    };
+    Ok(NodeFacts {
+        pve: true,
+        guests,
+        storages,
+        zfs_version,
+        local_node,
+    })
+}
+
+/// The storages through `pvesm status`, twice (the second time only those that may hold
+/// container root disks, as `pvesm status` shows no content column).
+fn gather_storages_pvesm(node: &dyn Transport) -> Result<Vec<Storage>> {
     let st = crate::transport::run_ok(
         node,
         &Cmd::new("pvesm").args(["status", "--content", "rootdir"]),
@@ -444,27 +488,40 @@ pub fn gather_node(node: &dyn Transport) -> Result<NodeFacts> {
             vec!["-rootdir".to_string()]
         };
     }
-    let zfs_version = if storages.iter().any(|s| s.kind == "zfspool") {
-        let o = node.run(&Cmd::new("cat").arg("/sys/module/zfs/version"), None)?;
-        o.success().then(|| o.stdout_text().trim().to_string())
-    } else {
-        None
-    };
-    let local_node = node
-        .run(
-            &Cmd::new("pvesh").args(["get", "/cluster/status", "--output-format", "json"]),
-            None,
-        )
-        .ok()
-        .filter(|o| o.success())
-        .and_then(|o| crate::batch::local_node_name(&o.stdout_text()));
-    Ok(NodeFacts {
-        pve: true,
-        guests,
-        storages,
-        zfs_version,
-        local_node,
-    })
+    Ok(storages)
+}
+
+/// Parses `pvesh get /nodes/NODE/storage --output-format json`: `storage`, `type`, `content`
+/// (comma list), `enabled`, `active`, `avail` (bytes).
+pub fn parse_node_storage(json: &str) -> Result<Vec<Storage>> {
+    let v: serde_json::Value = serde_json::from_str(json)
+        .with_context(|| format!("the node's storage list is not JSON: {}", json.trim()))?;
+    let list = v
+        .as_array()
+        .ok_or_else(|| anyhow::anyhow!("the node's storage list is not a JSON array"))?;
+    let flag = |x: &serde_json::Value| x == 1 || x == true;
+    Ok(list
+        .iter()
+        .filter_map(|s| {
+            let name = s["storage"].as_str()?.to_string();
+            let status = if s.get("enabled").is_some_and(|e| !flag(e)) {
+                "disabled"
+            } else if flag(&s["active"]) {
+                "active"
+            } else {
+                "inactive"
+            };
+            let content = s["content"].as_str().unwrap_or("");
+            let rootdir = content.split(',').any(|c| c.trim() == "rootdir");
+            Some(Storage {
+                name,
+                kind: s["type"].as_str().unwrap_or("").to_string(),
+                status: status.to_string(),
+                avail_kib: s["avail"].as_u64().unwrap_or(0) / 1024,
+                content: vec![if rootdir { "rootdir" } else { "-rootdir" }.to_string()],
+            })
+        })
+        .collect())
 }
 
 /// Reads what templates a storage has and which the index offers.
@@ -511,6 +568,37 @@ pub fn gather_inside(ct: &dyn Transport, files: &[String]) -> Result<InsideFacts
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn node_storage_json_gives_type_state_space_and_rootdir() {
+        let j = r#"[{"storage":"local","type":"dir","content":"iso,vztmpl,backup","active":1,"enabled":1,"avail":2048000},
+                    {"storage":"local-zfs","type":"zfspool","content":"images,rootdir","active":1,"enabled":1,"avail":10240},
+                    {"storage":"nas","type":"nfs","content":"rootdir","active":0,"enabled":1},
+                    {"storage":"old","type":"dir","content":"rootdir","active":0,"enabled":0}]"#;
+        let s = parse_node_storage(j).unwrap();
+        let view: Vec<(&str, &str, &str, u64, &str)> = s
+            .iter()
+            .map(|s| {
+                (
+                    s.name.as_str(),
+                    s.kind.as_str(),
+                    s.status.as_str(),
+                    s.avail_kib,
+                    s.content[0].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            view,
+            [
+                ("local", "dir", "active", 2000, "-rootdir"),
+                ("local-zfs", "zfspool", "active", 10, "rootdir"),
+                ("nas", "nfs", "inactive", 0, "rootdir"),
+                ("old", "dir", "disabled", 0, "rootdir"),
+            ]
+        );
+        assert!(parse_node_storage("not json").is_err());
+    }
     use super::*;
 
     #[test]

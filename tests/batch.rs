@@ -258,10 +258,11 @@ fn node_facts_are_read_once_per_run() {
         Arc::default(),
     );
     assert_eq!(r.exit_code(), 0, "{}", all_text(&r));
-    // `pvesm status` is read by the node facts only (the guest list is also re-read under the
-    // VMID lock right before each create, by design).
-    assert_eq!(count(&node, "pvesm status --content"), 1);
-    assert_eq!(count(&node, "pvesm status"), 2);
+    // The storages are read by the node facts only, in one call (the guest list is also
+    // re-read under the VMID lock right before each create, by design).
+    assert_eq!(count(&node, "pvesh get /nodes/pve1/storage"), 1);
+    assert_eq!(count(&node, "pvesm status"), 0);
+    assert_eq!(count(&node, "pvesh get /cluster/status"), 1);
 }
 
 #[test]
@@ -552,7 +553,7 @@ fn entries_with_a_host_go_to_their_own_node() {
     };
     assert_eq!(names(&n1), ["a"]);
     assert_eq!(names(&n2), ["b", "c"]);
-    assert_eq!(count(&n2, "pvesm status --content"), 1);
+    assert_eq!(count(&n2, "pvesh get /nodes/pve1/storage"), 1);
 }
 
 #[test]

@@ -378,6 +378,29 @@ impl FakeState {
                 "[{{\"type\":\"cluster\",\"name\":\"fake\"}},{{\"type\":\"node\",\"name\":\"{}\",\"local\":1,\"online\":1}}]",
                 self.node
             )),
+            ["pvesh", "get", path, ..]
+                if path.starts_with("/nodes/") && path.ends_with("/storage") =>
+            {
+                if path.split('/').nth(2) != Some(self.node.as_str()) {
+                    return Output::fail(
+                        255,
+                        format!(
+                            "hostname lookup '{}' failed - not a node of this cluster\n",
+                            path.split('/').nth(2).unwrap_or("")
+                        ),
+                    );
+                }
+                let v: Vec<serde_json::Value> = self
+                    .storages
+                    .iter()
+                    .map(|(n, t, c)| {
+                        serde_json::json!({"storage": n, "type": t, "content": c.join(","),
+                            "active": 1, "enabled": 1, "shared": 0,
+                            "total": 102_400_000_000u64, "used": 10_240_000_000u64, "avail": 92_160_000_000u64})
+                    })
+                    .collect();
+                ok(serde_json::to_string(&v).unwrap_or_default())
+            }
             ["pvesh", "get", "/cluster/nextid", ..] => ok(format!("\"{}\"\n", self.next_id())),
             ["pvesh", "get", path, ..] if path.ends_with("/pending") => {
                 let id: u32 = path
