@@ -26,6 +26,7 @@ impl Transport for Local {
     fn run(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output> {
         let argv = cmd.argv_real();
         tracing::debug!(target: "provision::cmd", "run: {cmd}");
+        let t0 = std::time::Instant::now();
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])
             // Its own process group: a Ctrl-C on the terminal reaches provision, which lets the
@@ -69,6 +70,15 @@ impl Transport for Local {
         let status = child
             .wait()
             .with_context(|| format!("node: waiting for `{cmd}`"))?;
+        // Only the program's name: the arguments were logged (masked) above. The benchmarks sum
+        // these to tell the tool's own time from the time it waits for the node.
+        tracing::debug!(
+            target: "provision::cmd",
+            "node command done in {:.3} ms (status {}): {}",
+            t0.elapsed().as_secs_f64() * 1000.0,
+            status.code().unwrap_or(-1),
+            cmd.program
+        );
         Ok(Output {
             status: status.code().unwrap_or(-1),
             stdout,
