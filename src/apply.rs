@@ -7,7 +7,7 @@
 //! of output; with `rollback`, a container created by this very run is destroyed again.
 
 use crate::cmd::{Cmd, Output};
-use crate::facts::{self, Guest, InsideFacts, NodeFacts};
+use crate::facts::{self, Guest, InsideFacts, NodeFacts, TemplateFacts};
 use crate::plan::{
     self, Action, Content, InsidePlan, NodePlan, Options, ProfileFiles, Request, SourceFacts, Step,
 };
@@ -18,7 +18,7 @@ use crate::transport::pct::Pct;
 use crate::transport::{CmdFailed, Transport};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -65,6 +65,10 @@ pub struct Ctx {
     pub templates_done: Mutex<BTreeSet<String>>,
     /// Serialises template downloads.
     pub template_lock: Mutex<()>,
+    /// What each template storage held and the index offered, read once per run (parallel
+    /// workers creating on the same storage do not each ask `pveam list` and `pveam available`;
+    /// a template downloaded meanwhile is caught by `templates_done`).
+    pub template_facts: Mutex<BTreeMap<String, TemplateFacts>>,
     /// Opens the transport for a container (pct through the node by default).
     pub container: Box<dyn Fn(u32) -> Arc<dyn Transport> + Send + Sync>,
     /// SSH settings (identities, passphrase) for containers reached with `[access] method = "ssh"`.
@@ -74,6 +78,20 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The template facts of `storage`, read from the node the first time in this run.
+    pub fn templates_of(&self, storage: &str) -> Result<TemplateFacts> {
+        let mut seen = self
+            .template_facts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(tf) = seen.get(storage) {
+            return Ok(tf.clone());
+        }
+        let tf = facts::gather_templates(self.node.as_ref(), storage)?;
+        seen.insert(storage.to_string(), tf.clone());
+        Ok(tf)
+    }
+
     /// A context whose containers are reached through `pct` on `node`.
     pub fn new(node: Arc<dyn Transport>, opts: Options) -> Ctx {
         let n = node.clone();
@@ -84,6 +102,7 @@ impl Ctx {
             cancel: Arc::new(AtomicBool::new(false)),
             lock_wait: Duration::from_secs(300),
             templates_done: Mutex::new(BTreeSet::new()),
+            template_facts: Mutex::default(),
             template_lock: Mutex::new(()),
             container: Box::new(move |vmid| {
                 Arc::new(Pct {
@@ -240,10 +259,7 @@ pub fn prepare(
         None => None,
     };
     let tf = match (&existing, nf.pve) {
-        (None, true) => Some(facts::gather_templates(
-            ctx.node.as_ref(),
-            &req.profile.template_storage,
-        )?),
+        (None, true) => Some(ctx.templates_of(&req.profile.template_storage)?),
         _ => None,
     };
     let proposed = match (&existing, req.vmid, nf.pve) {
@@ -687,6 +703,10 @@ fn converge_inner(
                     Ok(())
                 })?;
                 let tf = facts::gather_templates(ctx.node.as_ref(), &req.profile.template_storage)?;
+                ctx.template_facts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(req.profile.template_storage.clone(), tf.clone());
                 let mut notes = Vec::new();
                 if tf.available.is_empty() {
                     bail!("the template index is still empty after `pveam update`");
