@@ -281,6 +281,56 @@ fn two_runs_at_once_never_pick_the_same_vmid() {
 }
 
 #[test]
+fn the_creates_of_one_run_overlap_and_never_share_a_vmid() {
+    let node = fake_node();
+    // Each `pct create` waits (bounded) until three are under way. If the VMID lock serialised
+    // the creates of one run, the second could not start while the first waits, and the wait
+    // would give up.
+    let gate = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let gave_up = Arc::new(AtomicBool::new(false));
+    let (g, t) = (gate.clone(), gave_up.clone());
+    let hook: Hook = Box::new(move |_: &Tap, argv: &[String]| {
+        if argv.starts_with(&["pct".to_string(), "create".to_string()]) {
+            let (m, cv) = &*g;
+            let mut started = m.lock().unwrap();
+            *started += 1;
+            cv.notify_all();
+            let deadline = Instant::now() + WAIT;
+            while *started < 3 {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    t.store(true, Ordering::SeqCst);
+                    break;
+                }
+                started = cv.wait_timeout(started, left).unwrap().0;
+            }
+        }
+    });
+    let tap = Tap::new(node.clone(), 0, Some(hook));
+    let r = converge(tap, &lab(&runners(6, None)), 3, false, Arc::default());
+    assert_eq!(r.exit_code(), 0, "{}", all_text(&r));
+    assert!(
+        !gave_up.load(Ordering::SeqCst),
+        "waited {WAIT:?} for 3 creates under way at once with --jobs 3"
+    );
+    let (ids, names) = node.with(|s| {
+        let names: std::collections::BTreeSet<String> = s
+            .cts
+            .values()
+            .map(|c| c.config["hostname"].clone())
+            .collect();
+        (s.cts.len(), names.len())
+    });
+    assert_eq!(
+        (ids, names),
+        (6, 6),
+        "six containers, six distinct VMIDs and names"
+    );
+    // Nobody created a container on an ID another worker was creating.
+    assert_eq!(count(&node, "pct create"), 6);
+}
+
+#[test]
 fn a_template_needed_by_many_is_downloaded_once() {
     let node = fake_node();
     // The template facts are read once per run: every worker plans on the first reading

@@ -401,6 +401,19 @@ impl FakeState {
                     .collect();
                 ok(serde_json::to_string(&v).unwrap_or_default())
             }
+            ["pvesh", "get", "/cluster/nextid", "--vmid", v, ..] => match v.parse::<u32>() {
+                Ok(i) if self.cts.contains_key(&i) || self.vms.contains(&i) => Output::fail(
+                    255,
+                    format!("400 Parameter verification failed.\nvmid: VM {i} already exists\n"),
+                ),
+                Ok(i) => ok(format!("\"{i}\"\n")),
+                Err(_) => Output::fail(
+                    255,
+                    format!(
+                        "400 Parameter verification failed.\nvmid: type check ('integer') failed - got '{v}'\n"
+                    ),
+                ),
+            },
             ["pvesh", "get", "/cluster/nextid", ..] => ok(format!("\"{}\"\n", self.next_id())),
             ["pvesh", "get", path, ..] if path.ends_with("/pending") => {
                 let id: u32 = path
