@@ -9,15 +9,18 @@
 //! the start, leftovers of interrupted runs whose process is gone); nothing else on the lab is
 //! touched, not even the containers of another bench running at the same time.
 //!
-//! The lab's commands are Python programs; the log's `duration_ms` starts after the
-//! interpreter has started and imported the lab, so wall time − Σ logged durations contains
-//! that start-up once per call. It is calibrated here (`pct list`, timed from outside and
-//! against its logged duration) and reported separately, so that the tool's own share can be
-//! read off. The tool's own CPU time is read from /proc/PID/stat of the exited (not yet reaped)
-//! process: its threads only, not the commands it ran.
+//! The lab's commands are Python programs; the log's `duration_ms` covers each one's whole
+//! process life (from its start in /proc), so wall time − Σ logged durations is what the tool (or
+//! the script) spends outside node commands, up to the cost of starting a process. That residue
+//! is calibrated here (`pct list`, timed from outside and against its logged duration) and
+//! reported separately. The tool also logs how long it waited for each node command
+//! (provision::cmd at debug), which gives its own time directly: wall − that wait. The tool's
+//! own CPU time is read from /proc/PID/stat of the exited (not yet reaped) process: its threads
+//! only, not the commands it ran.
 //!
 //! Environment: the lab's (`eval "$(lab/labctl env)"`, PROVISION_LAB=1), `BENCH_SHORT=1`
-//! (one round; batches of 2 without Docker), `BENCH_REPEAT` (default 3), `PROVISION_SKIP_LAB=1`
+//! (one round; batches of 2 without Docker; full mode measures batches of 1, 2, 4 with and
+//! without Docker), `BENCH_REPEAT` (default 3), `PROVISION_SKIP_LAB=1`
 //! (skip, say so, exit 0).
 
 mod common;
@@ -364,8 +367,15 @@ impl Lab {
     }
 
     /// Destroys this run's containers (see [`Lab::destroy`]).
+    /// Destroys the bench's containers and checks that none is left (a container left running
+    /// would load every later measurement).
     fn cleanup(&self) {
         self.destroy(self.bench_guests());
+        let left = self.bench_guests();
+        assert!(
+            left.is_empty(),
+            "containers of this bench are still there after destroying them: {left:?}"
+        );
     }
 
     /// Destroys `guests` and gives their DHCP leases back, then waits (at most 120 s) until the
@@ -651,53 +661,93 @@ fn main() {
             run.check("the seed recipe");
             run
         };
-        // Alternate the order, so that neither always runs on a warmer disk cache.
-        let (t, s) = if r % 2 == 0 {
-            let t = tool(&lab);
-            (t, seed(&lab))
-        } else {
-            let s = seed(&lab);
-            (tool(&lab), s)
+        // Each side alone on the node (the other's container destroyed first), and the order
+        // alternated, so that neither always runs on a warmer disk cache.
+        let tool_and_noop = |lab: &Lab| {
+            let t = tool(lab);
+            let n = lab.provision(
+                "noop",
+                &[&tool_name, "--profile", p, "--yes", "--output", "json"],
+            );
+            n.check("provision (no-op re-run)");
+            expect_outcome(&n, "unchanged", "provision (no-op re-run)");
+            lab.cleanup();
+            (t, n)
         };
-        let n = lab.provision(
-            "noop",
-            &[&tool_name, "--profile", p, "--yes", "--output", "json"],
-        );
-        n.check("provision (no-op re-run)");
-        expect_outcome(&n, "unchanged", "provision (no-op re-run)");
+        let seed_alone = |lab: &Lab| {
+            let s = seed(lab);
+            lab.cleanup();
+            s
+        };
+        let ((t, n), s) = if r % 2 == 0 {
+            let tn = tool_and_noop(&lab);
+            (tn, seed_alone(&lab))
+        } else {
+            let s = seed_alone(&lab);
+            (tool_and_noop(&lab), s)
+        };
         tools.push(t);
         seeds.push(s);
         noops.push(n);
-        lab.cleanup();
     }
 
-    // ---- 2 + 4: batches, `provision apply FILE` against the same containers one by one.
-    let (batch_ns, batch_profile, batch_what): (&[usize], PathBuf, &str) = if short {
-        (
-            &[2],
-            lab.profile("lab-nodocker", "[docker]\ninstall = \"none\""),
-            "docker.install = \"none\" (short mode: create, start, network only)",
-        )
+    // ---- 2 + 4: batches, `provision apply FILE` against the same containers one by one: with
+    // Docker (apt-get install dominates), and in full mode also without (create, start,
+    // network: what parallel creates change).
+    let bare = lab.profile("lab-nodocker", "[docker]\ninstall = \"none\"");
+    let mut sets = Vec::new();
+    if short {
+        sets.push(BatchSet {
+            what: "docker.install = \"none\" (short mode: create, start, network only)".into(),
+            runs: batches(&lab, short, repeat, &[2], &bare, "n", false),
+        });
     } else {
-        (
-            &[1, 2, 4],
-            profile.clone(),
-            "the lab profile of measurement 1",
-        )
-    };
+        sets.push(BatchSet {
+            what: "the lab profile of measurement 1 (with Docker)".into(),
+            runs: batches(&lab, short, repeat, &[1, 2, 4], &profile, "d", true),
+        });
+        sets.push(BatchSet {
+            what: "the same profile with docker.install = \"none\" (create, start, network: \
+                   no apt-get, so the mirror does not dominate)"
+                .into(),
+            runs: batches(&lab, short, repeat, &[1, 2, 4], &bare, "n", false),
+        });
+    }
+
+    report(&lab, short, repeat, launch, &tools, &seeds, &noops, &sets);
+}
+
+/// One table of measurement 2: what was provisioned, and the runs by N.
+struct BatchSet {
+    what: String,
+    runs: BTreeMap<usize, Batch>,
+}
+
+/// Measurement 2 for one profile: for each N, `provision apply` of N containers against N single
+/// runs one after another (and, with `control`, the seed recipe N times at once), `repeat` times
+/// in alternating order, each variant on an empty node. `tag` keeps the names of sets apart.
+fn batches(
+    lab: &Lab,
+    short: bool,
+    repeat: usize,
+    batch_ns: &[usize],
+    batch_profile: &Path,
+    tag: &str,
+    control: bool,
+) -> BTreeMap<usize, Batch> {
     let bp = batch_profile.to_str().unwrap();
     let want_fresh = "created";
     let mut batches: BTreeMap<usize, Batch> = BTreeMap::new();
     for r in 0..repeat {
         for &n in batch_ns {
             let seq = |lab: &Lab| {
-                let dir = lab.dir(&format!("seq{n}"));
+                let dir = lab.dir(&format!("seq{tag}{n}"));
                 let t0 = Instant::now();
                 let runs: Vec<Run> = (1..=n)
                     .map(|i| {
                         let mut c = Command::new(&lab.bin);
                         c.args([
-                            &format!("{}q{n}r{r}-{i}", lab.prefix),
+                            &format!("{}q{tag}{n}r{r}-{i}", lab.prefix),
                             "--profile",
                             bp,
                             "--yes",
@@ -713,11 +763,11 @@ fn main() {
                 (t0.elapsed().as_secs_f64(), runs)
             };
             let apply = |lab: &Lab| {
-                let file = lab.work.path().join(format!("batch-{n}-{r}.toml"));
+                let file = lab.work.path().join(format!("batch-{tag}{n}-{r}.toml"));
                 std::fs::write(
                     &file,
                     format!(
-                        "[defaults]\nprofile = \"{bp}\"\n\n[[container]]\nname = \"{}a{n}r{r}-{{n}}\"\ncount = {n}\n",
+                        "[defaults]\nprofile = \"{bp}\"\n\n[[container]]\nname = \"{}a{tag}{n}r{r}-{{n}}\"\ncount = {n}\n",
                         lab.prefix
                     ),
                 )
@@ -725,34 +775,35 @@ fn main() {
                 let f = file.to_str().unwrap().to_string();
                 let jobs = n.to_string();
                 let args = ["apply", &f, "--jobs", &jobs, "--yes", "--output", "json"];
-                let fresh = lab.provision(&format!("apply{n}"), &args);
+                let fresh = lab.provision(&format!("apply{tag}{n}"), &args);
                 fresh.check("provision apply (fresh)");
                 expect_outcome(&fresh, want_fresh, "provision apply (fresh)");
-                let noop = lab.provision(&format!("apply{n}-noop"), &args);
+                let noop = lab.provision(&format!("apply{tag}{n}-noop"), &args);
                 noop.check("provision apply (no-op re-run)");
                 expect_outcome(&noop, "unchanged", "provision apply (no-op re-run)");
                 (fresh, noop)
             };
             // The control: what users do today for N, the recipe N times at once.
-            let par =
-                |lab: &Lab| (!short && n > 1).then(|| lab.seed_parallel(n, &format!("{n}r{r}")));
+            let par = |lab: &Lab| {
+                (control && !short && n > 1).then(|| lab.seed_parallel(n, &format!("{n}r{r}")))
+            };
             // Each variant starts on an empty node: at most N Docker containers of this bench
             // exist at once (they share uid 100000's kernel keyring quota, maxkeys 200 /
             // maxbytes 20000 here: a dozen Docker containers at once exhaust it and `docker
             // run` fails with "unable to join session keyring: disk quota exceeded").
             let clean = |lab: &Lab| lab.cleanup();
             let ((seq_wall, seq_runs), (fresh, noop), par) = if r % 2 == 0 {
-                let s = seq(&lab);
-                clean(&lab);
-                let a = apply(&lab);
-                clean(&lab);
-                (s, a, par(&lab))
+                let s = seq(lab);
+                clean(lab);
+                let a = apply(lab);
+                clean(lab);
+                (s, a, par(lab))
             } else {
-                let p = par(&lab);
-                clean(&lab);
-                let a = apply(&lab);
-                clean(&lab);
-                (seq(&lab), a, p)
+                let p = par(lab);
+                clean(lab);
+                let a = apply(lab);
+                clean(lab);
+                (seq(lab), a, p)
             };
             let e = batches.entry(n).or_default();
             if let Some((wall, runs, failed)) = par {
@@ -770,9 +821,7 @@ fn main() {
         }
     }
 
-    report(
-        &lab, short, repeat, launch, &tools, &seeds, &noops, &batches, batch_what,
-    );
+    batches
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -784,9 +833,10 @@ fn report(
     tools: &[Run],
     seeds: &[Run],
     noops: &[Run],
-    batches: &BTreeMap<usize, Batch>,
-    batch_what: &str,
+    sets: &[BatchSet],
 ) {
+    // Measurement 4 and the goals read the first set (with Docker in full mode).
+    let batches = &sets[0].runs;
     let l = launch.median;
     let wall = |rs: &[Run]| s_of(rs.iter().map(|r| r.wall));
     let node = |rs: &[Run]| s_of(rs.iter().map(Run::node_s));
@@ -811,8 +861,9 @@ fn report(
         .chain(noops)
         .map(|r| r.foreign)
         .sum::<usize>()
-        + batches
-            .values()
+        + sets
+            .iter()
+            .flat_map(|set| set.runs.values())
             .flat_map(|b| b.apply.iter().chain(&b.noop))
             .map(|r| r.foreign)
             .sum::<usize>();
@@ -850,7 +901,7 @@ fn report(
         raw_pct(seeds).show(1)
     );
     println!(
-        "| of it: start-up of the lab's commands (calls × {:.0} ms) | {:.2} | {:.2} |",
+        "| of it: what a process costs outside its logged life (calls × {:.0} ms) | {:.2} | {:.2} |",
         l * 1000.0,
         count(tools).median * l,
         count(seeds).median * l
@@ -906,10 +957,15 @@ fn report(
         cpu.show(3)
     );
     let ratio = wall(tools).median / wall(seeds).median;
-    println!("| **wall, provision / seed recipe** | **{ratio:.2}x** | |\n");
+    let ratios = s_of(tools.iter().zip(seeds).map(|(t, s)| t.wall / s.wall));
     println!(
-        "Start-up of one lab command outside its logged duration (`pct list`, {} calls): {} ms \
-         (Python start + imports; a real node pays a Perl start instead).\n",
+        "| **wall, provision / seed recipe** (rounds' ratios) | **{}x** | |\n",
+        ratios.show(2)
+    );
+    println!(
+        "Outside one lab command's logged duration (`pct list` timed from outside, {} calls): {} ms \
+         (fork/exec and exit around the process life the lab logs; the log's clock-tick \
+         resolution is 10 ms).\n",
         launch.n,
         Summary {
             n: launch.n,
@@ -949,56 +1005,63 @@ fn report(
     println!();
 
     println!("## 2. Real lab, batches: `provision apply FILE` against one-after-another runs\n");
-    println!(
-        "N containers of {batch_what}: `provision apply FILE --jobs N` (a counted entry) against \
-         N single `provision NAME --profile ...` runs one after another; {repeat} round(s), order \
-         alternating. Seconds, median (min–max).\n"
-    );
-    println!(
-        "| N | one after another | apply --jobs N | speed-up | seed recipe ×N at once (control) | node time per container: sequential / apply / seed ×N |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|");
     let mut batch_json = Vec::new();
-    for (n, b) in batches {
-        let a = wall(&b.apply);
-        let s = s_of(b.seq_wall.iter().copied());
-        let node_apply = node(&b.apply).median / *n as f64;
-        let node_seq = s_of(b.seq_node.iter().copied()).median;
-        let speed = s.median / a.median;
-        let p = s_of(b.par_wall.iter().copied());
-        let (par, par_node) = if b.par_wall.is_empty() {
-            ("–".to_string(), "–".to_string())
-        } else {
-            let failed = if b.par_failed > 0 {
-                format!(", {} failed", b.par_failed)
-            } else {
-                String::new()
-            };
-            (
-                format!("{}{failed}", p.show(2)),
-                format!("{:.2}", s_of(b.par_node.iter().copied()).median),
-            )
-        };
+    for set in sets {
         println!(
-            "| {n} | {} | {} | {speed:.2}x | {par} | {node_seq:.2} / {node_apply:.2} / {par_node} |",
-            s.show(2),
-            a.show(2)
+            "N containers of {}: `provision apply FILE --jobs N` (a counted entry) against N \
+             single `provision NAME --profile ...` runs one after another; {repeat} round(s), \
+             order alternating, each variant on an empty node. Seconds, median (min–max); the \
+             speed-up is the median (min–max) of the rounds' ratios.\n",
+            set.what
         );
-        batch_json.push(serde_json::json!({
-            "n": n, "sequential_s": s.json(), "apply_s": a.json(), "speedup": r4(speed),
-            "apply_node_s_per_container": r4(node_apply),
-            "sequential_node_s_per_container": r4(node_seq),
-            "seed_parallel_s": p.json(), "seed_parallel_failed": b.par_failed,
-        }));
+        println!(
+            "| N | one after another | apply --jobs N | speed-up | seed recipe ×N at once (control) | node time per container: sequential / apply / seed ×N |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|");
+        for (n, b) in &set.runs {
+            let a = wall(&b.apply);
+            let s = s_of(b.seq_wall.iter().copied());
+            let node_apply = node(&b.apply).median / *n as f64;
+            let node_seq = s_of(b.seq_node.iter().copied()).median;
+            let speed = s_of(b.seq_wall.iter().zip(&b.apply).map(|(q, a)| q / a.wall));
+            let p = s_of(b.par_wall.iter().copied());
+            let (par, par_node) = if b.par_wall.is_empty() {
+                ("–".to_string(), "–".to_string())
+            } else {
+                let failed = if b.par_failed > 0 {
+                    format!(", {} failed", b.par_failed)
+                } else {
+                    String::new()
+                };
+                (
+                    format!("{}{failed}", p.show(2)),
+                    format!("{:.2}", s_of(b.par_node.iter().copied()).median),
+                )
+            };
+            println!(
+                "| {n} | {} | {} | {}x | {par} | {node_seq:.2} / {node_apply:.2} / {par_node} |",
+                s.show(2),
+                a.show(2),
+                speed.show(2)
+            );
+            batch_json.push(serde_json::json!({
+                "set": set.what, "n": n, "sequential_s": s.json(), "apply_s": a.json(),
+                "speedup": speed.json(),
+                "apply_node_s_per_container": r4(node_apply),
+                "sequential_node_s_per_container": r4(node_seq),
+                "seed_parallel_s": p.json(), "seed_parallel_failed": b.par_failed,
+            }));
+        }
+        println!();
     }
     println!(
-        "\nThe control runs `benches/seed-recipe.sh` N times at once (`CTID=` given, distinct: \
+        "The control runs `benches/seed-recipe.sh` N times at once (`CTID=` given, distinct: \
          with `pvesh get /cluster/nextid` each, copies started together pick the same ID). The \
-         lab node has {} CPU(s); parallel `apt-get install`s share them and the mirror's \
-         bandwidth, so node time per container grows with N for everyone.\n",
+         lab node has {} CPU(s); parallel creates and `apt-get install`s share them (and the \
+         mirror's bandwidth), so node time per container is not comparable across N: compare \
+         within a row.\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-
     println!("## 4. Node commands per container (lab invocation log)\n");
     println!(
         "| run | node commands | of which once per run (node facts) | per container, beyond those |"
@@ -1031,6 +1094,7 @@ fn report(
     let noop_single = row("provision NAME, no-op re-run", noops, 1);
     row("seed recipe (for comparison)", seeds, 1);
     let mut noop_batch = None;
+    let mut noop_totals = Vec::new();
     for (n, b) in batches {
         row(&format!("apply, {n} container(s), fresh"), &b.apply, *n);
         let x = row(
@@ -1038,8 +1102,24 @@ fn report(
             &b.noop,
             *n,
         );
+        noop_totals.push((*n, x.0));
         noop_batch = Some((*n, x));
     }
+    // Per container without guessing which commands are per run: the slope of the no-op
+    // re-run's total between the smallest and the largest batch.
+    let slope = match (noop_totals.first(), noop_totals.last()) {
+        (Some(&(n0, c0)), Some(&(n1, c1))) if n1 > n0 => {
+            let k = (c1 - c0) / (n1 - n0) as f64;
+            println!(
+                "\nNo-op re-run, node commands per additional container (slope between the \
+                 apply no-op runs of {n0} and {n1} containers: ({c1:.0} − {c0:.0}) / {}): \
+                 **{k:.2}**.",
+                n1 - n0
+            );
+            Some((n0, n1, k))
+        }
+        _ => None,
+    };
     if let Some(n0) = noops.first() {
         println!("\nThe no-op re-run's node commands, in order:\n");
         for i in &n0.invs {
@@ -1053,24 +1133,24 @@ fn report(
 
     let own_p = own_pct(tools).median;
     let raw_p = raw_pct(tools).median;
-    let (shown, met) = if own_measured_pct.n > 0 {
-        (
-            format!(
-                "{:.1} % measured by the tool's clock ({:.2} s of {:.2} s); {raw_p:.1} % wall − logged node time, {own_p:.1} % after the lab commands' estimated start-up",
-                own_measured_pct.median,
-                own_measured.median,
-                wall(tools).median
-            ),
-            own_measured_pct.median < 2.0,
+    // The issue's definition: wall − the node's own commands as the lab logs them (each
+    // command's whole process life); the tool's own clock and the calibrated residue beside it.
+    let by_clock = if own_measured_pct.n > 0 {
+        format!(
+            "; {:.1} % by the tool's own clock ({:.2} s)",
+            own_measured_pct.median, own_measured.median
         )
     } else {
-        (
-            format!(
-                "{own_p:.1} % own time ({raw_p:.1} % wall − logged node time, incl. the lab commands' start-up)"
-            ),
-            own_p < 2.0,
-        )
+        String::new()
     };
+    let (shown, met) = (
+        format!(
+            "{raw_p:.1} % = wall − logged node time ({:.2} s of {:.2} s){by_clock}; {own_p:.1} % after the residue of starting processes",
+            raw(tools).median,
+            wall(tools).median
+        ),
+        raw_p < 2.0,
+    );
     goal(
         "tool overhead, one provision on the lab",
         "< 2 %",
@@ -1087,17 +1167,31 @@ fn report(
         Some(noop_single.2 <= 3.0),
     );
     if let (Some((n, x)), false) = (noop_batch, short) {
+        let (shown, met) = match slope {
+            Some((n0, n1, k)) => (
+                format!(
+                    "{k:.2} per additional container (slope {n0} → {n1} containers); {:.0} in all for {n}, {:.2} per container with the per-run reads",
+                    x.0,
+                    x.0 / n as f64
+                ),
+                k <= 3.0,
+            ),
+            None => (
+                format!(
+                    "{:.2} per container + {:.0} once per run ({:.0} in all, {:.2} per container)",
+                    x.2,
+                    x.1,
+                    x.0,
+                    x.0 / n as f64
+                ),
+                x.2 <= 3.0,
+            ),
+        };
         goal(
             &format!("no-op re-run, node commands per container (apply, {n} containers)"),
             "<= 3",
-            &format!(
-                "{:.2} per container + {:.0} once per run ({:.0} in all, {:.2} per container)",
-                x.2,
-                x.1,
-                x.0,
-                x.0 / n as f64
-            ),
-            Some(x.2 <= 3.0),
+            &shown,
+            Some(met),
         );
     }
     let js = |rs: &[Run]| {

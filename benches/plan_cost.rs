@@ -240,7 +240,7 @@ fn main() {
         }
         let (n0, w0, c0) = pts[0];
         let (n1, w1, c1) = pts[pts.len() - 1];
-        let per_ct_calls = (c1 - c0) as f64 / (n1 - n0) as f64;
+        let per_ct_calls = (c1 as f64 - c0 as f64) / (n1 as f64 - n0 as f64);
         let per_ct_s = (w1 - w0) / (n1 - n0) as f64;
         println!(
             "| on the lab node: {n0} / {n1} container(s), text plan | {:.0} / {:.0} | | {c0} / {c1} node commands |",

@@ -65,7 +65,9 @@ pub fn summary(xs: &[f64]) -> Summary {
 impl Summary {
     /// `median (min–max)` with `d` decimals; just the value for one sample.
     pub fn show(&self, d: usize) -> String {
-        if self.n <= 1 {
+        if self.n == 0 {
+            "–".to_string()
+        } else if self.n == 1 {
             format!("{:.d$}", self.median)
         } else {
             format!("{:.d$} ({:.d$}–{:.d$})", self.median, self.min, self.max)
