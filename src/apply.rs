@@ -63,6 +63,9 @@ pub struct Ctx {
     pub lock_wait: Duration,
     /// The node's VMID lock as this run's workers share it, and the IDs they are creating.
     pub vmids: VmidLock,
+    /// Dry runs: the node's next free ID (asked once) and the IDs proposed so far, so that the
+    /// plans of a batch show distinct IDs without one `nextid` per container.
+    pub proposed: Mutex<(Option<u32>, BTreeSet<u32>)>,
     /// Templates already made present by this run (downloaded once).
     pub templates_done: Mutex<BTreeSet<String>>,
     /// Serialises template downloads.
@@ -80,6 +83,27 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The VMID a plan shows for a new container: from the node's next free ID (asked once per
+    /// run) up, skipping the node's guests and what this run proposed already. A real run
+    /// chooses at create time, under the lock.
+    pub fn propose_vmid(&self, nf: &NodeFacts) -> Result<u32> {
+        let mut p = self.proposed.lock().unwrap_or_else(|e| e.into_inner());
+        let base = match p.0 {
+            Some(b) => b,
+            None => {
+                let b = next_vmid(self.node.as_ref())?;
+                p.0 = Some(b);
+                b
+            }
+        };
+        let mut v = base;
+        while p.1.contains(&v) || nf.guests.iter().any(|g| g.vmid == v) {
+            v += 1;
+        }
+        p.1.insert(v);
+        Ok(v)
+    }
+
     /// The template facts of `storage`, read from the node the first time in this run.
     pub fn templates_of(&self, storage: &str) -> Result<TemplateFacts> {
         let mut seen = self
@@ -104,6 +128,7 @@ impl Ctx {
             cancel: Arc::new(AtomicBool::new(false)),
             lock_wait: Duration::from_secs(300),
             vmids: VmidLock::default(),
+            proposed: Mutex::default(),
             templates_done: Mutex::new(BTreeSet::new()),
             template_facts: Mutex::default(),
             template_lock: Mutex::new(()),
@@ -266,7 +291,7 @@ pub fn prepare(
         _ => None,
     };
     let proposed = match (&existing, req.vmid, nf.pve) {
-        (None, None, true) if propose => next_vmid(ctx.node.as_ref())?,
+        (None, None, true) if propose => ctx.propose_vmid(nf)?,
         (None, None, true) => 0,
         (None, None, false) => nf
             .guests

@@ -771,6 +771,40 @@ fn dry_run_plans_every_container_and_changes_nothing() {
 }
 
 #[test]
+fn a_dry_run_proposes_distinct_vmids_from_one_nextid() {
+    let node = fake_node();
+    // A guest at 101 is skipped; the plans of one run never show the same ID twice.
+    node.with(|s| {
+        s.vms.insert(101);
+    });
+    let lab = lab(&runners(4, None));
+    let entries: Vec<&Entry> = lab.entries.iter().collect();
+    let n: Arc<dyn Transport> = node.clone();
+    let targets = Targets::open(&entries, &|_| Ok(n.clone()), &|t| {
+        Ctx::new(t, Options::default())
+    });
+    let jobs_v: Vec<Job<'_>> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Job {
+            entry: e,
+            target: targets.of[i],
+            password: None,
+            files: Vec::new(),
+        })
+        .collect();
+    let plans = batch::dry_all(&targets, &jobs_v, 3, &AtomicBool::new(false));
+    let mut ids: Vec<u32> = plans
+        .iter()
+        .map(|p| p.as_ref().expect("a plan").vmid)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [100, 102, 103, 104]);
+    assert_eq!(count(&node, "pvesh get /cluster/nextid"), 1);
+    assert_eq!(node.changing_calls(), Vec::<String>::new());
+}
+
+#[test]
 fn zero_jobs_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), &runners(1, None));
