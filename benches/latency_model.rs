@@ -26,7 +26,7 @@ mod common;
 
 use common::{goal, json_line, r4, summary};
 use provision::apply::Ctx;
-use provision::batch::{self, Job, Targets};
+use provision::batch::{self, Targets};
 use provision::cmd::{Cmd, Output};
 use provision::labfile::{self, Entry};
 use provision::plan::{self, Options};
@@ -333,16 +333,7 @@ fn run(n: usize, jobs: usize, scale: f64) -> RunOut {
         Ctx::new(t, Options::default())
     });
     slow.phase.store(1, Ordering::SeqCst);
-    let jobs_v: Vec<Job<'_>> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| Job {
-            entry: e,
-            target: targets.of[i],
-            password: None,
-            files: Vec::new(),
-        })
-        .collect();
+    let jobs_v = targets.plain_jobs(&entries);
     let report = batch::converge_all(
         &targets,
         &jobs_v,

@@ -15,7 +15,7 @@ mod common;
 
 use common::{goal, json_line, r4, summary};
 use provision::apply::Ctx;
-use provision::batch::{self, Job, Targets};
+use provision::batch::{self, Targets};
 use provision::labfile::{self, Entry};
 use provision::plan::Options;
 use provision::profile::Layer;
@@ -114,16 +114,7 @@ fn run_fake(n: usize) -> f64 {
     let targets = Targets::open(&entries, &|_| Ok(node.clone()), &|t| {
         Ctx::new(t, Options::default())
     });
-    let jobs: Vec<Job<'_>> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| Job {
-            entry: e,
-            target: targets.of[i],
-            password: None,
-            files: Vec::new(),
-        })
-        .collect();
+    let jobs = targets.plain_jobs(&entries);
     let plans = batch::dry_all(&targets, &jobs, 4, &AtomicBool::new(false));
     let texts: usize = plans
         .iter()

@@ -6,6 +6,8 @@
 //! locally as the "floor" so that the transport's own share can be read off.
 //! `PROVISION_SKIP_SSH=1` skips it.
 
+mod common;
+
 #[path = "../tests/support/sshd.rs"]
 mod sshd;
 
@@ -61,30 +63,7 @@ fn main() {
     let ssh = Ssh::connect(target, &opts).unwrap_or_else(|e| panic!("{e:#}\n{}", server.logs()));
     let connect_ms = started.elapsed().as_secs_f64() * 1000.0;
     let cmd = Cmd::new("true");
-    let client = || {
-        let mut c = Command::new("ssh");
-        c.args(["-F", "/dev/null", "-i"])
-            .arg(&server.client_key)
-            .args(["-p", &server.port.to_string()])
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-            .args([
-                "-o",
-                "GlobalKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "LogLevel=ERROR",
-            ])
-            .arg(format!("{}@127.0.0.1", server.user))
-            .arg("true")
-            .stdin(Stdio::null());
-        c
-    };
+    let client = || common::ssh_client(&server.client_key, server.port, &known_hosts, &server.user);
     // What the server does per command anyway: start the login shell, which (bash started by
     // sshd) reads ~/.bashrc. Timed locally, started the way sshd starts it.
     let (home, shell) = account(&server.user);

@@ -57,26 +57,7 @@ fn main() {
     .unwrap_or_else(|e| panic!("{e:#}\n{}", server.logs()));
     let cmd = Cmd::new("true");
     let spawn = || {
-        let out = Command::new("ssh")
-            .args(["-F", "/dev/null", "-i"])
-            .arg(&server.client_key)
-            .args(["-p", &server.port.to_string(), "-o"])
-            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-            .args([
-                "-o",
-                "GlobalKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "LogLevel=ERROR",
-            ])
-            .arg(format!("{}@127.0.0.1", server.user))
-            .arg("true")
-            .stdin(Stdio::null())
+        let out = common::ssh_client(&server.client_key, server.port, &known_hosts, &server.user)
             .output()
             .expect("running ssh");
         assert!(

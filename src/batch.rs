@@ -13,7 +13,6 @@
 //! Nothing here decides what a container needs: that is the planner's, through `converge`.
 
 use crate::apply::{self, Ctx, PlanView};
-use crate::cmd::Cmd;
 use crate::facts::{self, NodeFacts};
 use crate::labfile::Entry;
 use crate::plan::{self, ProfileFiles};
@@ -23,7 +22,7 @@ use crate::transport::Transport;
 use anyhow::Result;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 /// Opens the node transport for an entry's `host` (None: the default node, local or --host).
 pub type Opener<'a> = dyn Fn(Option<&str>) -> Result<Arc<dyn Transport>> + Sync + 'a;
@@ -34,21 +33,15 @@ pub struct Target {
     pub host: Option<String>,
     /// Transport, plan switches, VMID and template locks, cancel flag.
     pub ctx: Ctx,
-    /// Guests, storages, ZFS version.
+    /// Guests, storages, ZFS version, the node's name.
     pub facts: NodeFacts,
-    node_name: OnceLock<Option<String>>,
 }
 
 impl Target {
     /// Reads the node's facts through `ctx.node`.
     pub fn new(host: Option<String>, ctx: Ctx) -> Result<Target> {
         let facts = facts::gather_node(ctx.node.as_ref())?;
-        Ok(Target {
-            host,
-            ctx,
-            facts,
-            node_name: OnceLock::new(),
-        })
+        Ok(Target { host, ctx, facts })
     }
 
     /// The transport.
@@ -56,17 +49,10 @@ impl Target {
         self.ctx.node.as_ref()
     }
 
-    /// The name of the PVE node the transport reaches (`pvesh get /cluster/status`: the entry
-    /// with `local = 1`), read once; None when it cannot be told.
+    /// The name of the PVE node the transport reaches (read with the node facts from
+    /// `pvesh get /cluster/status`: the entry with `local = 1`); None when it cannot be told.
     pub fn node_name(&self) -> Option<&str> {
-        self.node_name
-            .get_or_init(|| {
-                let cmd =
-                    Cmd::new("pvesh").args(["get", "/cluster/status", "--output-format", "json"]);
-                let out = self.node().run(&cmd, None).ok().filter(|o| o.success())?;
-                local_node_name(&out.stdout_text())
-            })
-            .as_deref()
+        self.facts.local_node.as_deref()
     }
 }
 
@@ -90,6 +76,21 @@ pub struct Targets {
 }
 
 impl Targets {
+    /// One job per entry on the node this opened for it, without a root password or files
+    /// (entries whose profiles need neither: the benches, the tests).
+    pub fn plain_jobs<'a>(&self, entries: &[&'a Entry]) -> Vec<Job<'a>> {
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Job {
+                entry: e,
+                target: self.of[i],
+                password: None,
+                files: Vec::new(),
+            })
+            .collect()
+    }
+
     /// Opens one transport per distinct `host` of `entries` and reads each node's facts once.
     pub fn open(
         entries: &[&Entry],

@@ -6,7 +6,7 @@
 //! sleeps to synchronise.
 
 use provision::apply::Ctx;
-use provision::batch::{self, Job, Targets};
+use provision::batch::{self, Targets};
 use provision::cli::{ApplyArgs, ChangeArgs, DestroyArgs, FileArgs, GlobalArgs, OutputFormat};
 use provision::cmd::{Cmd, Output};
 use provision::commands;
@@ -43,20 +43,6 @@ fn runners(n: u32, base: Option<u32>) -> String {
     s
 }
 
-/// One job per entry, on the target `targets` gives it.
-fn jobs_of<'a>(entries: &[&'a Entry], targets: &Targets) -> Vec<Job<'a>> {
-    entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| Job {
-            entry: e,
-            target: targets.of[i],
-            password: None,
-            files: Vec::new(),
-        })
-        .collect()
-}
-
 /// Converges every entry of `lab` on `node` (library level), `jobs` at a time.
 fn converge(
     node: Arc<dyn Transport>,
@@ -73,7 +59,7 @@ fn converge(
         c
     };
     let targets = Targets::open(&entries, &|_| Ok(node.clone()), &make_ctx);
-    let jobs_v = jobs_of(&entries, &targets);
+    let jobs_v = targets.plain_jobs(&entries);
     batch::converge_all(
         &targets,
         &jobs_v,
@@ -555,7 +541,7 @@ fn entries_with_a_host_go_to_their_own_node() {
     };
     let targets = Targets::open(&entries, &open, &|t| Ctx::new(t, Options::default()));
     assert_eq!(opened.load(Ordering::SeqCst), 2);
-    let jobs = jobs_of(&entries, &targets);
+    let jobs = targets.plain_jobs(&entries);
     let cancel = AtomicBool::new(false);
     let r = batch::converge_all(&targets, &jobs, 4, &cancel, &Progress::new(Mode::Silent));
     assert_eq!(r.exit_code(), 0, "{}", r.text());
@@ -588,7 +574,7 @@ fn an_unreachable_host_fails_its_entries_only() {
         }
     };
     let targets = Targets::open(&entries, &open, &|t| Ctx::new(t, Options::default()));
-    let jobs = jobs_of(&entries, &targets);
+    let jobs = targets.plain_jobs(&entries);
     let r = batch::converge_all(
         &targets,
         &jobs,
@@ -770,7 +756,7 @@ fn a_dry_run_proposes_distinct_vmids_from_one_nextid() {
     let targets = Targets::open(&entries, &|_| Ok(n.clone()), &|t| {
         Ctx::new(t, Options::default())
     });
-    let jobs_v = jobs_of(&entries, &targets);
+    let jobs_v = targets.plain_jobs(&entries);
     let plans = batch::dry_all(&targets, &jobs_v, 3, &AtomicBool::new(false));
     let mut ids: Vec<u32> = plans
         .iter()

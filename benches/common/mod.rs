@@ -109,3 +109,34 @@ pub fn goal(what: &str, target: &str, measured: &str, met: Option<bool>) {
 pub fn json_line(v: &serde_json::Value) {
     println!("{v}");
 }
+
+/// The OpenSSH client as the SSH benches spawn it per command: `true` on 127.0.0.1:`port` as
+/// `user` with `key`, checking the host key against `known_hosts` only, never prompting.
+pub fn ssh_client(
+    key: &std::path::Path,
+    port: u16,
+    known_hosts: &std::path::Path,
+    user: &str,
+) -> std::process::Command {
+    let mut c = std::process::Command::new("ssh");
+    c.args(["-F", "/dev/null", "-i"])
+        .arg(key)
+        .args(["-p", &port.to_string(), "-o"])
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args([
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .arg(format!("{user}@127.0.0.1"))
+        .arg("true")
+        .stdin(std::process::Stdio::null());
+    c
+}
