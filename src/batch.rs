@@ -215,6 +215,16 @@ fn wrong_node(t: &Target, e: &Entry) -> Option<String> {
     }
 }
 
+/// What a caught panic says, as the error of the one container it happened for.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    let msg = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    format!("internal error (a bug in provision): {msg}")
+}
+
 /// Converges one job; never panics (a panic becomes a failed report).
 fn converge_one(targets: &Targets, job: &Job<'_>, line: &Line) -> ContainerReport {
     let name = &job.entry.name;
@@ -242,16 +252,11 @@ fn converge_one(targets: &Targets, job: &Job<'_>, line: &Line) -> ContainerRepor
     let mut r = match std::panic::catch_unwind(AssertUnwindSafe(run)) {
         Ok(r) => r,
         Err(p) => {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
             line.finish(false, "failed: internal error");
             failed_report(
                 name,
                 "internal",
-                format!("internal error (a bug in provision): {msg}"),
+                panic_message(p.as_ref()),
                 "unknown: the container may be half-made; `provision status` shows it, the next run continues it",
             )
         }
@@ -334,7 +339,8 @@ pub fn converge_all(
     RunReport { containers, notes }
 }
 
-/// Plans every job without changing anything (`--dry-run`), at most `workers` at once.
+/// Plans every job without changing anything (`--dry-run`), at most `workers` at once; a
+/// panic while planning one container is that container's error.
 pub fn dry_all(
     targets: &Targets,
     jobs: &[Job<'_>],
@@ -346,14 +352,20 @@ pub fn dry_all(
         if let Some(m) = wrong_node(t, job.entry) {
             return Err(m);
         }
-        apply::dry_plan(
-            &t.ctx,
-            &job.entry.request,
-            &t.facts,
-            job.password.as_deref(),
-            &job.files,
-        )
-        .map_err(|e| format!("{e:#}"))
+        let plan = || {
+            apply::dry_plan(
+                &t.ctx,
+                &job.entry.request,
+                &t.facts,
+                job.password.as_deref(),
+                &job.files,
+            )
+        };
+        // A panic (a bug) fails the plan of this one container, never the others'.
+        match std::panic::catch_unwind(AssertUnwindSafe(plan)) {
+            Ok(plan) => plan.map_err(|e| format!("{e:#}")),
+            Err(p) => Err(panic_message(p.as_ref())),
+        }
     })
     .into_iter()
     .map(|r| r.unwrap_or_else(|| Err("not planned: interrupted".to_string())))
@@ -361,7 +373,8 @@ pub fn dry_all(
 }
 
 /// Watches SIGINT and SIGTERM while alive: the first one sets `cancel` (no new container is
-/// started, running steps finish); a second one ends the process at once (exit 130).
+/// started, running steps finish); a second one stops the commands running on the node (their
+/// process groups), says which were cut short, and ends the process (exit 130).
 pub struct SignalWatch {
     handle: signal_hook::iterator::Handle,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -376,8 +389,10 @@ impl SignalWatch {
         let thread = std::thread::spawn(move || {
             for _ in signals.forever() {
                 if cancel.swap(true, Ordering::SeqCst) {
-                    crate::progress::suspend(|| eprintln!("interrupted again: stopping now"));
-                    std::process::exit(130);
+                    crate::progress::suspend(|| {
+                        eprintln!("interrupted again: stopping the running commands now")
+                    });
+                    stop_now();
                 }
                 crate::progress::suspend(|| {
                     eprintln!(
@@ -391,6 +406,25 @@ impl SignalWatch {
             thread: Some(thread),
         })
     }
+}
+
+/// The second interrupt: the commands running on the node run in their own process groups
+/// (so that the first Ctrl-C lets them finish); they are stopped here instead of being
+/// orphaned, and the message says what was cut short. Exits with 130.
+fn stop_now() -> ! {
+    let stopped = crate::transport::local::interrupt_running(crate::transport::local::KILL_GRACE);
+    crate::progress::suspend(|| {
+        if stopped.is_empty() {
+            eprintln!("no command was running on the node");
+        }
+        for c in &stopped {
+            eprintln!(
+                "stopped: `{}` (its container may be half-made; the next run continues it)",
+                crate::transport::short(c)
+            );
+        }
+    });
+    std::process::exit(130);
 }
 
 impl Drop for SignalWatch {

@@ -769,6 +769,39 @@ fn a_dry_run_proposes_distinct_vmids_from_one_nextid() {
 }
 
 #[test]
+fn a_panic_while_planning_one_container_is_reported_and_the_others_are_planned() {
+    let node = fake_node();
+    let panicked = Arc::new(AtomicBool::new(false));
+    let once = panicked.clone();
+    let hook: Hook = Box::new(move |_, argv| {
+        if argv.len() > 1
+            && argv[0] == "pveam"
+            && argv[1] == "list"
+            && !once.swap(true, Ordering::SeqCst)
+        {
+            panic!("injected panic in `pveam list`");
+        }
+    });
+    let tap: Arc<dyn Transport> = Tap::new(node.clone(), 0, Some(hook));
+    let lab = lab(&runners(3, None));
+    let entries: Vec<&Entry> = lab.entries.iter().collect();
+    let targets = Targets::open(&entries, &|_| Ok(tap.clone()), &|t| {
+        Ctx::new(t, Options::default())
+    });
+    let jobs_v = targets.plain_jobs(&entries);
+    let plans = batch::dry_all(&targets, &jobs_v, 1, &AtomicBool::new(false));
+    assert!(panicked.load(Ordering::SeqCst));
+    let errors: Vec<&String> = plans.iter().filter_map(|p| p.as_ref().err()).collect();
+    assert_eq!(errors.len(), 1, "{plans:#?}");
+    assert!(
+        errors[0].contains("internal error (a bug in provision): injected panic in `pveam list`"),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(plans.iter().filter(|p| p.is_ok()).count(), 2);
+}
+
+#[test]
 fn zero_jobs_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), &runners(1, None));
