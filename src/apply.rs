@@ -78,6 +78,8 @@ pub struct Ctx {
     pub container: Box<dyn Fn(u32) -> Arc<dyn Transport> + Send + Sync>,
     /// SSH settings (identities, passphrase) for containers reached with `[access] method = "ssh"`.
     pub container_ssh: crate::transport::ssh::SshOptions,
+    /// Where the host keys of containers reached over SSH are recorded.
+    pub container_known_hosts: std::path::PathBuf,
     /// Source facts (fuse-overlayfs checksum on the node), read once per run per source.
     pub sources: Mutex<std::collections::BTreeMap<String, (SourceFacts, Vec<Step>)>>,
 }
@@ -140,12 +142,20 @@ impl Ctx {
             }),
             sources: Mutex::new(std::collections::BTreeMap::new()),
             container_ssh: crate::transport::ssh::SshOptions::default(),
+            container_known_hosts: crate::transport::ssh_ct::containers_known_hosts(),
         }
     }
 
     /// The transport for the inside of container `vmid` on node `node_name` (empty: unknown):
-    /// pct through the node, or SSH straight in when the profile asks for it.
-    pub fn inside(&self, req: &Request, vmid: u32, node_name: &str) -> Result<Arc<dyn Transport>> {
+    /// pct through the node, or SSH straight in when the profile asks for it. `created`: this
+    /// run created the container (a host key recorded for its address is stale).
+    pub fn inside(
+        &self,
+        req: &Request,
+        vmid: u32,
+        node_name: &str,
+        created: bool,
+    ) -> Result<Arc<dyn Transport>> {
         let access = &req.profile.access;
         if access.method != "ssh" {
             return Ok((self.container)(vmid));
@@ -166,8 +176,12 @@ impl Ctx {
             self.node.clone(),
             &node_name,
             vmid,
-            access,
-            static_ip,
+            crate::transport::ssh_ct::CtAccess {
+                access,
+                static_ip,
+                known_hosts: self.container_known_hosts.clone(),
+                created,
+            },
             &self.container_ssh,
         )))
     }
@@ -469,7 +483,8 @@ impl Runner<'_> {
     fn run_actions(&mut self, step: &Step, vmid: u32, ct: &dyn Transport) -> Result<Vec<Output>> {
         let node = self.ctx.node.clone();
         let mut outs = Vec::new();
-        for a in step.actions(vmid) {
+        let limit = self.ctx.opts.step_timeouts.of(step.kind());
+        for a in step.bounded_actions(vmid, limit) {
             outs.push(exec_action(node.as_ref(), ct, &a)?);
         }
         Ok(outs)
@@ -721,7 +736,9 @@ fn converge_inner(
             Step::UpdateTemplateIndex => {
                 // Once per run: parallel workers that all found the index empty update it once.
                 r.once("pveam update", &step, "updated earlier in this run", |r| {
-                    let out = r.ctx.node.run(&Cmd::new("pveam").arg("update"), None)?;
+                    let limit = r.ctx.opts.step_timeouts.of(step.kind());
+                    let update = Cmd::new("pveam").arg("update").with_timeout(limit);
+                    let out = r.ctx.node.run(&update, None)?;
                     if plan::pveam_update_failed(&out) {
                         bail!(
                             "pveam update failed (it exits 0 even then): {}",
@@ -829,7 +846,7 @@ fn converge_inner(
         i += 1;
     }
     // Inside.
-    let ct = ctx.inside(req, vmid, &node_plan.node)?;
+    let ct = ctx.inside(req, vmid, &node_plan.node, r.created.is_some())?;
     r.phase("wait for init and network");
     let file_dests: Vec<String> = files.iter().map(|(d, _, _)| d.clone()).collect();
     let t0 = Instant::now();
@@ -1005,7 +1022,7 @@ fn create_locked(ctx: &Ctx, step: &Step, fixed: Option<u32>) -> Result<u32> {
     let mut tried = BTreeSet::new();
     for _attempt in 0..5 {
         let vmid = hold.pick(ctx.node.as_ref(), fixed, &tried)?;
-        let actions = step.actions(vmid);
+        let actions = step.bounded_actions(vmid, ctx.opts.step_timeouts.of(step.kind()));
         let mut res = Ok(());
         for a in &actions {
             let is_cleanup = matches!(a, Action::Node(c) if c.program == "rm");
@@ -1137,7 +1154,7 @@ pub fn dry_plan(
     let mut notes = np.notes.clone();
     let inside: InsideFacts = match &existing {
         Some(g) if g.status == "running" => {
-            let ct = ctx.inside(req, g.vmid, &g.node)?;
+            let ct = ctx.inside(req, g.vmid, &g.node, false)?;
             let paths: Vec<String> = files.iter().map(|(d, _, _)| d.clone()).collect();
             facts::gather_inside(ct.as_ref(), &paths)?
         }

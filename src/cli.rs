@@ -104,6 +104,20 @@ pub struct ChangeArgs {
     /// Destroy a container that this run created if it then fails (never one that existed).
     #[arg(long)]
     pub rollback: bool,
+    /// Time bound of a step's commands, for every kind (SECONDS) or one kind (KIND=SECONDS;
+    /// kinds: template, create, config, start, install, fuse-overlayfs, docker, file,
+    /// commands, password, verify). A command that outlives it is killed with its process
+    /// group and the step fails naming it. Repeatable.
+    #[arg(long, value_name = "[KIND=]SECONDS", value_parser = step_timeout)]
+    pub step_timeout: Vec<String>,
+}
+
+/// Checks one `--step-timeout` value.
+fn step_timeout(s: &str) -> Result<String, String> {
+    crate::request::StepTimeouts::default()
+        .add(s)
+        .map(|()| s.to_string())
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// Per-run overrides of profile fields (they win over every profile layer).

@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 use std::fmt;
+use std::time::Duration;
 
 /// One argument of a command.
 #[derive(Clone, PartialEq, Eq)]
@@ -40,6 +41,9 @@ pub struct Cmd {
     pub program: String,
     /// Its arguments.
     pub args: Vec<Arg>,
+    /// How long it may run before its process group is killed; `None`: the transport's
+    /// default bound (see [`crate::transport::DEFAULT_TIMEOUT`]).
+    pub timeout: Option<Duration>,
 }
 
 impl Cmd {
@@ -48,7 +52,14 @@ impl Cmd {
         Cmd {
             program: program.into(),
             args: Vec::new(),
+            timeout: None,
         }
+    }
+
+    /// Bounds how long the command may run.
+    pub fn with_timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
     }
 
     /// Appends one plain argument.
@@ -205,6 +216,48 @@ impl Output {
             stdout: Vec::new(),
             stderr: stderr.into(),
         }
+    }
+}
+
+/// The argv builders for `pct`: how a command or a file reaches a container through the node.
+/// They are command values like any other, so the planner shows them and the `pct` transport
+/// runs them; neither needs the other.
+pub mod pct {
+    use super::Cmd;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Directory on the node for files on their way into containers (owner-only).
+    pub const NODE_TMP_DIR: &str = "/run/provision";
+
+    static PUSH_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+    /// `pct exec VMID --keep-env 0 -- ARGV...`: the host environment does not leak in. The
+    /// inner command's time bound carries over.
+    pub fn exec(vmid: u32, inner: &Cmd) -> Cmd {
+        let mut c = Cmd::new("pct")
+            .args(["exec", &vmid.to_string(), "--keep-env", "0", "--"])
+            .arg(inner.program.clone());
+        c.args.extend(inner.args.iter().cloned());
+        c.timeout = inner.timeout;
+        c
+    }
+
+    /// `pct push VMID SRC DST --perms MODE`.
+    pub fn push(vmid: u32, src: &str, dest: &str, mode: u32) -> Cmd {
+        Cmd::new("pct").args([
+            "push",
+            &vmid.to_string(),
+            src,
+            dest,
+            "--perms",
+            &format!("{mode:04o}"),
+        ])
+    }
+
+    /// A private, unique path on the node for a file on its way into container `vmid`.
+    pub fn node_tmp_path(vmid: u32) -> String {
+        let n = PUSH_COUNTER.fetch_add(1, Ordering::Relaxed);
+        format!("{NODE_TMP_DIR}/push-{vmid}-{}-{n}", std::process::id())
     }
 }
 

@@ -18,6 +18,7 @@ pub mod profile;
 pub mod progress;
 pub mod quote;
 pub mod report;
+pub mod request;
 pub mod transport;
 pub mod validate;
 

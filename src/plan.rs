@@ -7,12 +7,13 @@
 //! those. Each check that finds nothing to do says so in `already`, so a second run is visibly a
 //! no-op.
 
+use crate::cmd::pct::{self, NODE_TMP_DIR};
 use crate::cmd::{Cmd, Output};
 use crate::facts::{
     CtConfig, Guest, InsideFacts, NodeFacts, TemplateFacts, parse_property_string, split_tags,
 };
 use crate::profile::{Driver, FuseSource, Profile, TOOL_TAG};
-use crate::transport::pct::{NODE_TMP_DIR, Pct};
+pub use crate::request::{Options, Request};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -68,30 +69,6 @@ pub const HOT_KEYS: &[&str] = &[
     "cpulimit",
     "cpuunits",
 ];
-
-/// What the user asked for, for one container.
-#[derive(Clone, Debug)]
-pub struct Request {
-    /// Hostname (the container's name).
-    pub hostname: String,
-    /// Fixed VMID, if asked.
-    pub vmid: Option<u32>,
-    /// The resolved profile.
-    pub profile: Profile,
-}
-
-/// Switches that change what the plan may do.
-#[derive(Clone, Debug, Default)]
-pub struct Options {
-    /// Restart a running container when changes are pending.
-    pub restart: bool,
-    /// Take over a container the tool did not create.
-    pub adopt: bool,
-    /// Replace an invalid daemon.json (after a backup) instead of refusing.
-    pub force: bool,
-    /// Allow changing Docker's storage driver on a container that has one.
-    pub allow_storage_switch: bool,
-}
 
 /// Facts about where files come from on the node.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -1500,6 +1477,36 @@ impl Step {
         }
     }
 
+    /// The kind of step, for its time bound ([`crate::request::STEP_KINDS`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::UpdateTemplateIndex | Step::DownloadTemplate { .. } => "template",
+            Step::FetchFuseOverlayfs { .. }
+            | Step::PushFuseOverlayfs { .. }
+            | Step::LinkPackageFuseOverlayfs => "fuse-overlayfs",
+            Step::Create { .. } => "create",
+            Step::Set { .. } | Step::Resize { .. } => "config",
+            Step::Start | Step::Reboot { .. } => "start",
+            Step::InstallPackages { .. } => "install",
+            Step::WriteDaemonJson { .. } | Step::RestartDocker { .. } => "docker",
+            Step::WriteFile { .. } => "file",
+            Step::RunCommands { .. } => "commands",
+            Step::SetPassword { .. } => "password",
+            Step::Verify { .. } => "verify",
+        }
+    }
+
+    /// The actions of this step for container `vmid`, each command bounded by `limit`.
+    pub fn bounded_actions(&self, vmid: u32, limit: std::time::Duration) -> Vec<Action> {
+        let mut acts = self.actions(vmid);
+        for a in &mut acts {
+            if let Action::Node(c) | Action::Inside(c, _) = a {
+                c.timeout = Some(limit);
+            }
+        }
+        acts
+    }
+
     /// True when the step changes something (verification does not).
     pub fn changes(&self) -> bool {
         !matches!(self, Step::Verify { .. })
@@ -1672,7 +1679,7 @@ impl Step {
 pub fn action_argv(a: &Action, vmid: u32) -> Vec<String> {
     match a {
         Action::Node(c) => c.argv(),
-        Action::Inside(c, _) => Pct::exec_cmd(vmid, c).argv(),
+        Action::Inside(c, _) => pct::exec(vmid, c).argv(),
         Action::Put {
             dest,
             mode,
@@ -1683,7 +1690,7 @@ pub fn action_argv(a: &Action, vmid: u32) -> Vec<String> {
                 Content::NodeFile(p) => p.clone(),
                 Content::Bytes(_) => format!("{NODE_TMP_DIR}/push-{vmid}-<tmp>"),
             };
-            Pct::push_cmd(vmid, &src, dest, *mode).argv()
+            pct::push(vmid, &src, dest, *mode).argv()
         }
         Action::PutNode { dest, .. } => vec!["<write file on node>".into(), dest.clone()],
     }

@@ -8,6 +8,7 @@ mod flow;
 mod fuzz;
 mod lab;
 mod plan_cases;
+mod robustness;
 mod scripts;
 mod secrets;
 mod ssh;

@@ -4,6 +4,7 @@
 
 use assert_cmd::Command;
 use provision::apply::{self, Ctx};
+use provision::cmd::pct::NODE_TMP_DIR;
 use provision::cmd::{Cmd, Output};
 use provision::facts;
 use provision::plan::{Options, ProfileFiles, Request};
@@ -12,7 +13,7 @@ use provision::progress::Line;
 use provision::report::{Outcome, RunReport};
 use provision::transport::fake::{FakeNode, fake_node};
 use provision::transport::local::Local;
-use provision::transport::pct::{NODE_TMP_DIR, Pct};
+use provision::transport::pct::Pct;
 use provision::transport::{LockGuard, Transport};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

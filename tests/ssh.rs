@@ -5,12 +5,16 @@
 
 use crate::support::sshd::{self, Sshd};
 use provision::cmd::Cmd;
+use provision::profile::Access;
 use provision::transport::Transport;
+use provision::transport::local::Local;
 use provision::transport::ssh::{Ssh, SshOptions, SshTarget};
+use provision::transport::ssh_ct::{CtAccess, SshContainer, forget_container_key};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn target(sshd: &Sshd) -> SshTarget {
@@ -498,5 +502,99 @@ fn lock_names_cannot_leave_the_lock_directory() {
     for bad in ["../etc/passwd", "a/b", "", ".hidden", "x y"] {
         let err = err_text(ssh.lock(bad, Duration::from_millis(10)));
         assert!(err.contains("invalid lock name"), "{bad:?}: {err}");
+    }
+}
+
+/// A container reached over SSH at 127.0.0.1:PORT (the test's sshd), as provision opens it.
+fn container(sshd: &Sshd, known_hosts: &Path, created: bool) -> SshContainer {
+    let access = Access {
+        method: "ssh".into(),
+        address: Some("127.0.0.1".into()),
+        port: sshd.port,
+        identity: Some(sshd.client_key.display().to_string()),
+    };
+    SshContainer::new(
+        Arc::new(Local),
+        "pve1",
+        100,
+        CtAccess {
+            access: &access,
+            static_ip: None,
+            known_hosts: known_hosts.to_path_buf(),
+            created,
+        },
+        &options(sshd, known_hosts),
+    )
+}
+
+#[test]
+fn a_container_created_anew_at_the_same_address_is_reached_but_a_changed_key_otherwise_is_refused()
+{
+    let Some(mut sshd) = Sshd::start() else {
+        return;
+    };
+    // Containers are reached as root; the test's sshd logs in as the user running the tests.
+    assert_eq!(
+        sshd.user, "root",
+        "this test needs root (as CI and ./run-tests run): provision logs into containers as root"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts_containers");
+    let echo = Cmd::new("echo").arg("hello");
+    // First contact with a container this run created: its key is recorded.
+    let first = container(&sshd, &kh, true);
+    assert_eq!(err_free(first.run(&echo, None)), "hello\n");
+    let recorded = fs::read_to_string(&kh).unwrap();
+    assert_eq!(recorded.lines().count(), 1, "{recorded}");
+    drop(first);
+
+    // The container is destroyed and another is created at the same address: new host key.
+    sshd.restart_with_new_host_key();
+
+    // A run that did not create it refuses the changed key, as for any host.
+    let err = err_text(container(&sshd, &kh, false).run(&echo, None));
+    assert!(
+        err.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "{err}"
+    );
+
+    // The run that created it forgets the stale key and records the new one.
+    let fresh = container(&sshd, &kh, true);
+    assert_eq!(err_free(fresh.run(&echo, None)), "hello\n");
+    let now = fs::read_to_string(&kh).unwrap();
+    assert_eq!(now.lines().count(), 1, "{now}");
+    assert_ne!(now, recorded);
+    assert!(
+        now.contains(sshd.known_hosts_line().split_whitespace().nth(2).unwrap()),
+        "{now}"
+    );
+}
+
+/// `provision destroy` forgets the key recorded for a container's fixed address.
+#[test]
+fn forgetting_a_containers_key_keeps_the_other_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts_containers");
+    fs::write(
+        &kh,
+        "10.0.0.5 ssh-ed25519 AAAAold\n[10.0.0.5]:2222 ssh-ed25519 AAAAport\n10.0.0.50 ssh-ed25519 AAAAother\n",
+    )
+    .unwrap();
+    assert_eq!(forget_container_key(&kh, "10.0.0.5", 22).unwrap(), 1);
+    assert_eq!(
+        fs::read_to_string(&kh).unwrap(),
+        "[10.0.0.5]:2222 ssh-ed25519 AAAAport\n10.0.0.50 ssh-ed25519 AAAAother\n"
+    );
+    assert_eq!(forget_container_key(&kh, "10.0.0.5", 2222).unwrap(), 1);
+    assert_eq!(forget_container_key(&kh, "10.0.0.5", 2222).unwrap(), 0);
+    assert_eq!(mode_of(&kh) & 0o777, 0o600);
+    let missing = dir.path().join("none");
+    assert_eq!(forget_container_key(&missing, "10.0.0.5", 22).unwrap(), 0);
+}
+
+fn err_free(r: anyhow::Result<provision::cmd::Output>) -> String {
+    match r {
+        Ok(o) => o.stdout_text(),
+        Err(e) => panic!("{e:#}"),
     }
 }

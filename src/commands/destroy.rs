@@ -300,14 +300,18 @@ pub fn run_with(
             return Ok(0);
         }
     }
-    let results = batch::pool(&items, WORKERS, cancel, |_, it| {
+    let results = batch::pool(&items, WORKERS, cancel, |i, it| {
         if it.action != Verdict::Destroy {
             return None;
         }
         let (Ok(t), Some(v)) = (&targets.list[it.target], it.vmid) else {
             return Some(Err("no node".to_string()));
         };
-        Some(apply::destroy(t.node(), v).map_err(|e| format!("{e:#}")))
+        let destroyed = apply::destroy(t.node(), v).map_err(|e| format!("{e:#}"));
+        if destroyed.is_ok() {
+            forget_host_key(&entries[i].request);
+        }
+        Some(destroyed)
     });
     for (it, r) in items.iter_mut().zip(results) {
         match r {
@@ -328,6 +332,23 @@ pub fn run_with(
     }
     report.containers = items;
     print(g, &report)
+}
+
+/// A destroyed container reached over SSH at a fixed address: the host key recorded for that
+/// address belonged to it and must not refuse the next container there.
+fn forget_host_key(req: &crate::request::Request) {
+    let p = &req.profile;
+    if p.access.method != "ssh" {
+        return;
+    }
+    let static_ip = Some(p.network.ip.as_str()).filter(|ip| ip.contains('/'));
+    let Some(address) = crate::transport::ssh_ct::fixed_address(&p.access, static_ip) else {
+        return;
+    };
+    let file = crate::transport::ssh_ct::containers_known_hosts();
+    if let Err(e) = crate::transport::ssh_ct::forget_container_key(&file, &address, p.access.port) {
+        tracing::warn!("{e:#}");
+    }
 }
 
 fn print(g: &GlobalArgs, r: &DestroyReport) -> Result<u8> {

@@ -15,11 +15,17 @@ use serde::Serialize;
 
 /// Plan switches from the command line.
 pub fn options(c: &ChangeArgs) -> Options {
+    let mut step_timeouts = crate::request::StepTimeouts::default();
+    for t in &c.step_timeout {
+        // Checked by clap already (`cli::step_timeout`).
+        let _ = step_timeouts.add(t);
+    }
     Options {
         restart: c.restart,
         adopt: c.adopt,
         force: c.force,
         allow_storage_switch: c.allow_storage_switch,
+        step_timeouts,
     }
 }
 

@@ -17,6 +17,36 @@ use crate::cmd::{Cmd, Output};
 use anyhow::Result;
 use std::time::Duration;
 
+/// How long a command may run when nothing bounds it more tightly (facts, locks, clean-up): a
+/// hung `pvesh` or `pct` must not block a worker forever. Steps set their own bound
+/// ([`crate::plan::StepTimeouts`]).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A command that did not finish within its time bound; its process group was killed.
+#[derive(Debug)]
+pub struct TimedOut {
+    /// Where it ran.
+    pub label: String,
+    /// The command (masked).
+    pub cmd: String,
+    /// The bound it exceeded.
+    pub after: Duration,
+}
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: `{}` did not finish within {} s and was killed (a hung command; raise the bound with --step-timeout)",
+            self.label,
+            short(&self.cmd),
+            self.after.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
 /// Runs commands and receives files somewhere: the PVE node or one container.
 pub trait Transport: Send + Sync {
     /// Where this transport reaches, for messages: "node", "ct/101", "ssh:root@pve1".
@@ -90,7 +120,8 @@ impl std::fmt::Display for CmdFailed {
 
 impl std::error::Error for CmdFailed {}
 
-pub(crate) fn short(s: &str) -> String {
+/// `s` on one line, cut at 160 characters.
+pub fn short(s: &str) -> String {
     let one = s.replace('\n', " ");
     if one.chars().count() > 160 {
         format!("{}…", one.chars().take(160).collect::<String>())

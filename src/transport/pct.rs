@@ -5,16 +5,10 @@
 //! private temporary file that is removed again whether the push worked or not.
 
 use super::{LockGuard, Transport, run_ok};
-use crate::cmd::{Cmd, Output};
+use crate::cmd::{Cmd, Output, pct};
 use anyhow::{Context, Result};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-/// Directory on the node for files on their way into containers (owner-only).
-pub const NODE_TMP_DIR: &str = "/run/provision";
-
-static PUSH_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// One container on a node.
 pub struct Pct {
@@ -24,52 +18,23 @@ pub struct Pct {
     pub vmid: u32,
 }
 
-impl Pct {
-    /// `pct exec VMID --keep-env 0 -- ARGV...`: the host environment does not leak in.
-    pub fn exec_cmd(vmid: u32, inner: &Cmd) -> Cmd {
-        let mut c = Cmd::new("pct")
-            .args(["exec", &vmid.to_string(), "--keep-env", "0", "--"])
-            .arg(inner.program.clone());
-        c.args.extend(inner.args.iter().cloned());
-        c
-    }
-
-    /// `pct push VMID SRC DST --perms MODE`.
-    pub fn push_cmd(vmid: u32, src: &str, dest: &str, mode: u32) -> Cmd {
-        Cmd::new("pct").args([
-            "push",
-            &vmid.to_string(),
-            src,
-            dest,
-            "--perms",
-            &format!("{mode:04o}"),
-        ])
-    }
-
-    /// A private, unique path on the node for a file on its way into container `vmid`.
-    pub fn node_tmp_path(vmid: u32) -> String {
-        let n = PUSH_COUNTER.fetch_add(1, Ordering::Relaxed);
-        format!("{NODE_TMP_DIR}/push-{vmid}-{}-{n}", std::process::id())
-    }
-}
-
 impl Transport for Pct {
     fn label(&self) -> String {
         format!("ct/{}", self.vmid)
     }
 
     fn run(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output> {
-        self.node.run(&Pct::exec_cmd(self.vmid, cmd), stdin)
+        self.node.run(&pct::exec(self.vmid, cmd), stdin)
     }
 
     fn put(&self, bytes: &[u8], dest: &str, mode: u32) -> Result<()> {
-        let tmp = Pct::node_tmp_path(self.vmid);
+        let tmp = pct::node_tmp_path(self.vmid);
         self.node
             .put(bytes, &tmp, 0o600)
             .with_context(|| format!("ct/{}: staging {dest} on the node", self.vmid))?;
         let pushed = run_ok(
             self.node.as_ref(),
-            &Pct::push_cmd(self.vmid, &tmp, dest, mode),
+            &pct::push(self.vmid, &tmp, dest, mode),
             None,
         );
         // Removed whether the push worked or not.
@@ -86,7 +51,7 @@ impl Transport for Pct {
     }
 
     fn put_from_node(&self, node: &dyn Transport, src: &str, dest: &str, mode: u32) -> Result<()> {
-        run_ok(node, &Pct::push_cmd(self.vmid, src, dest, mode), None).map(|_| ())
+        run_ok(node, &pct::push(self.vmid, src, dest, mode), None).map(|_| ())
     }
 
     fn lock(&self, name: &str, wait: Duration) -> Result<LockGuard> {

@@ -166,7 +166,7 @@ impl SshTarget {
     }
 
     /// The name known_hosts files use: `host` for port 22, `[host]:port` otherwise.
-    fn known_hosts_name(&self) -> String {
+    pub fn known_hosts_name(&self) -> String {
         if self.port == 22 {
             self.host.clone()
         } else {
@@ -699,12 +699,19 @@ impl Transport for Ssh {
         let line = quote_argv(&cmd.argv_real())
             .with_context(|| format!("{label}: cannot send `{cmd}`"))?;
         tracing::debug!(target: "provision::cmd", "{label}: run: {cmd}");
-        let deadline = self.deadline();
+        // Every command is bounded: its own bound (a step's), the session's, or the default.
+        // On expiry the channel is given up; the remote process gets no signal over SSH.
+        let limit = cmd
+            .timeout
+            .or(self.command_timeout)
+            .unwrap_or(super::DEFAULT_TIMEOUT);
+        let deadline = Some(Instant::now() + limit);
         let timed_out = || {
-            anyhow!(
-                "{label}: `{cmd}` did not finish within {} (command timeout)",
-                fmt_secs(self.command_timeout.unwrap_or_default())
-            )
+            anyhow::Error::from(super::TimedOut {
+                label: label.clone(),
+                cmd: cmd.to_string(),
+                after: limit,
+            })
         };
         let mut chan = self.start(&line, deadline).map_err(|f| match f {
             Fail::Timeout => timed_out(),
@@ -1193,6 +1200,41 @@ fn verify_host_key(
         record_in.display()
     );
     Ok(())
+}
+
+/// Removes every line of the known_hosts file `file` that names `name` (plain host fields,
+/// as [`record_host_key`] writes them), keeping the others; the file is replaced atomically.
+/// Returns how many lines were removed (0 when the file does not exist).
+pub fn forget_host_key(file: &Path, name: &str) -> io::Result<usize> {
+    let text = match fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let names = |line: &str| {
+        let first = line.split_whitespace().next().unwrap_or("");
+        !first.starts_with('@') && first.split(',').any(|h| h == name)
+    };
+    let kept: Vec<&str> = text.lines().filter(|l| !names(l)).collect();
+    let removed = text.lines().count() - kept.len();
+    if removed == 0 {
+        return Ok(0);
+    }
+    let tmp = file.with_extension("provision-new");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let mut body = kept.join("\n");
+    if !body.is_empty() {
+        body.push('\n');
+    }
+    f.write_all(body.as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, file)?;
+    Ok(removed)
 }
 
 /// Appends `name type base64` to a known_hosts file (created 0600, parent 0700).

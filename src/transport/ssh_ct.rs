@@ -5,7 +5,10 @@
 //! (`pvesh get /nodes/NODE/lxc/VMID/interfaces`), waited for with a bound. The keys are the
 //! ones `pct create --ssh-public-keys` installed. A container's host key is new at every
 //! creation, so it is recorded on first contact (trust on first use) in provision's own
-//! known_hosts file; a changed key for a known address is refused like any other.
+//! known_hosts file. When this very run created the container, the key recorded for its
+//! address belongs to a container that no longer exists: it is forgotten before the first
+//! contact (and `provision destroy` forgets it too). A changed key of a container this run did
+//! not create is refused like any other.
 
 use super::ssh::{Ssh, SshOptions, SshTarget};
 use super::{LockGuard, Transport, run_ok};
@@ -26,7 +29,51 @@ pub struct SshContainer {
     address: Option<String>,
     port: u16,
     opts: SshOptions,
+    created: bool,
     conn: OnceLock<Ssh>,
+}
+
+/// How a container is reached over SSH: the profile's `[access]` and what the run knows.
+pub struct CtAccess<'a> {
+    /// The profile's `[access]`.
+    pub access: &'a crate::profile::Access,
+    /// The profile's static `network.ip` (CIDR), if any.
+    pub static_ip: Option<&'a str>,
+    /// provision's known_hosts file for containers ([`containers_known_hosts`]).
+    pub known_hosts: PathBuf,
+    /// This run created the container: a key recorded for its address is stale.
+    pub created: bool,
+}
+
+/// The address a container is reached at without asking the node: the profile's
+/// `access.address`, or the address of a static `network.ip`.
+pub fn fixed_address(access: &crate::profile::Access, static_ip: Option<&str>) -> Option<String> {
+    access.address.clone().or_else(|| {
+        static_ip
+            .and_then(|ip| ip.split('/').next())
+            .map(String::from)
+    })
+}
+
+/// Forgets the host key recorded for a container at `address:port` (it was destroyed or is
+/// about to be created anew). Returns how many entries were removed.
+pub fn forget_container_key(
+    known_hosts: &std::path::Path,
+    address: &str,
+    port: u16,
+) -> Result<usize> {
+    let name = SshTarget {
+        user: "root".into(),
+        host: address.to_string(),
+        port,
+    }
+    .known_hosts_name();
+    super::ssh::forget_host_key(known_hosts, &name).with_context(|| {
+        format!(
+            "forgetting the host key of {name} in {}",
+            known_hosts.display()
+        )
+    })
 }
 
 /// provision's known_hosts for containers: `$XDG_STATE_HOME/provision/known_hosts_containers`
@@ -46,28 +93,23 @@ impl SshContainer {
         node: Arc<dyn Transport>,
         node_name: &str,
         vmid: u32,
-        access: &crate::profile::Access,
-        static_ip: Option<&str>,
+        how: CtAccess<'_>,
         base: &SshOptions,
     ) -> SshContainer {
         let mut opts = base.clone();
-        if let Some(id) = &access.identity {
+        if let Some(id) = &how.access.identity {
             opts.identities = vec![PathBuf::from(id)];
         }
-        opts.known_hosts = vec![containers_known_hosts()];
+        opts.known_hosts = vec![how.known_hosts];
         opts.accept_new_host_key = true;
-        let address = access.address.clone().or_else(|| {
-            static_ip
-                .and_then(|ip| ip.split('/').next())
-                .map(String::from)
-        });
         SshContainer {
             node,
             node_name: node_name.to_string(),
             vmid,
-            address,
-            port: access.port,
+            address: fixed_address(how.access, how.static_ip),
+            port: how.access.port,
             opts,
+            created: how.created,
             conn: OnceLock::new(),
         }
     }
@@ -117,6 +159,16 @@ impl SshContainer {
             host,
             port: self.port,
         };
+        if self.created {
+            let n = forget_container_key(&self.opts.known_hosts[0], &target.host, target.port)?;
+            if n > 0 {
+                tracing::info!(
+                    "ct/{}: forgot the host key recorded for {} (the container was created anew)",
+                    self.vmid,
+                    target.known_hosts_name()
+                );
+            }
+        }
         // sshd in a container that just started may not listen yet: retry, bounded.
         let deadline = Instant::now() + CONNECT_WAIT;
         let ssh = loop {

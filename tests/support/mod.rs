@@ -1,1 +1,2 @@
+pub mod pve_path;
 pub mod sshd;

@@ -32,6 +32,7 @@ pub struct Sshd {
     child: Child,
     log: PathBuf,
     dir: tempfile::TempDir,
+    extra_config: String,
 }
 
 /// Whether the SSH tests are to be skipped (`PROVISION_SKIP_SSH=1`).
@@ -125,6 +126,7 @@ impl Sshd {
                         child,
                         log,
                         dir,
+                        extra_config: extra_config.to_string(),
                     });
                 }
                 Err(log) if log.contains("Address already in use") => last_log = log,
@@ -132,6 +134,22 @@ impl Sshd {
             }
         }
         panic!("sshd could not bind a free port in 5 attempts:\n{last_log}")
+    }
+
+    /// Stops the server and starts it again on the same port with a new host key: a container
+    /// destroyed and created anew at the same address.
+    pub fn restart_with_new_host_key(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let host_key = self.dir.path().join("host_ed25519");
+        fs::remove_file(&host_key).expect("removing the old host key");
+        fs::remove_file(host_key.with_extension("pub")).expect("removing the old host key");
+        keygen(&host_key);
+        let _ = fs::remove_file(self.dir.path().join(format!("sshd.{}.pid", self.port)));
+        let (child, log) = spawn(self.dir.path(), &host_key, self.port, &self.extra_config)
+            .unwrap_or_else(|log| panic!("sshd did not start again:\n{log}"));
+        self.child = child;
+        self.log = log;
     }
 
     /// The private temporary directory (for per-test files).
