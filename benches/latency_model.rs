@@ -23,17 +23,23 @@
 //! command on stderr).
 
 mod common;
+#[path = "../tests/support/fake.rs"]
+mod fake;
+#[path = "../tests/support/jobs.rs"]
+mod jobs;
+use jobs::plain_jobs;
 
 use common::{goal, json_line, r4, summary};
+use fake::{FAKE_INDEX, FakeNode};
 use provision::apply::Ctx;
 use provision::batch::{self, Targets};
 use provision::cmd::{Cmd, Output};
 use provision::labfile::{self, Entry};
-use provision::plan::{self, Options};
+use provision::plan;
 use provision::profile::Layer;
 use provision::progress::{Mode, Progress};
 use provision::report::Outcome;
-use provision::transport::fake::{FAKE_INDEX, FakeNode};
+use provision::request::Options;
 use provision::transport::{LockGuard, Transport};
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -333,7 +339,7 @@ fn run(n: usize, jobs: usize, scale: f64) -> RunOut {
         Ctx::new(t, Options::default())
     });
     slow.phase.store(1, Ordering::SeqCst);
-    let jobs_v = targets.plain_jobs(&entries);
+    let jobs_v = plain_jobs(&targets, &entries);
     let report = batch::converge_all(
         &targets,
         &jobs_v,

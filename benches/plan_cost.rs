@@ -12,15 +12,20 @@
 //! (default 10), the lab's variables.
 
 mod common;
+#[path = "../tests/support/fake.rs"]
+mod fake;
+#[path = "../tests/support/jobs.rs"]
+mod jobs;
+use jobs::plain_jobs;
 
 use common::{goal, json_line, r4, summary};
+use fake::{FAKE_INDEX, FakeNode};
 use provision::apply::Ctx;
 use provision::batch::{self, Targets};
 use provision::labfile::{self, Entry};
-use provision::plan::Options;
 use provision::profile::Layer;
+use provision::request::Options;
 use provision::transport::Transport;
-use provision::transport::fake::{FAKE_INDEX, FakeNode};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -114,7 +119,7 @@ fn run_fake(n: usize) -> f64 {
     let targets = Targets::open(&entries, &|_| Ok(node.clone()), &|t| {
         Ctx::new(t, Options::default())
     });
-    let jobs = targets.plain_jobs(&entries);
+    let jobs = plain_jobs(&targets, &entries);
     let plans = batch::dry_all(&targets, &jobs, 4, &AtomicBool::new(false));
     let texts: usize = plans
         .iter()

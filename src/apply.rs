@@ -8,14 +8,13 @@
 
 use crate::cmd::{Cmd, Output};
 use crate::facts::{self, Guest, InsideFacts, NodeFacts, TemplateFacts};
-use crate::plan::{
-    self, Action, Content, InsidePlan, NodePlan, Options, ProfileFiles, Request, SourceFacts, Step,
-};
+use crate::plan::{self, Action, Content, InsidePlan, NodePlan, ProfileFiles, SourceFacts, Step};
 use crate::profile::{Driver, FuseSource};
 use crate::progress::Line;
 use crate::report::{ContainerReport, Failure, Outcome, StepReport};
+use crate::request::{Options, Request};
 use crate::transport::pct::Pct;
-use crate::transport::{CmdFailed, Transport};
+use crate::transport::{CmdFailed, Transport, run_ok};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,11 +42,6 @@ impl std::fmt::Display for CreatedMeanwhile {
 }
 
 impl std::error::Error for CreatedMeanwhile {}
-
-/// Runs `cmd`; a non-zero exit becomes [`CmdFailed`] (see [`crate::transport::run_ok`]).
-pub fn run_checked(t: &dyn Transport, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output> {
-    crate::transport::run_ok(t, cmd, stdin)
-}
 
 /// Shared state of a run.
 pub struct Ctx {
@@ -146,14 +140,15 @@ impl Ctx {
         }
     }
 
-    /// The transport for the inside of container `vmid` on node `node_name` (empty: unknown):
-    /// pct through the node, or SSH straight in when the profile asks for it. `created`: this
-    /// run created the container (a host key recorded for its address is stale).
+    /// The transport for the inside of container `vmid` on node `node_name` (from the plan or
+    /// the node facts; None: unknown): pct through the node, or SSH straight in when the
+    /// profile asks for it. `created`: this run created the container (a host key recorded for
+    /// its address is stale).
     pub fn inside(
         &self,
         req: &Request,
         vmid: u32,
-        node_name: &str,
+        node_name: Option<&str>,
         created: bool,
     ) -> Result<Arc<dyn Transport>> {
         let access = &req.profile.access;
@@ -161,16 +156,12 @@ impl Ctx {
             return Ok((self.container)(vmid));
         }
         let static_ip = Some(req.profile.network.ip.as_str()).filter(|ip| ip.contains('/'));
-        let node_name = if node_name.is_empty() && access.address.is_none() && static_ip.is_none() {
-            let out = run_checked(
-                self.node.as_ref(),
-                &Cmd::new("pvesh").args(["get", "/cluster/status", "--output-format", "json"]),
-                None,
-            )?;
-            crate::batch::local_node_name(&out.stdout_text())
-                .context("cannot tell the node's name from `pvesh get /cluster/status` (needed to find the container's address)")?
-        } else {
-            node_name.to_string()
+        let node_name = match node_name.filter(|n| !n.is_empty()) {
+            Some(n) => n.to_string(),
+            None if access.address.is_none() && static_ip.is_none() => bail!(
+                "cannot tell the node's name (`pvesh get /cluster/status` did not say), which is needed to find the container's address; set access.address or a static network.ip"
+            ),
+            None => String::new(),
         };
         Ok(Arc::new(crate::transport::ssh_ct::SshContainer::new(
             self.node.clone(),
@@ -358,7 +349,7 @@ pub fn prepare(
 
 /// `pvesh get /cluster/nextid`.
 pub fn next_vmid(node: &dyn Transport) -> Result<u32> {
-    let out = run_checked(
+    let out = run_ok(
         node,
         &Cmd::new("pvesh").args(["get", "/cluster/nextid", "--output-format", "json"]),
         None,
@@ -494,8 +485,8 @@ impl Runner<'_> {
 /// Runs one action.
 pub fn exec_action(node: &dyn Transport, ct: &dyn Transport, a: &Action) -> Result<Output> {
     match a {
-        Action::Node(c) => run_checked(node, c, None),
-        Action::Inside(c, None) => run_checked(ct, c, None),
+        Action::Node(c) => run_ok(node, c, None),
+        Action::Inside(c, None) => run_ok(ct, c, None),
         Action::Inside(c, Some(secret)) => {
             // What goes to stdin is a secret: a command that echoes its input must not carry it
             // into the report.
@@ -671,9 +662,9 @@ pub fn destroy(node: &dyn Transport, vmid: u32) -> Result<()> {
     let id = vmid.to_string();
     let st = node.run(&Cmd::new("pct").args(["status", &id]), None)?;
     if st.stdout_text().contains("running") {
-        run_checked(node, &Cmd::new("pct").args(["stop", &id]), None)?;
+        run_ok(node, &Cmd::new("pct").args(["stop", &id]), None)?;
     }
-    run_checked(
+    run_ok(
         node,
         &Cmd::new("pct").args(["destroy", &id, "--purge"]),
         None,
@@ -846,7 +837,10 @@ fn converge_inner(
         i += 1;
     }
     // Inside.
-    let ct = ctx.inside(req, vmid, &node_plan.node, r.created.is_some())?;
+    let node_name = Some(node_plan.node.as_str())
+        .filter(|n| !n.is_empty())
+        .or(nf.local_node.as_deref());
+    let ct = ctx.inside(req, vmid, node_name, r.created.is_some())?;
     r.phase("wait for init and network");
     let file_dests: Vec<String> = files.iter().map(|(d, _, _)| d.clone()).collect();
     let t0 = Instant::now();
@@ -1154,7 +1148,7 @@ pub fn dry_plan(
     let mut notes = np.notes.clone();
     let inside: InsideFacts = match &existing {
         Some(g) if g.status == "running" => {
-            let ct = ctx.inside(req, g.vmid, &g.node, false)?;
+            let ct = ctx.inside(req, g.vmid, Some(&g.node), false)?;
             let paths: Vec<String> = files.iter().map(|(d, _, _)| d.clone()).collect();
             facts::gather_inside(ct.as_ref(), &paths)?
         }

@@ -56,16 +56,6 @@ impl Target {
     }
 }
 
-/// The local node's name in `pvesh get /cluster/status` JSON.
-pub fn local_node_name(json: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    v.as_array()?
-        .iter()
-        .find(|n| n["type"] == "node" && (n["local"] == 1 || n["local"] == true))
-        .and_then(|n| n["name"].as_str())
-        .map(String::from)
-}
-
 /// The nodes of a run and which one each entry goes to.
 pub struct Targets {
     /// One per distinct `host`, in first-use order; an Err says why the node could not be
@@ -76,21 +66,6 @@ pub struct Targets {
 }
 
 impl Targets {
-    /// One job per entry on the node this opened for it, without a root password or files
-    /// (entries whose profiles need neither: the benches, the tests).
-    pub fn plain_jobs<'a>(&self, entries: &[&'a Entry]) -> Vec<Job<'a>> {
-        entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| Job {
-                entry: e,
-                target: self.of[i],
-                password: None,
-                files: Vec::new(),
-            })
-            .collect()
-    }
-
     /// Opens one transport per distinct `host` of `entries` and reads each node's facts once.
     pub fn open(
         entries: &[&Entry],
@@ -469,15 +444,5 @@ mod tests {
                 true, true, true, false, false, false, false, false, false, false
             ]
         );
-    }
-
-    #[test]
-    fn local_node_name_is_read_from_cluster_status() {
-        let j = r#"[{"id":"cluster","name":"lab","type":"cluster","nodes":2},
-                    {"id":"node/pve1","name":"pve1","type":"node","local":0,"online":1},
-                    {"id":"node/pve2","name":"pve2","type":"node","local":1,"online":1}]"#;
-        assert_eq!(local_node_name(j).as_deref(), Some("pve2"));
-        assert_eq!(local_node_name("[]"), None);
-        assert_eq!(local_node_name("not json"), None);
     }
 }

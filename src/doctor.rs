@@ -40,8 +40,9 @@ use crate::cmd::Cmd;
 use crate::facts::{
     Storage, TemplateFacts, parse_pveam_available, parse_pveam_list, parse_pvesm_status,
 };
-use crate::plan::{self, Request, Step};
+use crate::plan::{self, Step};
 use crate::profile::{Driver, FuseSource, Profile};
+use crate::request::Request;
 use crate::transport::Transport;
 use anyhow::{Result, bail};
 use serde::Serialize;

@@ -409,6 +409,16 @@ pub fn gather_guests(node: &dyn Transport) -> Result<Vec<Guest>> {
     parse_resources(&out.stdout_text())
 }
 
+/// The local node's name in `pvesh get /cluster/status` JSON.
+pub fn local_node_name(json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v.as_array()?
+        .iter()
+        .find(|n| n["type"] == "node" && (n["local"] == 1 || n["local"] == true))
+        .and_then(|n| n["name"].as_str())
+        .map(String::from)
+}
+
 /// Reads the node facts: guests, storages, ZFS version. On a machine without PVE tools,
 /// returns an empty node with `pve = false`.
 pub fn gather_node(node: &dyn Transport) -> Result<NodeFacts> {
@@ -433,7 +443,7 @@ pub fn gather_node(node: &dyn Transport) -> Result<NodeFacts> {
         )
         .ok()
         .filter(|o| o.success())
-        .and_then(|o| crate::batch::local_node_name(&o.stdout_text()));
+        .and_then(|o| local_node_name(&o.stdout_text()));
     let storages = match &local_node {
         // One call gives type, state, free space and content of every storage of this node.
         Some(name) => {
@@ -676,5 +686,15 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    #[test]
+    fn local_node_name_is_read_from_cluster_status() {
+        let j = r#"[{"id":"cluster","name":"lab","type":"cluster","nodes":2},
+                    {"id":"node/pve1","name":"pve1","type":"node","local":0,"online":1},
+                    {"id":"node/pve2","name":"pve2","type":"node","local":1,"online":1}]"#;
+        assert_eq!(local_node_name(j).as_deref(), Some("pve2"));
+        assert_eq!(local_node_name("[]"), None);
+        assert_eq!(local_node_name("not json"), None);
     }
 }

@@ -31,8 +31,8 @@
 //! neither).
 
 use crate::error::{InputError, InputErrors, line_col};
-use crate::plan::Request;
 use crate::profile::{self, Index, Layer, LoadedLayer, check_layer, read_text, resolve};
+use crate::request::Request;
 use crate::validate;
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use std::collections::BTreeMap;

@@ -13,7 +13,7 @@ use crate::facts::{
     CtConfig, Guest, InsideFacts, NodeFacts, TemplateFacts, parse_property_string, split_tags,
 };
 use crate::profile::{Driver, FuseSource, Profile, TOOL_TAG};
-pub use crate::request::{Options, Request};
+use crate::request::{Options, Request};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use sha2::{Digest, Sha256};

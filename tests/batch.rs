@@ -5,6 +5,8 @@
 //! Waits in here are bounded condition-variable waits that say what they waited for; nothing
 //! sleeps to synchronise.
 
+use crate::support::fake::{FakeCt, FakeNode, fake_node};
+use crate::support::jobs::plain_jobs;
 use provision::apply::Ctx;
 use provision::batch::{self, Targets};
 use provision::cli::{ApplyArgs, ChangeArgs, DestroyArgs, FileArgs, GlobalArgs, OutputFormat};
@@ -13,11 +15,10 @@ use provision::commands;
 use provision::commands::status::{DockerState, State};
 use provision::error;
 use provision::labfile::{self, Entry, LabFile};
-use provision::plan::Options;
 use provision::profile::Layer;
 use provision::progress::{Mode, Progress};
 use provision::report::{Outcome, RunReport};
-use provision::transport::fake::{FakeCt, FakeNode, fake_node};
+use provision::request::Options;
 use provision::transport::{LockGuard, Transport};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,7 +60,7 @@ fn converge(
         c
     };
     let targets = Targets::open(&entries, &|_| Ok(node.clone()), &make_ctx);
-    let jobs_v = targets.plain_jobs(&entries);
+    let jobs_v = plain_jobs(&targets, &entries);
     batch::converge_all(
         &targets,
         &jobs_v,
@@ -541,7 +542,7 @@ fn entries_with_a_host_go_to_their_own_node() {
     };
     let targets = Targets::open(&entries, &open, &|t| Ctx::new(t, Options::default()));
     assert_eq!(opened.load(Ordering::SeqCst), 2);
-    let jobs = targets.plain_jobs(&entries);
+    let jobs = plain_jobs(&targets, &entries);
     let cancel = AtomicBool::new(false);
     let r = batch::converge_all(&targets, &jobs, 4, &cancel, &Progress::new(Mode::Silent));
     assert_eq!(r.exit_code(), 0, "{}", r.text());
@@ -574,7 +575,7 @@ fn an_unreachable_host_fails_its_entries_only() {
         }
     };
     let targets = Targets::open(&entries, &open, &|t| Ctx::new(t, Options::default()));
-    let jobs = targets.plain_jobs(&entries);
+    let jobs = plain_jobs(&targets, &entries);
     let r = batch::converge_all(
         &targets,
         &jobs,
@@ -756,7 +757,7 @@ fn a_dry_run_proposes_distinct_vmids_from_one_nextid() {
     let targets = Targets::open(&entries, &|_| Ok(n.clone()), &|t| {
         Ctx::new(t, Options::default())
     });
-    let jobs_v = targets.plain_jobs(&entries);
+    let jobs_v = plain_jobs(&targets, &entries);
     let plans = batch::dry_all(&targets, &jobs_v, 3, &AtomicBool::new(false));
     let mut ids: Vec<u32> = plans
         .iter()
@@ -788,7 +789,7 @@ fn a_panic_while_planning_one_container_is_reported_and_the_others_are_planned()
     let targets = Targets::open(&entries, &|_| Ok(tap.clone()), &|t| {
         Ctx::new(t, Options::default())
     });
-    let jobs_v = targets.plain_jobs(&entries);
+    let jobs_v = plain_jobs(&targets, &entries);
     let plans = batch::dry_all(&targets, &jobs_v, 1, &AtomicBool::new(false));
     assert!(panicked.load(Ordering::SeqCst));
     let errors: Vec<&String> = plans.iter().filter_map(|p| p.as_ref().err()).collect();

@@ -9,16 +9,17 @@
 //! A `provision` killed by SIGINT/SIGTERM is simulated here by a fault that stops the run at a
 //! given command: the process-level signal test needs a real node and belongs to the LXC lab.
 
+use crate::support::fake::{FakeCt, FakeNode, fake_node};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use provision::apply::{self, Ctx};
 use provision::facts;
-use provision::plan::{self, Options, ProfileFiles, Request};
+use provision::plan::{self, ProfileFiles};
 use provision::profile::{self, Driver, FeaturesLayer, FileSpec, Layer};
 use provision::progress::Line;
 use provision::report::{ContainerReport, Outcome};
+use provision::request::{Options, Request};
 use provision::transport::Transport;
-use provision::transport::fake::{FakeCt, FakeNode, fake_node};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -1,14 +1,14 @@
 //! The applier against the fake node: the whole single-container flow, idempotence, failures,
 //! rollback and the VMID lock.
 
+use crate::support::fake::{FakeNode, fake_node};
 use provision::apply::{self, Ctx};
 use provision::facts;
-use provision::plan::{Options, Request};
 use provision::profile::{self, Layer};
 use provision::progress::Line;
 use provision::report::{ContainerReport, Outcome};
+use provision::request::{Options, Request};
 use provision::transport::Transport;
-use provision::transport::fake::{FakeNode, fake_node};
 use std::sync::Arc;
 
 pub fn request(name: &str, profile_name: &str, overrides: Layer) -> Request {
@@ -232,7 +232,7 @@ fn vmid_taken_meanwhile_is_retried_with_the_next_free_one() {
 fn foreign_container_with_the_same_name_is_not_touched_without_adopt() {
     let node = fake_node();
     node.with(|s| {
-        let mut ct = provision::transport::fake::FakeCt::default();
+        let mut ct = crate::support::fake::FakeCt::default();
         ct.config.insert("hostname".into(), "web1".into());
         s.cts.insert(120, ct);
     });

@@ -5,7 +5,7 @@
 //! These run wherever `./run-tests` runs (CI included): the lab must be up (`PROVISION_LAB=1`).
 //! When it is not, they fail and say why, unless `PROVISION_SKIP_LAB=1` asks to skip them.
 
-use provision::transport::fake::is_changing;
+use crate::support::fake::is_changing;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -12,4 +12,5 @@ mod robustness;
 mod scripts;
 mod secrets;
 mod ssh;
+mod structure;
 mod support;

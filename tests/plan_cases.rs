@@ -9,14 +9,15 @@
 //! pointed at it; and the in-container push check and the node download script are run for
 //! real with `sh` on this machine against real, broken and foreign binaries.
 
+use crate::support::fake::{FakeNode, fake_node};
 use provision::apply::{self, Ctx};
 use provision::facts;
-use provision::plan::{self, Options, Request};
+use provision::plan;
 use provision::profile::{self, DockerLayer, FuseOverlayfsLayer, Layer};
 use provision::progress::Line;
 use provision::report::Outcome;
+use provision::request::{Options, Request};
 use provision::transport::Transport;
-use provision::transport::fake::{FakeNode, fake_node};
 use serde::Deserialize;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

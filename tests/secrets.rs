@@ -2,16 +2,17 @@
 //! container only on chpasswd's stdin, and never shows in an argv, a plan, a log line, progress,
 //! JSON, a report or an error message. Files the tool writes on the node are owner-only.
 
+use crate::support::fake::{FakeNode, fake_node};
 use assert_cmd::Command;
 use provision::apply::{self, Ctx};
 use provision::cmd::pct::NODE_TMP_DIR;
 use provision::cmd::{Cmd, Output};
 use provision::facts;
-use provision::plan::{Options, ProfileFiles, Request};
+use provision::plan::ProfileFiles;
 use provision::profile::{self, FileSpec, Layer};
 use provision::progress::Line;
 use provision::report::{Outcome, RunReport};
-use provision::transport::fake::{FakeNode, fake_node};
+use provision::request::{Options, Request};
 use provision::transport::local::Local;
 use provision::transport::pct::Pct;
 use provision::transport::{LockGuard, Transport};

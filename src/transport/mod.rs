@@ -7,7 +7,6 @@
 //! to run at all is an error. Transports never log secrets: they only ever format [`Cmd`] with
 //! its masking Display.
 
-pub mod fake;
 pub mod local;
 pub mod pct;
 pub mod ssh;

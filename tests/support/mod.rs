@@ -1,2 +1,4 @@
+pub mod fake;
+pub mod jobs;
 pub mod pve_path;
 pub mod sshd;

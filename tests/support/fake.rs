@@ -1,18 +1,21 @@
-//! A fake PVE node in memory, for unit and orchestration tests.
+//! A fake PVE node in memory, for unit and orchestration tests (test support, not product: the
+//! benchmarks include this file with `#[path]`).
 //!
 //! It answers the node commands the tool uses (pvesh, pvesm, pveam, pct) from a small model of
 //! a node: guests with config and pending changes, storages, templates, node files, and inside
 //! each container a file map and Docker's state. In-container scripts are recognised by the
-//! constants in [`crate::plan`], so the fake moves when the tool's scripts move. Every call is
+//! constants in `provision::plan`, so the fake moves when the tool's scripts move. Every call is
 //! recorded (argv, stdin length, whether it changes anything), and faults can be injected: make
 //! the k-th changing command fail, or any command whose argv contains a string.
 //!
 //! It is deliberately not a validator of PVE syntax: the LXC lab node (lab/) is the strict one.
 
-use super::{LockGuard, Transport};
-use crate::cmd::{Cmd, Output};
-use crate::plan;
+#![allow(dead_code)]
+
 use anyhow::{Result, bail};
+use provision::cmd::{Cmd, Output};
+use provision::plan;
+use provision::transport::{LockGuard, Transport};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Condvar, Mutex};
