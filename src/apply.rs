@@ -743,23 +743,9 @@ fn converge_inner(
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(req.profile.template_storage.clone(), tf.clone());
-                let mut notes = Vec::new();
-                if tf.available.is_empty() {
-                    bail!("the template index is still empty after `pveam update`");
-                }
-                let (volid, more) = plan::resolve_template(&req.profile, &tf, &mut notes)?;
                 // The download planned before the update named a guess; the index decides now.
-                let rest: Vec<Step> = steps
-                    .drain(i + 1..)
-                    .filter(|s| !matches!(s, Step::DownloadTemplate { .. }))
-                    .collect();
-                steps.extend(rest);
-                for s in steps.iter_mut() {
-                    if let Step::Create { template, .. } = s {
-                        *template = volid.clone();
-                    }
-                }
-                steps.splice(i + 1..i + 1, more);
+                let rest = steps.split_off(i + 1);
+                steps.extend(plan::after_index_update(&req.profile, &tf, rest)?);
             }
             Step::DownloadTemplate { storage, name } => {
                 let key = format!("{storage}:vztmpl/{name}");
@@ -796,41 +782,15 @@ fn converge_inner(
                     // What PVE kept pending is read back, not guessed.
                     r.phase("read pending changes");
                     let cfg = facts::gather_ct(ctx.node.as_ref(), &node_plan.node, vmid)?;
-                    let mut keys: Vec<String> = cfg
-                        .pending
-                        .keys()
-                        .chain(cfg.pending_delete.iter())
-                        .cloned()
-                        .collect();
-                    keys.sort();
-                    keys.dedup();
-                    if ctx.opts.restart {
-                        // Reboot only when something is really pending.
-                        if keys.is_empty() {
-                            steps.retain(|s| !matches!(s, Step::Reboot { .. }));
-                            r.report.already.push(plan::Already {
-                                step: "reboot".into(),
-                                why: "PVE applied every change at once; nothing is pending".into(),
-                            });
-                        } else {
-                            for s in steps.iter_mut() {
-                                if let Step::Reboot { keys: k } = s {
-                                    *k = keys.clone();
-                                }
-                            }
-                            if !steps.iter().any(|s| matches!(s, Step::Reboot { .. })) {
-                                steps.push(Step::Reboot { keys });
-                            }
-                        }
-                    } else {
-                        r.report.pending.clone_from(&keys);
-                        if !keys.is_empty() {
-                            r.report.notes.push(format!(
-                                "pending until the container restarts: {} (run again with --restart to restart it now)",
-                                keys.join(", ")
-                            ));
-                        }
+                    let rest = steps.split_off(i + 1);
+                    let next =
+                        plan::after_pending(rest, plan::pending_keys(&cfg), ctx.opts.restart);
+                    steps.extend(next.steps);
+                    r.report.already.extend(next.already);
+                    if !ctx.opts.restart {
+                        r.report.pending = next.pending;
                     }
+                    r.report.notes.extend(next.note);
                 }
             }
         }

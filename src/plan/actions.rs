@@ -1,0 +1,439 @@
+//! Steps rendered into the exact actions that run (commands, file pushes): what a dry run shows
+//! and what the applier executes. The shell scripts are in src/scripts/.
+
+use super::*;
+
+/// In-container script (see its use in [`Step::actions`]).
+pub const SH_PRELUDE: &str = "set -eu; export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C DEBIAN_FRONTEND=noninteractive; ";
+
+fn sh(script: &str, args: &[&str]) -> Cmd {
+    Cmd::new("sh")
+        .arg("-c")
+        .arg(format!("{SH_PRELUDE}{script}"))
+        .arg("provision")
+        .args(args.iter().map(|s| s.to_string()))
+}
+
+/// Records `key=value` in the container's /var/lib/provision/state.
+/// In-container script (see its use in [`Step::actions`]).
+pub const STATE_SET: &str = r#"mkdir -p /var/lib/provision; f=/var/lib/provision/state; touch "$f"; { grep -v "^$1=" "$f" || true; echo "$1=$2"; } > "$f.new"; mv -f "$f.new" "$f""#;
+
+/// Installs packages: distro Docker (with the CLI where the release splits it), docker-ce, or
+/// only the helpers.
+/// In-container script (see its use in [`Step::actions`]).
+pub const INSTALL_SCRIPT: &str = r#"method=$1; shift
+# A fresh container runs apt-daily/unattended-upgrades at first boot: every apt-get waits for
+# the dpkg lock (as run-tests and the lab do) instead of failing on "Could not get lock".
+apt-get update -q -o DPkg::Lock::Timeout=600 >/dev/null
+pkgs="$*"
+case "$method" in
+  distro) pkgs="docker.io $pkgs"
+          if apt-cache show docker-cli >/dev/null 2>&1; then pkgs="$pkgs docker-cli"; fi ;;
+  docker-ce) repo=$1; shift; pkgs="$*"
+          apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends ca-certificates curl >/dev/null
+          . /etc/os-release
+          install -m 0755 -d /etc/apt/keyrings
+          curl -fsSL "$repo/gpg" -o /etc/apt/keyrings/docker.asc
+          echo "deb [signed-by=/etc/apt/keyrings/docker.asc] $repo ${VERSION_CODENAME} stable" > /etc/apt/sources.list.d/docker.list
+          apt-get update -q -o DPkg::Lock::Timeout=600 >/dev/null
+          pkgs="docker-ce docker-ce-cli containerd.io $pkgs" ;;
+esac
+apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends $pkgs"#;
+
+/// Checks a pushed fuse-overlayfs binary before it replaces the one Docker uses: its SHA-256,
+/// that it is an ELF executable for this container's architecture, and that it runs here
+/// (`--version`: a missing shared library such as libfuse3 shows now, not when dockerd starts).
+/// A binary that fails is removed; the error says which check failed and how to fix it.
+/// Args: staged file, destination, expected SHA-256 (may be empty).
+pub const PUSH_CHECK_SCRIPT: &str = r#"new=$1; dest=$2; want=$3
+refuse() { rm -f "$new"; echo "fuse-overlayfs cannot run in this container: $*" >&2; exit 66; }
+if [ -n "$want" ]; then
+  have=$(sha256sum "$new" | cut -d' ' -f1)
+  if [ "$have" != "$want" ]; then rm -f "$new"; echo "checksum mismatch after push: got $have, expected $want" >&2; exit 65; fi
+fi
+magic=$(od -An -tx1 -N4 "$new" | tr -d ' \n')
+if [ "$magic" != 7f454c46 ]; then
+  refuse "it is not an ELF executable (a script or a damaged file?). Put the real fuse-overlayfs binary there, or use docker.fuse_overlayfs.source = \"package\""
+fi
+here=$(uname -m)
+mach=$(od -An -tx1 -j18 -N2 "$new" | tr -d ' \n')
+case "$here" in
+  x86_64) ok=3e00 ;; aarch64|arm64) ok=b700 ;; i?86) ok=0300 ;; armv*) ok=2800 ;;
+  riscv64) ok=f300 ;; ppc64le) ok=1500 ;; s390x) ok=0016 ;; *) ok=$mach ;;
+esac
+if [ "$mach" != "$ok" ]; then
+  case "$mach" in
+    3e00) built=x86_64 ;; b700) built=aarch64 ;; 0300) built=i386 ;; 2800) built=arm ;;
+    f300) built=riscv64 ;; 1500) built=ppc64le ;; 0016) built=s390x ;; *) built="ELF machine 0x$mach" ;;
+  esac
+  refuse "wrong architecture: the binary is built for $built, this container is $here. Use a fuse-overlayfs built for $here, or docker.fuse_overlayfs.source = \"package\""
+fi
+chown 0:0 "$new"; chmod 0755 "$new"
+if ! out=$("$new" --version 2>&1); then
+  case "$out" in
+    *"error while loading shared libraries"*|*"cannot open shared object"*)
+      lib=$(printf '%s\n' "$out" | sed -n 's/.*error while loading shared libraries: \([^:]*\):.*/\1/p' | head -n 1)
+      refuse "missing shared library ${lib:-(see below)}: the binary was built against other libraries than this container has. Install the package that provides ${lib:-it} (libfuse3.so.* comes with the distribution's libfuse3 package), use a build for this distribution or a static build, or use docker.fuse_overlayfs.source = \"package\". The loader said: $out" ;;
+    *) refuse "\`fuse-overlayfs --version\` failed: $out" ;;
+  esac
+fi
+mv -f "$new" "$dest""#;
+
+/// Makes the distribution package's fuse-overlayfs the one Docker uses, and proves it runs.
+/// Args: destination (the link).
+pub const LINK_PACKAGE_SCRIPT: &str = r#"if [ ! -x /usr/bin/fuse-overlayfs ]; then echo "the fuse-overlayfs package did not install /usr/bin/fuse-overlayfs; is it installed (apt-get install fuse-overlayfs)?" >&2; exit 66; fi
+mkdir -p /usr/local/bin; ln -sfn /usr/bin/fuse-overlayfs "$1"
+if ! out=$("$1" --version 2>&1); then echo "fuse-overlayfs from the package does not run in this container: $out" >&2; exit 66; fi"#;
+
+/// Node script: downloads fuse-overlayfs once into the node's cache and keeps it only when its
+/// SHA-256 is the expected one. The cache directory is owner-only (0700), the binary 0755; the
+/// download goes to a unique temporary name that is removed on every failure, so a cut or
+/// wrong download never leaves a file that a later run could take for the real one, and two
+/// runs fetching at once do not collide. Args: URL, destination, expected SHA-256.
+pub const FETCH_SCRIPT: &str = r#"set -eu; umask 077
+url=$1; dest=$2; want=$3; dir=$(dirname "$dest")
+mkdir -p "$dir"; chmod 0700 "$dir"
+t=$(mktemp "$dest.part.XXXXXX")
+trap 'rm -f "$t"' EXIT
+trap 'rm -f "$t"; exit 130' INT TERM
+if ! curl -fsSL --proto '=https,http' --retry 2 -o "$t" "$url"; then echo "downloading $url failed; nothing was kept" >&2; exit 1; fi
+have=$(sha256sum "$t" | cut -d' ' -f1)
+if [ "$have" != "$want" ]; then echo "downloaded fuse-overlayfs has sha256 $have, expected $want: refused, nothing was kept" >&2; exit 65; fi
+chmod 0755 "$t"; mv -f "$t" "$dest""#;
+
+/// In-container script (see its use in [`Step::actions`]).
+pub const DAEMON_SCRIPT: &str = r#"new=$1; dest=$2
+if [ -f "$dest" ]; then cp -p "$dest" "$dest.provision-backup"; fi
+mv -f "$new" "$dest""#;
+
+/// In-container script (see its use in [`Step::actions`]).
+pub const RESTART_SCRIPT: &str = r#"systemctl restart docker
+i=0
+while ! docker info >/dev/null 2>&1; do
+  i=$((i+1)); if [ "$i" -gt 120 ]; then echo "docker did not answer within 60 s after restart:" >&2; systemctl status docker --no-pager -l >&2 || true; exit 1; fi
+  sleep 0.5
+done"#;
+
+/// In-container script (see its use in [`Step::actions`]).
+pub const VERIFY_SCRIPT: &str = r#"want=$1; image=$2
+have=$(docker info --format '{{.Driver}}')
+case "$want:$have" in
+  "$want:$want"|overlay2:overlayfs) ;;
+  *) echo "docker reports storage driver '$have', expected '$want'" >&2; exit 67 ;;
+esac
+if [ -z "$image" ]; then
+  image=provision-probe:1
+  if ! docker image inspect "$image" >/dev/null 2>&1; then
+    [ -x /bin/busybox ] || { echo "/bin/busybox is missing: cannot build the local probe image" >&2; exit 68; }
+    d=$(mktemp -d); mkdir "$d/bin"; cp /bin/busybox "$d/bin/busybox"
+    tar -C "$d" -cf - . | docker import - "$image" >/dev/null; rm -rf "$d"
+  fi
+  cmd="/bin/busybox echo provision-probe-ok"
+else
+  docker image inspect "$image" >/dev/null 2>&1 || docker pull -q "$image" >/dev/null
+  cmd="echo provision-probe-ok"
+fi
+out=$(docker run --rm --network none "$image" $cmd 2>&1) || { echo "docker run failed: $out" >&2; exit 69; }
+case "$out" in *provision-probe-ok*) echo "docker runs containers on $have" ;; *) echo "unexpected probe output: $out" >&2; exit 69 ;; esac"#;
+
+impl Step {
+    /// Short name for progress and reports.
+    pub fn name(&self) -> String {
+        match self {
+            Step::UpdateTemplateIndex => "update template index".into(),
+            Step::DownloadTemplate { name, .. } => format!("download template {name}"),
+            Step::FetchFuseOverlayfs { .. } => "download fuse-overlayfs".into(),
+            Step::Create { .. } => "create".into(),
+            Step::Set { .. } => "set config".into(),
+            Step::Resize { .. } => "resize rootfs".into(),
+            Step::Start => "start".into(),
+            Step::Reboot { .. } => "reboot".into(),
+            Step::InstallPackages {
+                docker: Some(_), ..
+            } => "install docker".into(),
+            Step::InstallPackages { .. } => "install packages".into(),
+            Step::PushFuseOverlayfs { .. } => "push fuse-overlayfs".into(),
+            Step::LinkPackageFuseOverlayfs => "link fuse-overlayfs".into(),
+            Step::WriteDaemonJson { .. } => "write daemon.json".into(),
+            Step::RestartDocker { .. } => "restart docker".into(),
+            Step::WriteFile { dest, .. } => format!("write {dest}"),
+            Step::RunCommands { .. } => "run commands".into(),
+            Step::SetPassword { .. } => "set root password".into(),
+            Step::Verify { .. } => "verify docker".into(),
+        }
+    }
+
+    /// Why the step is there, in words.
+    pub fn why(&self) -> String {
+        match self {
+            Step::UpdateTemplateIndex => "the template index has no match yet".into(),
+            Step::DownloadTemplate { storage, .. } => {
+                format!("the template is not on storage {storage}")
+            }
+            Step::FetchFuseOverlayfs { sha256, .. } => format!(
+                "not in the node cache yet (sha256 {})",
+                &sha256[..12.min(sha256.len())]
+            ),
+            Step::Create { .. } => "no such container yet".into(),
+            Step::Set { why, .. } => why.join("; "),
+            Step::Resize { size } => format!("the profile wants a {size} root disk"),
+            Step::Start => "the container is stopped".into(),
+            Step::Reboot { keys } => {
+                format!("pending changes apply at restart: {}", keys.join(", "))
+            }
+            Step::InstallPackages { docker, packages } => match docker {
+                Some(m) => format!(
+                    "dockerd is not installed ({m}); with {}",
+                    if packages.is_empty() {
+                        "no extras".into()
+                    } else {
+                        packages.join(" ")
+                    }
+                ),
+                None => format!("missing: {}", packages.join(" ")),
+            },
+            Step::PushFuseOverlayfs { sha256, .. } => match sha256 {
+                Some(s) => format!(
+                    "{FUSE_DEST} is missing or differs from sha256 {}",
+                    &s[..12.min(s.len())]
+                ),
+                None => format!("{FUSE_DEST} is missing"),
+            },
+            Step::LinkPackageFuseOverlayfs => {
+                format!("{FUSE_DEST} should point to the package's binary")
+            }
+            Step::WriteDaemonJson { why, .. } => format!("sets {}", why.join(", ")),
+            Step::RestartDocker { why } => why.clone(),
+            Step::WriteFile { .. } => "missing or content differs".into(),
+            Step::RunCommands { .. } => "not run successfully yet".into(),
+            Step::SetPassword { .. } => "root_password is set in the profile".into(),
+            Step::Verify { driver, .. } => {
+                format!("prove that Docker runs a container on {}", driver.as_str())
+            }
+        }
+    }
+
+    /// The kind of step, for its time bound ([`crate::request::STEP_KINDS`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::UpdateTemplateIndex | Step::DownloadTemplate { .. } => "template",
+            Step::FetchFuseOverlayfs { .. }
+            | Step::PushFuseOverlayfs { .. }
+            | Step::LinkPackageFuseOverlayfs => "fuse-overlayfs",
+            Step::Create { .. } => "create",
+            Step::Set { .. } | Step::Resize { .. } => "config",
+            Step::Start | Step::Reboot { .. } => "start",
+            Step::InstallPackages { .. } => "install",
+            Step::WriteDaemonJson { .. } | Step::RestartDocker { .. } => "docker",
+            Step::WriteFile { .. } => "file",
+            Step::RunCommands { .. } => "commands",
+            Step::SetPassword { .. } => "password",
+            Step::Verify { .. } => "verify",
+        }
+    }
+
+    /// The actions of this step for container `vmid`, each command bounded by `limit`.
+    pub fn bounded_actions(&self, vmid: u32, limit: std::time::Duration) -> Vec<Action> {
+        let mut acts = self.actions(vmid);
+        for a in &mut acts {
+            if let Action::Node(c) | Action::Inside(c, _) = a {
+                c.timeout = Some(limit);
+            }
+        }
+        acts
+    }
+
+    /// True when the step changes something (verification does not).
+    pub fn changes(&self) -> bool {
+        !matches!(self, Step::Verify { .. })
+    }
+
+    /// The exact actions of this step for container `vmid`.
+    pub fn actions(&self, vmid: u32) -> Vec<Action> {
+        let id = vmid.to_string();
+        match self {
+            Step::UpdateTemplateIndex => vec![Action::Node(Cmd::new("pveam").arg("update"))],
+            Step::DownloadTemplate { storage, name } => vec![
+                Action::Node(Cmd::new("pveam").args(["download", storage, name])),
+                Action::Node(Cmd::new("pveam").args(["list", storage])),
+            ],
+            Step::FetchFuseOverlayfs { url, sha256 } => {
+                let dest = fuse_cache_path(sha256);
+                vec![Action::Node(
+                    Cmd::new("sh").arg("-c").arg(FETCH_SCRIPT).args([
+                        "provision",
+                        url,
+                        &dest,
+                        sha256,
+                    ]),
+                )]
+            }
+            Step::Create {
+                fixed_vmid: _,
+                template,
+                options,
+                ssh_keys,
+            } => {
+                let mut acts = Vec::new();
+                let keyfile = format!("{NODE_TMP_DIR}/ssh-keys-{id}");
+                if let Some(k) = ssh_keys {
+                    acts.push(Action::PutNode {
+                        dest: keyfile.clone(),
+                        bytes: Arc::new(k.clone().into_bytes()),
+                    });
+                }
+                let mut c = Cmd::new("pct").args(["create", &id, template]);
+                for (k, v) in options {
+                    c = c.arg(format!("--{k}"));
+                    c = c.arg(if k == "ssh-public-keys" {
+                        keyfile.clone()
+                    } else {
+                        v.clone()
+                    });
+                }
+                acts.push(Action::Node(c));
+                if ssh_keys.is_some() {
+                    acts.push(Action::Node(Cmd::new("rm").args(["-f", "--", &keyfile])));
+                }
+                acts
+            }
+            Step::Set { set, .. } => {
+                let mut c = Cmd::new("pct").args(["set", &id]);
+                let mut delete = Vec::new();
+                for (k, v) in set {
+                    // An empty value means "none": PVE removes a key with --delete.
+                    if v.is_empty() {
+                        delete.push(k.clone());
+                    } else {
+                        c = c.arg(format!("--{k}")).arg(v.clone());
+                    }
+                }
+                if !delete.is_empty() {
+                    c = c.arg("--delete").arg(delete.join(","));
+                }
+                vec![Action::Node(c)]
+            }
+            Step::Resize { size } => vec![Action::Node(
+                Cmd::new("pct").args(["resize", &id, "rootfs", size]),
+            )],
+            Step::Start => vec![Action::Node(Cmd::new("pct").args(["start", &id]))],
+            Step::Reboot { .. } => vec![Action::Node(Cmd::new("pct").args(["reboot", &id]))],
+            Step::InstallPackages { docker, packages } => {
+                let (method, repo) = match docker.as_deref() {
+                    Some(m) if m.starts_with("docker-ce ") => (
+                        "docker-ce".to_string(),
+                        Some(m["docker-ce ".len()..].to_string()),
+                    ),
+                    Some(m) => (m.to_string(), None),
+                    None => ("none".to_string(), None),
+                };
+                let mut args: Vec<&str> = vec![&method];
+                if let Some(r) = &repo {
+                    args.push(r);
+                }
+                args.extend(packages.iter().map(String::as_str));
+                vec![Action::Inside(sh(INSTALL_SCRIPT, &args), None)]
+            }
+            Step::PushFuseOverlayfs { content, sha256 } => {
+                let tmp = format!("{FUSE_DEST}.provision-new");
+                vec![
+                    Action::Inside(Cmd::new("mkdir").args(["-p", "/usr/local/bin"]), None),
+                    Action::Put {
+                        dest: tmp.clone(),
+                        mode: 0o755,
+                        content: content.clone(),
+                        sha256: sha256.clone(),
+                    },
+                    Action::Inside(
+                        sh(
+                            PUSH_CHECK_SCRIPT,
+                            &[&tmp, FUSE_DEST, sha256.as_deref().unwrap_or("")],
+                        ),
+                        None,
+                    ),
+                ]
+            }
+            Step::LinkPackageFuseOverlayfs => {
+                vec![Action::Inside(sh(LINK_PACKAGE_SCRIPT, &[FUSE_DEST]), None)]
+            }
+            Step::WriteDaemonJson { content, .. } => {
+                let tmp = format!("{DAEMON_JSON}.provision-new");
+                let bytes = content.as_bytes().to_vec();
+                let sha = sha256_hex(&bytes);
+                vec![
+                    Action::Inside(Cmd::new("mkdir").args(["-p", "/etc/docker"]), None),
+                    Action::Put {
+                        dest: tmp.clone(),
+                        mode: 0o644,
+                        content: Content::Bytes(Arc::new(bytes)),
+                        sha256: Some(sha),
+                    },
+                    Action::Inside(sh(DAEMON_SCRIPT, &[&tmp, DAEMON_JSON]), None),
+                ]
+            }
+            Step::RestartDocker { .. } => vec![Action::Inside(sh(RESTART_SCRIPT, &[]), None)],
+            Step::WriteFile { dest, mode, bytes } => {
+                let tmp = format!("{dest}.provision-new");
+                let parent = dest
+                    .rsplit_once('/')
+                    .map(|(p, _)| if p.is_empty() { "/" } else { p })
+                    .unwrap_or("/");
+                vec![
+                    Action::Inside(Cmd::new("mkdir").args(["-p", parent]), None),
+                    Action::Put {
+                        dest: tmp.clone(),
+                        mode: *mode,
+                        content: Content::Bytes(bytes.clone()),
+                        sha256: Some(sha256_hex(bytes)),
+                    },
+                    Action::Inside(Cmd::new("mv").args(["-f", &tmp, dest]), None),
+                ]
+            }
+            Step::RunCommands { commands, marker } => {
+                let mut acts: Vec<Action> = commands
+                    .iter()
+                    .map(|c| {
+                        Action::Inside(Cmd::new(c[0].clone()).args(c[1..].iter().cloned()), None)
+                    })
+                    .collect();
+                acts.push(Action::Inside(sh(STATE_SET, &["commands", marker]), None));
+                acts
+            }
+            Step::SetPassword { line } => vec![
+                Action::Inside(Cmd::new("chpasswd"), Some(line.clone())),
+                Action::Inside(sh(STATE_SET, &["password", "set"]), None),
+            ],
+            Step::Verify { driver, image } => vec![Action::Inside(
+                sh(VERIFY_SCRIPT, &[driver.as_str(), image]),
+                None,
+            )],
+        }
+    }
+}
+
+/// How an action shows in a plan: the node-level argv that runs (pct exec / pct push form).
+pub fn action_argv(a: &Action, vmid: u32) -> Vec<String> {
+    match a {
+        Action::Node(c) => c.argv(),
+        Action::Inside(c, _) => pct::exec(vmid, c).argv(),
+        Action::Put {
+            dest,
+            mode,
+            content,
+            ..
+        } => {
+            let src = match content {
+                Content::NodeFile(p) => p.clone(),
+                Content::Bytes(_) => format!("{NODE_TMP_DIR}/push-{vmid}-<tmp>"),
+            };
+            pct::push(vmid, &src, dest, *mode).argv()
+        }
+        Action::PutNode { dest, .. } => vec!["<write file on node>".into(), dest.clone()],
+    }
+}
+
+/// True when an output of `pveam update` says it failed (it exits 0 anyway).
+pub fn pveam_update_failed(out: &Output) -> bool {
+    let text = format!("{}{}", out.stdout_text(), out.stderr_text());
+    !out.success() || text.contains("update failed")
+}

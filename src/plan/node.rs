@@ -1,0 +1,324 @@
+//! The node part of the plan: which existing guest a request means (and what must never be
+//! touched), then template, create, set, resize, start and reboot.
+
+use super::driver::rootfs_storage;
+use super::pve_config::{differs, size_gib};
+use super::*;
+
+/// Which existing guest, if any, the request means. Errors on ambiguity and on anything that
+/// must not be touched.
+pub fn find_existing<'a>(
+    req: &Request,
+    guests: &'a [Guest],
+    opts: &Options,
+) -> Result<Option<&'a Guest>> {
+    let by_name: Vec<&Guest> = guests
+        .iter()
+        .filter(|g| g.kind == "lxc" && g.name.eq_ignore_ascii_case(&req.hostname))
+        .collect();
+    let tagged = |g: &Guest| g.tags.iter().any(|t| t == TOOL_TAG);
+    if let Some(v) = req.vmid {
+        if let Some(g) = guests.iter().find(|g| g.vmid == v) {
+            if g.kind != "lxc" {
+                bail!(
+                    "VMID {v} is a virtual machine ({}), not a container",
+                    g.name
+                );
+            }
+            if !g.name.eq_ignore_ascii_case(&req.hostname) {
+                bail!(
+                    "VMID {v} exists with hostname {:?}, not {:?}; refusing to touch it (pick another --vmid or hostname)",
+                    g.name,
+                    req.hostname
+                );
+            }
+            if !tagged(g) && !opts.adopt {
+                bail!(
+                    "container {v} ({}) was not created by provision (no `{TOOL_TAG}` tag); refusing to touch it. Use --adopt to take it over",
+                    g.name
+                );
+            }
+            return Ok(Some(g));
+        }
+        if let Some(g) = by_name.first() {
+            bail!(
+                "hostname {:?} is already container {} but --vmid {v} was asked; the tool never guesses which is meant",
+                req.hostname,
+                g.vmid
+            );
+        }
+        return Ok(None);
+    }
+    match by_name.as_slice() {
+        [] => Ok(None),
+        [g] => {
+            if !tagged(g) && !opts.adopt {
+                bail!(
+                    "a container named {:?} exists (VMID {}) that provision did not create (no `{TOOL_TAG}` tag); refusing to touch it. Use --adopt to take it over, or choose another name",
+                    g.name,
+                    g.vmid
+                );
+            }
+            Ok(Some(g))
+        }
+        many => {
+            let ids: Vec<String> = many.iter().map(|g| g.vmid.to_string()).collect();
+            bail!(
+                "{} containers are named {:?} (VMIDs {}); give --vmid to say which one",
+                many.len(),
+                req.hostname,
+                ids.join(", ")
+            )
+        }
+    }
+}
+
+/// The node part of the plan. `proposed_vmid` is the node's next free VMID (for display; the
+/// real choice happens under the lock at create time). `ct` is the existing container's config.
+#[allow(clippy::too_many_arguments)]
+pub fn plan_node(
+    req: &Request,
+    nf: &NodeFacts,
+    existing: Option<&Guest>,
+    ct: Option<&CtConfig>,
+    tf: Option<&TemplateFacts>,
+    proposed_vmid: u32,
+    opts: &Options,
+) -> Result<NodePlan> {
+    let p = &req.profile;
+    let mut plan = NodePlan {
+        hostname: req.hostname.clone(),
+        ..NodePlan::default()
+    };
+    plan.notes.extend(p.warnings.iter().cloned());
+    // Driver. An existing container's root disk decides, wherever the profile now points.
+    let storage = nf.storages.iter().find(|s| s.name == p.rootfs.storage);
+    let disk_storage = rootfs_storage(ct).unwrap_or_else(|| p.rootfs.storage.clone());
+    let disk_kind = nf
+        .storages
+        .iter()
+        .find(|s| s.name == disk_storage)
+        .map(|s| s.kind.as_str());
+    let (auto_driver, auto_reason) = decide_driver(disk_kind, nf.zfs_version.as_deref());
+    if p.docker.install != "none" {
+        match p.docker.storage_driver {
+            Driver::Auto => {
+                plan.driver = Some(auto_driver);
+                plan.driver_reason = format!("auto: {auto_reason}");
+            }
+            d => {
+                plan.driver = Some(d);
+                plan.driver_reason = format!("{} (set by the profile)", d.as_str());
+                if d == Driver::FuseOverlayfs && auto_driver == Driver::Overlay2 && nf.pve {
+                    plan.notes.push(format!(
+                        "hint: storage_driver = \"auto\" would pick overlay2 here ({auto_reason}); overlay2 is much faster than fuse-overlayfs"
+                    ));
+                }
+                if d == Driver::Overlay2
+                    && auto_driver == Driver::FuseOverlayfs
+                    && nf.zfs_version.is_some()
+                {
+                    plan.notes.push(format!(
+                        "warning: the profile sets overlay2, but {auto_reason}: Docker will not start with overlay2 here; use storage_driver = \"auto\" or \"fuse-overlayfs\""
+                    ));
+                }
+            }
+        }
+        if plan.driver == Some(Driver::FuseOverlayfs) && !p.features.fuse {
+            let why = match p.docker.storage_driver {
+                Driver::Auto => {
+                    format!("storage_driver = \"auto\" picks fuse-overlayfs here ({auto_reason})")
+                }
+                _ => "the profile sets storage_driver = \"fuse-overlayfs\"".to_string(),
+            };
+            return Err(crate::error::InputErrors(vec![crate::error::InputError::whole(
+                format!("profile {}", p.name),
+                "features.fuse",
+                format!(
+                    "{why}, which needs the container's fuse feature, but the profile has fuse off; set features.fuse = true, or storage_driver = \"vfs\" (slow, copies every layer), or put the root disk on a storage that hosts overlayfs (ZFS 2.2 or later, lvmthin, dir) so that overlay2 works"
+                ),
+            )])
+            .into());
+        }
+    }
+    if nf.pve {
+        match storage {
+            None => {
+                let known: Vec<&str> = nf.storages.iter().map(|s| s.name.as_str()).collect();
+                if existing.is_none() {
+                    bail!(
+                        "rootfs storage {:?} does not exist on this node; storages here: {}",
+                        p.rootfs.storage,
+                        known.join(", ")
+                    );
+                }
+            }
+            Some(s) if existing.is_none() && s.content.iter().any(|c| c == "-rootdir") => {
+                let ok: Vec<&str> = nf
+                    .storages
+                    .iter()
+                    .filter(|s| s.content.iter().any(|c| c == "rootdir"))
+                    .map(|s| s.name.as_str())
+                    .collect();
+                bail!(
+                    "storage {:?} does not allow container root disks (its content lacks rootdir); storages that do: {}",
+                    s.name,
+                    ok.join(", ")
+                );
+            }
+            _ => {}
+        }
+    }
+    let Some(g) = existing else {
+        plan.vmid = req.vmid.unwrap_or(proposed_vmid);
+        plan.vmid_auto = req.vmid.is_none();
+        let tf_empty = TemplateFacts::default();
+        let (template, tsteps) = resolve_template(p, tf.unwrap_or(&tf_empty), &mut plan.notes)?;
+        plan.steps.extend(tsteps);
+        let keys = (!p.ssh_public_keys.is_empty()).then(|| {
+            let mut k = p.ssh_public_keys.join("\n");
+            k.push('\n');
+            k
+        });
+        plan.steps.push(Step::Create {
+            fixed_vmid: req.vmid,
+            template,
+            options: create_options(p, &req.hostname, keys.is_some()),
+            ssh_keys: keys,
+        });
+        plan.steps.push(Step::Start);
+        return Ok(plan);
+    };
+    plan.exists = true;
+    plan.vmid = g.vmid;
+    plan.node = g.node.clone();
+    plan.running = g.status == "running";
+    let cfg = ct.cloned().unwrap_or_default();
+    if let Some(u) = cfg.effective("unprivileged") {
+        let have = u == "1";
+        if have != p.unprivileged {
+            bail!(
+                "container {} is {} but the profile wants it {}; PVE cannot change this (unprivileged is read-only): destroy and re-create it",
+                g.vmid,
+                if have { "unprivileged" } else { "privileged" },
+                if p.unprivileged {
+                    "unprivileged"
+                } else {
+                    "privileged"
+                }
+            );
+        }
+    }
+    let mut set = Vec::new();
+    let mut why = Vec::new();
+    for (k, want) in desired_config(p) {
+        if k == "tags" && !g.tags.iter().any(|t| t == TOOL_TAG) {
+            // Adopting: the container's own tags stay, the profile's and the tool's are added.
+            let mut all: Vec<String> = g.tags.clone();
+            all.extend(split_tags(&want));
+            all.sort();
+            all.dedup();
+            why.push(format!("tags: adopting (adds `{TOOL_TAG}`)"));
+            set.push((k, all.join(";")));
+            continue;
+        }
+        if let Some(d) = differs(&k, &want, cfg.effective(&k)) {
+            let value = if k == "tags" {
+                let mut all = split_tags(cfg.effective("tags").unwrap_or(""));
+                all.extend(split_tags(&want));
+                all.sort();
+                all.dedup();
+                all.join(";")
+            } else if k == "net0" {
+                let keep = cfg
+                    .effective("net0")
+                    .map(|n| parse_property_string(n, "name"))
+                    .and_then(|m| m.get("hwaddr").cloned());
+                net0_string(p, keep.as_deref())
+            } else {
+                want
+            };
+            why.push(d);
+            set.push((k, value));
+        } else {
+            plan.already.push(Already {
+                step: "config".into(),
+                why: format!("{k} is {}", if want.is_empty() { "(unset)" } else { &want }),
+            });
+        }
+    }
+    let mut will_pend: Vec<String> = cfg
+        .pending
+        .keys()
+        .chain(cfg.pending_delete.iter())
+        .filter(|k| !set.iter().any(|(s, _)| s == *k))
+        .cloned()
+        .collect();
+    if plan.running {
+        will_pend.extend(
+            set.iter()
+                .filter(|(k, _)| !HOT_KEYS.contains(&k.as_str()))
+                .map(|(k, _)| k.clone()),
+        );
+    }
+    will_pend.sort();
+    will_pend.dedup();
+    let setting = !set.is_empty();
+    if setting {
+        plan.steps.push(Step::Set { set, why });
+    }
+    if let Some(rootfs) = cfg.effective("rootfs") {
+        let m = parse_property_string(rootfs, "volume");
+        if let Some(have) = m.get("size").and_then(|s| size_gib(s)) {
+            if p.rootfs.size > have + 1e-9 {
+                plan.steps.push(Step::Resize {
+                    size: format!("{}G", fmt_gib(p.rootfs.size)),
+                });
+            } else if p.rootfs.size + 1e-9 < have {
+                plan.notes.push(format!(
+                    "the root disk is {have}G, larger than the profile's {}G; PVE cannot shrink it, left as is",
+                    fmt_gib(p.rootfs.size)
+                ));
+            } else {
+                plan.already.push(Already {
+                    step: "rootfs".into(),
+                    why: format!("root disk is {have}G"),
+                });
+            }
+        }
+        if !m
+            .get("volume")
+            .is_some_and(|v| v.starts_with(&format!("{}:", p.rootfs.storage)))
+        {
+            plan.notes.push(format!(
+                "the root disk is on another storage than the profile's {:?}; provision does not move disks",
+                p.rootfs.storage
+            ));
+        }
+    }
+    if !plan.running {
+        plan.steps.push(Step::Start);
+    } else if !will_pend.is_empty() {
+        if opts.restart {
+            plan.steps.push(Step::Reboot { keys: will_pend });
+        } else if setting {
+            // What PVE really keeps pending is read back after `pct set`; this is the forecast.
+            plan.notes.push(format!(
+                "{PENDING_FORECAST} {} (--restart restarts the container so that they apply)",
+                will_pend.join(", ")
+            ));
+        } else {
+            plan.notes.push(format!(
+                "pending until the container restarts: {} (run again with --restart to restart it now)",
+                will_pend.join(", ")
+            ));
+            plan.pending = will_pend;
+        }
+    } else {
+        plan.already.push(Already {
+            step: "start".into(),
+            why: "the container is running".into(),
+        });
+    }
+    Ok(plan)
+}
