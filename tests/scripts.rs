@@ -2,8 +2,80 @@
 //! behave as their callers rely on, run here against stand-in programs on PATH.
 
 use provision::plan;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+fn scripts() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/scripts");
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sh"))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn scripts_parse_with_sh_n() {
+    let all = scripts();
+    assert!(all.len() >= 11, "{all:?}");
+    for path in &all {
+        let out = Command::new("sh").arg("-n").arg(path).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // As they run in containers: after the prelude, through `sh -c`.
+    for s in [
+        plan::INSTALL_SCRIPT,
+        plan::PUSH_CHECK_SCRIPT,
+        plan::LINK_PACKAGE_SCRIPT,
+        plan::FETCH_SCRIPT,
+        plan::DAEMON_SCRIPT,
+        plan::RESTART_SCRIPT,
+        plan::VERIFY_SCRIPT,
+        plan::STATE_SET,
+    ] {
+        let script = format!("{}{s}", plan::SH_PRELUDE);
+        let out = Command::new("sh")
+            .args(["-n", "-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{s}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn every_script_is_used_by_the_tool() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut code = String::new();
+    let mut stack = vec![src];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                code.push_str(&std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    for path in scripts() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            code.contains(&format!("scripts/{name}\")")),
+            "src/scripts/{name} is not included by any include_str!"
+        );
+    }
+}
 
 /// Writes an executable stand-in for `name` into `dir` that appends its arguments (one line per
 /// call) to `dir/calls` and then runs `body`.

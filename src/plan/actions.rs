@@ -16,125 +16,39 @@ fn sh(script: &str, args: &[&str]) -> Cmd {
 
 /// Records `key=value` in the container's /var/lib/provision/state.
 /// In-container script (see its use in [`Step::actions`]).
-pub const STATE_SET: &str = r#"mkdir -p /var/lib/provision; f=/var/lib/provision/state; touch "$f"; { grep -v "^$1=" "$f" || true; echo "$1=$2"; } > "$f.new"; mv -f "$f.new" "$f""#;
+pub const STATE_SET: &str = include_str!("../scripts/state-set.sh");
 
 /// Installs packages: distro Docker (with the CLI where the release splits it), docker-ce, or
 /// only the helpers.
 /// In-container script (see its use in [`Step::actions`]).
-pub const INSTALL_SCRIPT: &str = r#"method=$1; shift
-# A fresh container runs apt-daily/unattended-upgrades at first boot: every apt-get waits for
-# the dpkg lock (as run-tests and the lab do) instead of failing on "Could not get lock".
-apt-get update -q -o DPkg::Lock::Timeout=600 >/dev/null
-pkgs="$*"
-case "$method" in
-  distro) pkgs="docker.io $pkgs"
-          if apt-cache show docker-cli >/dev/null 2>&1; then pkgs="$pkgs docker-cli"; fi ;;
-  docker-ce) repo=$1; shift; pkgs="$*"
-          apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends ca-certificates curl >/dev/null
-          . /etc/os-release
-          install -m 0755 -d /etc/apt/keyrings
-          curl -fsSL "$repo/gpg" -o /etc/apt/keyrings/docker.asc
-          echo "deb [signed-by=/etc/apt/keyrings/docker.asc] $repo ${VERSION_CODENAME} stable" > /etc/apt/sources.list.d/docker.list
-          apt-get update -q -o DPkg::Lock::Timeout=600 >/dev/null
-          pkgs="docker-ce docker-ce-cli containerd.io $pkgs" ;;
-esac
-apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends $pkgs"#;
+pub const INSTALL_SCRIPT: &str = include_str!("../scripts/install-packages.sh");
 
 /// Checks a pushed fuse-overlayfs binary before it replaces the one Docker uses: its SHA-256,
 /// that it is an ELF executable for this container's architecture, and that it runs here
 /// (`--version`: a missing shared library such as libfuse3 shows now, not when dockerd starts).
 /// A binary that fails is removed; the error says which check failed and how to fix it.
 /// Args: staged file, destination, expected SHA-256 (may be empty).
-pub const PUSH_CHECK_SCRIPT: &str = r#"new=$1; dest=$2; want=$3
-refuse() { rm -f "$new"; echo "fuse-overlayfs cannot run in this container: $*" >&2; exit 66; }
-if [ -n "$want" ]; then
-  have=$(sha256sum "$new" | cut -d' ' -f1)
-  if [ "$have" != "$want" ]; then rm -f "$new"; echo "checksum mismatch after push: got $have, expected $want" >&2; exit 65; fi
-fi
-magic=$(od -An -tx1 -N4 "$new" | tr -d ' \n')
-if [ "$magic" != 7f454c46 ]; then
-  refuse "it is not an ELF executable (a script or a damaged file?). Put the real fuse-overlayfs binary there, or use docker.fuse_overlayfs.source = \"package\""
-fi
-here=$(uname -m)
-mach=$(od -An -tx1 -j18 -N2 "$new" | tr -d ' \n')
-case "$here" in
-  x86_64) ok=3e00 ;; aarch64|arm64) ok=b700 ;; i?86) ok=0300 ;; armv*) ok=2800 ;;
-  riscv64) ok=f300 ;; ppc64le) ok=1500 ;; s390x) ok=0016 ;; *) ok=$mach ;;
-esac
-if [ "$mach" != "$ok" ]; then
-  case "$mach" in
-    3e00) built=x86_64 ;; b700) built=aarch64 ;; 0300) built=i386 ;; 2800) built=arm ;;
-    f300) built=riscv64 ;; 1500) built=ppc64le ;; 0016) built=s390x ;; *) built="ELF machine 0x$mach" ;;
-  esac
-  refuse "wrong architecture: the binary is built for $built, this container is $here. Use a fuse-overlayfs built for $here, or docker.fuse_overlayfs.source = \"package\""
-fi
-chown 0:0 "$new"; chmod 0755 "$new"
-if ! out=$("$new" --version 2>&1); then
-  case "$out" in
-    *"error while loading shared libraries"*|*"cannot open shared object"*)
-      lib=$(printf '%s\n' "$out" | sed -n 's/.*error while loading shared libraries: \([^:]*\):.*/\1/p' | head -n 1)
-      refuse "missing shared library ${lib:-(see below)}: the binary was built against other libraries than this container has. Install the package that provides ${lib:-it} (libfuse3.so.* comes with the distribution's libfuse3 package), use a build for this distribution or a static build, or use docker.fuse_overlayfs.source = \"package\". The loader said: $out" ;;
-    *) refuse "\`fuse-overlayfs --version\` failed: $out" ;;
-  esac
-fi
-mv -f "$new" "$dest""#;
+pub const PUSH_CHECK_SCRIPT: &str = include_str!("../scripts/push-check-fuse-overlayfs.sh");
 
 /// Makes the distribution package's fuse-overlayfs the one Docker uses, and proves it runs.
 /// Args: destination (the link).
-pub const LINK_PACKAGE_SCRIPT: &str = r#"if [ ! -x /usr/bin/fuse-overlayfs ]; then echo "the fuse-overlayfs package did not install /usr/bin/fuse-overlayfs; is it installed (apt-get install fuse-overlayfs)?" >&2; exit 66; fi
-mkdir -p /usr/local/bin; ln -sfn /usr/bin/fuse-overlayfs "$1"
-if ! out=$("$1" --version 2>&1); then echo "fuse-overlayfs from the package does not run in this container: $out" >&2; exit 66; fi"#;
+pub const LINK_PACKAGE_SCRIPT: &str = include_str!("../scripts/link-package-fuse-overlayfs.sh");
 
 /// Node script: downloads fuse-overlayfs once into the node's cache and keeps it only when its
 /// SHA-256 is the expected one. The cache directory is owner-only (0700), the binary 0755; the
 /// download goes to a unique temporary name that is removed on every failure, so a cut or
 /// wrong download never leaves a file that a later run could take for the real one, and two
 /// runs fetching at once do not collide. Args: URL, destination, expected SHA-256.
-pub const FETCH_SCRIPT: &str = r#"set -eu; umask 077
-url=$1; dest=$2; want=$3; dir=$(dirname "$dest")
-mkdir -p "$dir"; chmod 0700 "$dir"
-t=$(mktemp "$dest.part.XXXXXX")
-trap 'rm -f "$t"' EXIT
-trap 'rm -f "$t"; exit 130' INT TERM
-if ! curl -fsSL --proto '=https,http' --retry 2 -o "$t" "$url"; then echo "downloading $url failed; nothing was kept" >&2; exit 1; fi
-have=$(sha256sum "$t" | cut -d' ' -f1)
-if [ "$have" != "$want" ]; then echo "downloaded fuse-overlayfs has sha256 $have, expected $want: refused, nothing was kept" >&2; exit 65; fi
-chmod 0755 "$t"; mv -f "$t" "$dest""#;
+pub const FETCH_SCRIPT: &str = include_str!("../scripts/node-fetch-fuse-overlayfs.sh");
 
 /// In-container script (see its use in [`Step::actions`]).
-pub const DAEMON_SCRIPT: &str = r#"new=$1; dest=$2
-if [ -f "$dest" ]; then cp -p "$dest" "$dest.provision-backup"; fi
-mv -f "$new" "$dest""#;
+pub const DAEMON_SCRIPT: &str = include_str!("../scripts/write-daemon-json.sh");
 
 /// In-container script (see its use in [`Step::actions`]).
-pub const RESTART_SCRIPT: &str = r#"systemctl restart docker
-i=0
-while ! docker info >/dev/null 2>&1; do
-  i=$((i+1)); if [ "$i" -gt 120 ]; then echo "docker did not answer within 60 s after restart:" >&2; systemctl status docker --no-pager -l >&2 || true; exit 1; fi
-  sleep 0.5
-done"#;
+pub const RESTART_SCRIPT: &str = include_str!("../scripts/restart-docker.sh");
 
 /// In-container script (see its use in [`Step::actions`]).
-pub const VERIFY_SCRIPT: &str = r#"want=$1; image=$2
-have=$(docker info --format '{{.Driver}}')
-case "$want:$have" in
-  "$want:$want"|overlay2:overlayfs) ;;
-  *) echo "docker reports storage driver '$have', expected '$want'" >&2; exit 67 ;;
-esac
-if [ -z "$image" ]; then
-  image=provision-probe:1
-  if ! docker image inspect "$image" >/dev/null 2>&1; then
-    [ -x /bin/busybox ] || { echo "/bin/busybox is missing: cannot build the local probe image" >&2; exit 68; }
-    d=$(mktemp -d); mkdir "$d/bin"; cp /bin/busybox "$d/bin/busybox"
-    tar -C "$d" -cf - . | docker import - "$image" >/dev/null; rm -rf "$d"
-  fi
-  cmd="/bin/busybox echo provision-probe-ok"
-else
-  docker image inspect "$image" >/dev/null 2>&1 || docker pull -q "$image" >/dev/null
-  cmd="echo provision-probe-ok"
-fi
-out=$(docker run --rm --network none "$image" $cmd 2>&1) || { echo "docker run failed: $out" >&2; exit 69; }
-case "$out" in *provision-probe-ok*) echo "docker runs containers on $have" ;; *) echo "unexpected probe output: $out" >&2; exit 69 ;; esac"#;
+pub const VERIFY_SCRIPT: &str = include_str!("../scripts/verify-docker.sh");
 
 impl Step {
     /// Short name for progress and reports.

@@ -194,31 +194,6 @@ fn config_comparison_ignores_pve_normalisation() {
 }
 
 #[test]
-fn all_scripts_are_valid_sh() {
-    for s in [
-        INSTALL_SCRIPT,
-        PUSH_CHECK_SCRIPT,
-        LINK_PACKAGE_SCRIPT,
-        FETCH_SCRIPT,
-        DAEMON_SCRIPT,
-        RESTART_SCRIPT,
-        VERIFY_SCRIPT,
-        STATE_SET,
-    ] {
-        let script = format!("{SH_PRELUDE}{s}");
-        let out = std::process::Command::new("sh")
-            .args(["-n", "-c", &script])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{s}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-#[test]
 fn after_index_update_the_index_names_the_template_and_the_guess_is_dropped() {
     let p = docker_profile();
     let guess = Step::DownloadTemplate {

@@ -48,8 +48,7 @@ const LOCK_SLACK: Duration = Duration::from_secs(15);
 const LOCK_CONFLICT_STATUS: i32 = 75;
 /// Takes the lock: $1 lock dir, $2 lock file, $3 seconds to wait. Prints `locked` once held,
 /// then holds it until stdin reaches EOF (the guard is dropped or the connection dies).
-const LOCK_SCRIPT: &str = "umask 077 && mkdir -p -m 0700 \"$1\" && exec flock -E 75 -w \"$3\" \"$2\" \
-                           sh -c 'echo locked; exec cat >/dev/null'";
+const LOCK_SCRIPT: &str = include_str!("../scripts/node-lock.sh");
 
 static PUT_COUNTER: AtomicU64 = AtomicU64::new(0);
 
