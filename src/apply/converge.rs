@@ -1,0 +1,443 @@
+//! Bringing one container to its profile: the steps of its plan run in order, each reported
+//! with its outcome; a failure stops this container only and says what was left.
+
+use super::vmid::create_locked;
+use super::*;
+
+struct Runner<'a> {
+    ctx: &'a Ctx,
+    line: &'a Line,
+    /// What the run is doing now (a step's name, or a phase between steps): a failure outside
+    /// any step is reported under it.
+    phase: String,
+    report: ContainerReport,
+    created: Option<u32>,
+    changed: bool,
+}
+
+impl Runner<'_> {
+    fn step<T>(&mut self, step: &Step, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if self.ctx.cancel.load(Ordering::SeqCst) {
+            // Interrupted: the step before finished; nothing more starts.
+            self.report.steps.push(StepReport {
+                name: step.name(),
+                why: "interrupted before it started".into(),
+                status: "failed".into(),
+                duration_ms: 0,
+                detail: String::new(),
+            });
+            bail!(
+                "interrupted (SIGINT/SIGTERM) before step {:?}; run again to continue",
+                step.name()
+            );
+        }
+        self.phase(&step.name());
+        let t0 = Instant::now();
+        let res = f(self);
+        let ms = t0.elapsed().as_millis() as u64;
+        self.report.steps.push(StepReport {
+            name: step.name(),
+            why: step.why(),
+            status: if res.is_ok() {
+                "done".into()
+            } else {
+                "failed".into()
+            },
+            duration_ms: ms,
+            detail: String::new(),
+        });
+        if res.is_ok() && step.changes() {
+            self.changed = true;
+        }
+        res.with_context(|| format!("step {:?}", step.name()))
+    }
+
+    /// Runs `step` once per run for `key`, whatever the number of containers that need it:
+    /// parallel workers wait for the first, later ones note it as already done (`already`).
+    fn once(
+        &mut self,
+        key: &str,
+        step: &Step,
+        already: &str,
+        f: impl FnOnce(&mut Self) -> Result<()>,
+    ) -> Result<()> {
+        let ctx = self.ctx;
+        let _serial = ctx.template_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let done = |k: &str| {
+            ctx.templates_done
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(k)
+        };
+        if done(key) {
+            self.report.already.push(plan::Already {
+                step: step.name(),
+                why: already.into(),
+            });
+            return Ok(());
+        }
+        self.step(step, f)?;
+        ctx.templates_done
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string());
+        Ok(())
+    }
+
+    /// Names what happens now (progress line and failure reports).
+    fn phase(&mut self, name: &str) {
+        self.phase = name.to_string();
+        self.line.step(name);
+    }
+
+    fn run_actions(&mut self, step: &Step, vmid: u32, ct: &dyn Transport) -> Result<Vec<Output>> {
+        let node = self.ctx.node.clone();
+        let mut outs = Vec::new();
+        let limit = self.ctx.opts.step_timeouts.of(step.kind());
+        for a in step.bounded_actions(vmid, limit) {
+            outs.push(exec_action(node.as_ref(), ct, &a)?);
+        }
+        Ok(outs)
+    }
+}
+
+/// Runs one action.
+pub fn exec_action(node: &dyn Transport, ct: &dyn Transport, a: &Action) -> Result<Output> {
+    match a {
+        Action::Node(c) => run_ok(node, c, None),
+        Action::Inside(c, None) => run_ok(ct, c, None),
+        Action::Inside(c, Some(secret)) => {
+            // What goes to stdin is a secret: a command that echoes its input must not carry it
+            // into the report.
+            let out = ct.run(c, Some(&secret.0))?;
+            if !out.success() {
+                return Err(CmdFailed {
+                    label: ct.label(),
+                    cmd: c.to_string(),
+                    status: out.status,
+                    tail: scrub(&out.tail(20), &secret.0),
+                }
+                .into());
+            }
+            Ok(Output {
+                stdout: scrub(&out.stdout_text(), &secret.0).into_bytes(),
+                stderr: Vec::new(),
+                ..out
+            })
+        }
+        Action::Put {
+            dest,
+            mode,
+            content,
+            ..
+        } => {
+            match content {
+                Content::Bytes(b) => ct.put(b, dest, *mode)?,
+                Content::NodeFile(src) => ct.put_from_node(node, src, dest, *mode)?,
+            }
+            Ok(Output::default())
+        }
+        Action::PutNode { dest, bytes } => {
+            node.put(bytes, dest, 0o600)?;
+            Ok(Output::default())
+        }
+    }
+}
+
+/// Removes every piece of `secret` (each line, and each `user:` line's value) from `text`.
+pub fn scrub(text: &str, secret: &[u8]) -> String {
+    let secret = String::from_utf8_lossy(secret);
+    let mut pieces: Vec<&str> = Vec::new();
+    for line in secret.lines().filter(|l| !l.is_empty()) {
+        pieces.push(line);
+        if let Some((_, v)) = line.split_once(':')
+            && !v.is_empty()
+        {
+            pieces.push(v);
+        }
+    }
+    pieces.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let mut out = text.to_string();
+    for p in pieces {
+        out = out.replace(p, "***");
+    }
+    out
+}
+
+/// Brings one container to its profile. Never panics on a node failure: the report says it.
+pub fn converge(
+    ctx: &Ctx,
+    req: &Request,
+    nf: &NodeFacts,
+    password: Option<&str>,
+    files: &ProfileFiles,
+    line: &Line,
+) -> ContainerReport {
+    let t0 = Instant::now();
+    let mut r = Runner {
+        ctx,
+        line,
+        report: ContainerReport::new(&req.hostname),
+        phase: "facts".to_string(),
+        created: None,
+        changed: false,
+    };
+    let mut res = converge_inner(&mut r, req, nf, password, files);
+    if let Err(e) = &res
+        && e.chain().any(|c| c.is::<CreatedMeanwhile>())
+    {
+        // Another run created this very container after our facts were read (it held the
+        // container's lock meanwhile): read the guest list again and converge what exists.
+        r.report.steps.retain(|s| s.name != "create");
+        match facts::gather_guests(ctx.node.as_ref()) {
+            Ok(guests) => {
+                let fresh = NodeFacts {
+                    guests,
+                    ..nf.clone()
+                };
+                res = converge_inner(&mut r, req, &fresh, password, files);
+            }
+            Err(e) => res = Err(e),
+        }
+    }
+    let mut report = r.report;
+    report.duration_ms = t0.elapsed().as_millis() as u64;
+    match res {
+        Ok(()) => {
+            report.outcome = if r.created.is_some() {
+                Outcome::Created
+            } else if r.changed {
+                Outcome::Changed
+            } else {
+                Outcome::Unchanged
+            };
+            line.finish(true, report.outcome.word());
+        }
+        Err(e) => {
+            let tail = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<CmdFailed>())
+                .map(|c| c.tail.lines().map(String::from).collect())
+                .unwrap_or_default();
+            let step = report
+                .steps
+                .iter()
+                .rev()
+                .find(|s| s.status == "failed")
+                .map_or_else(|| r.phase.clone(), |s| s.name.clone());
+            let mut left = match (r.created, report.vmid) {
+                (Some(v), _) => format!(
+                    "container {v} was created by this run and is half-made; the next run continues it"
+                ),
+                (None, Some(v)) if r.changed => {
+                    format!("container {v} was partly changed; the next run continues it")
+                }
+                (None, Some(v)) => format!("container {v} is as it was"),
+                (None, None) => "nothing was changed".to_string(),
+            };
+            report.outcome = Outcome::Failed;
+            if let (Some(v), true) = (r.created, ctx.rollback) {
+                match destroy(ctx.node.as_ref(), v) {
+                    Ok(()) => {
+                        left = format!(
+                            "container {v}, created by this run, was destroyed (--rollback)"
+                        );
+                        report.outcome = Outcome::RolledBack;
+                    }
+                    Err(de) => {
+                        left = format!(
+                            "container {v} was created by this run; rollback failed: {de:#}"
+                        )
+                    }
+                }
+            }
+            report.failure = Some(Failure {
+                step,
+                message: format!("{e:#}"),
+                tail,
+                usage: crate::error::is_input_error(&e) && r.created.is_none() && !r.changed,
+                left,
+            });
+            line.finish(
+                false,
+                &format!(
+                    "failed: {}",
+                    report.failure.as_ref().map_or("", |f| f.step.as_str())
+                ),
+            );
+        }
+    }
+    report
+}
+
+/// Stops (when running) and destroys a container with its disks.
+pub fn destroy(node: &dyn Transport, vmid: u32) -> Result<()> {
+    let id = vmid.to_string();
+    let st = node.run(&Cmd::new("pct").args(["status", &id]), None)?;
+    if st.stdout_text().contains("running") {
+        run_ok(node, &Cmd::new("pct").args(["stop", &id]), None)?;
+    }
+    run_ok(
+        node,
+        &Cmd::new("pct").args(["destroy", &id, "--purge"]),
+        None,
+    )?;
+    Ok(())
+}
+
+fn converge_inner(
+    r: &mut Runner<'_>,
+    req: &Request,
+    nf: &NodeFacts,
+    password: Option<&str>,
+    files: &ProfileFiles,
+) -> Result<()> {
+    let ctx = r.ctx;
+    r.phase("facts");
+    if !nf.pve {
+        bail!("no Proxmox VE tools (pct, pvesh) answer on this node; only --dry-run works here");
+    }
+    // One provision at a time per container name on this node, across processes: a second run
+    // for the same container waits, then finds it done.
+    let _ct_lock = ctx.node.lock(
+        &format!("ct-{}", req.hostname.to_ascii_lowercase()),
+        ctx.lock_wait,
+    )?;
+    let (prep, _existing) = prepare(ctx, req, nf, false)?;
+    let Prepared {
+        mut node_plan,
+        src,
+        src_steps,
+    } = prep;
+    r.report.driver = node_plan.driver.map(|d| d.as_str().to_string());
+    r.report.driver_reason = node_plan.driver_reason.clone();
+    r.report.notes.extend(node_plan.notes.iter().cloned());
+    r.report.already.extend(node_plan.already.iter().cloned());
+    r.report.pending = node_plan.pending.clone();
+    if node_plan.exists {
+        r.report.vmid = Some(node_plan.vmid);
+    }
+    for s in &src_steps {
+        if let Step::FetchFuseOverlayfs { sha256, .. } = s {
+            // One download per run, whatever the number of containers.
+            let ct = (ctx.container)(0);
+            let key = format!("fuse-overlayfs:{sha256}");
+            r.once(&key, s, "downloaded earlier in this run", |r| {
+                r.run_actions(s, 0, ct.as_ref()).map(|_| ())
+            })?;
+            continue;
+        }
+        let ct = (ctx.container)(0);
+        r.step(s, |r| r.run_actions(s, 0, ct.as_ref()).map(|_| ()))?;
+    }
+    let mut vmid = node_plan.vmid;
+    let steps = std::mem::take(&mut node_plan.steps);
+    let mut i = 0;
+    let mut steps = steps;
+    while i < steps.len() {
+        let step = steps[i].clone();
+        match &step {
+            Step::UpdateTemplateIndex => {
+                // Once per run: parallel workers that all found the index empty update it once.
+                r.once("pveam update", &step, "updated earlier in this run", |r| {
+                    let limit = r.ctx.opts.step_timeouts.of(step.kind());
+                    let update = Cmd::new("pveam").arg("update").with_timeout(limit);
+                    let out = r.ctx.node.run(&update, None)?;
+                    if plan::pveam_update_failed(&out) {
+                        bail!(
+                            "pveam update failed (it exits 0 even then): {}",
+                            out.tail(5).trim()
+                        );
+                    }
+                    Ok(())
+                })?;
+                let tf = facts::gather_templates(ctx.node.as_ref(), &req.profile.template_storage)?;
+                ctx.template_facts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(req.profile.template_storage.clone(), tf.clone());
+                // The download planned before the update named a guess; the index decides now.
+                let rest = steps.split_off(i + 1);
+                steps.extend(plan::after_index_update(&req.profile, &tf, rest)?);
+            }
+            Step::DownloadTemplate { storage, name } => {
+                let key = format!("{storage}:vztmpl/{name}");
+                let ct = (ctx.container)(0);
+                r.once(&key, &step, "downloaded earlier in this run", |r| {
+                    let outs = r.run_actions(&step, 0, ct.as_ref())?;
+                    let listed = outs
+                        .last()
+                        .map(|o| facts::parse_pveam_list(&o.stdout_text()))
+                        .unwrap_or_default();
+                    if !listed.contains(&key) {
+                        bail!("pveam download reported success but {key} is not in `pveam list {storage}`");
+                    }
+                    Ok(())
+                })?;
+            }
+            Step::Create { fixed_vmid, .. } => {
+                if ctx.cancel.load(Ordering::SeqCst) {
+                    bail!("interrupted before the container was created");
+                }
+                let fixed = *fixed_vmid;
+                vmid = r.step(&step, |r| create_locked(r.ctx, &step, fixed))?;
+                r.created = Some(vmid);
+                r.report.vmid = Some(vmid);
+            }
+            _ => {
+                let ct = (ctx.container)(vmid);
+                r.step(&step, |r| {
+                    r.run_actions(&step, vmid, ct.as_ref()).map(|_| ())
+                })?;
+                if let Step::Set { .. } = step
+                    && node_plan.running
+                {
+                    // What PVE kept pending is read back, not guessed.
+                    r.phase("read pending changes");
+                    let cfg = facts::gather_ct(ctx.node.as_ref(), &node_plan.node, vmid)?;
+                    let rest = steps.split_off(i + 1);
+                    let next =
+                        plan::after_pending(rest, plan::pending_keys(&cfg), ctx.opts.restart);
+                    steps.extend(next.steps);
+                    r.report.already.extend(next.already);
+                    if !ctx.opts.restart {
+                        r.report.pending = next.pending;
+                    }
+                    r.report.notes.extend(next.note);
+                }
+            }
+        }
+        i += 1;
+    }
+    // Inside.
+    let node_name = Some(node_plan.node.as_str())
+        .filter(|n| !n.is_empty())
+        .or(nf.local_node.as_deref());
+    let ct = ctx.inside(req, vmid, node_name, r.created.is_some())?;
+    r.phase("wait for init and network");
+    let file_dests: Vec<String> = files.iter().map(|(d, _, _)| d.clone()).collect();
+    let t0 = Instant::now();
+    let inside = facts::gather_inside(ct.as_ref(), &file_dests)?;
+    tracing::debug!("ct/{vmid}: ready and facts read in {:?}", t0.elapsed());
+    let ip = plan::plan_inside(
+        &req.profile,
+        node_plan.driver,
+        &inside,
+        &src,
+        files,
+        password,
+        &ctx.opts,
+    )?;
+    r.report.already.extend(ip.already.iter().cloned());
+    r.report.notes.extend(ip.notes.iter().cloned());
+    for step in &ip.steps {
+        let outs = r.step(step, |r| r.run_actions(step, vmid, ct.as_ref()))?;
+        if let Step::Verify { .. } = step {
+            r.report.verified = true;
+            if let (Some(last), Some(sr)) = (outs.last(), r.report.steps.last_mut()) {
+                sr.detail = last.stdout_text().trim().to_string();
+            }
+        }
+    }
+    Ok(())
+}
