@@ -9,6 +9,7 @@
 use crate::cmd::Cmd;
 use crate::transport::Transport;
 use anyhow::{Context, Result, bail};
+use base64::Engine as _;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -309,7 +310,9 @@ pub fn parse_inside_facts(text: &str) -> Result<InsideFacts> {
                 }
             }
             "daemon_json_b64" => {
-                let bytes = base64_decode(v).context("daemon.json facts are not base64")?;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(v.trim())
+                    .context("daemon.json facts are not base64")?;
                 f.daemon_json = Some(String::from_utf8_lossy(&bytes).into_owned());
             }
             _ => {
@@ -323,29 +326,6 @@ pub fn parse_inside_facts(text: &str) -> Result<InsideFacts> {
         bail!("the container's facts script printed nothing usable: {text:?}");
     }
     Ok(f)
-}
-
-fn base64_decode(s: &str) -> Result<Vec<u8>> {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in s.bytes() {
-        if c == b'=' {
-            break;
-        }
-        let v = T
-            .iter()
-            .position(|&t| t == c)
-            .context("bad base64 character")? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Ok(out)
 }
 
 /// True when an output means "this program does not exist here".

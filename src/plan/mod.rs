@@ -143,6 +143,13 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+impl Drop for Secret {
+    /// A password line does not outlive its step in memory.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 /// A unit of work with a name, a reason and its actions.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {

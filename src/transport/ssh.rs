@@ -18,6 +18,9 @@ use super::{LockGuard, Transport, run_ok};
 use crate::cmd::{Cmd, Output};
 use crate::quote::quote_argv;
 use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD as B64, STANDARD_NO_PAD as B64_NO_PAD};
+use libssh2_sys as raw;
 use sha2::{Digest, Sha256};
 use ssh2::{BlockDirections, Channel, ErrorCode, FileStat, OpenFlags, OpenType, Session, Sftp};
 use std::fmt;
@@ -273,17 +276,26 @@ impl From<ssh2::Error> for Fail {
 }
 
 fn is_eagain(e: &ssh2::Error) -> bool {
-    e.code() == ErrorCode::Session(-37) // LIBSSH2_ERROR_EAGAIN
+    e.code() == ErrorCode::Session(raw::LIBSSH2_ERROR_EAGAIN)
 }
 
 fn is_disconnect(code: ErrorCode) -> bool {
-    // SOCKET_SEND, SOCKET_DISCONNECT, SOCKET_RECV, BAD_SOCKET
-    matches!(code, ErrorCode::Session(-7 | -13 | -43 | -45))
+    matches!(
+        code,
+        ErrorCode::Session(
+            raw::LIBSSH2_ERROR_SOCKET_SEND
+                | raw::LIBSSH2_ERROR_SOCKET_DISCONNECT
+                | raw::LIBSSH2_ERROR_SOCKET_RECV
+                | raw::LIBSSH2_ERROR_BAD_SOCKET
+        )
+    )
 }
 
 fn is_not_found(e: &ssh2::Error) -> bool {
-    // LIBSSH2_FX_NO_SUCH_FILE, LIBSSH2_FX_NO_SUCH_PATH
-    matches!(e.code(), ErrorCode::SFTP(2 | 10))
+    matches!(
+        e.code(),
+        ErrorCode::SFTP(raw::LIBSSH2_FX_NO_SUCH_FILE | raw::LIBSSH2_FX_NO_SUCH_PATH)
+    )
 }
 
 /// Everything libssh2 touches, only ever used under [`Conn::state`].
@@ -519,7 +531,7 @@ impl Ssh {
         })?;
         let _ = tcp.set_nodelay(true);
         let fd = tcp.as_raw_fd();
-        set_tcp_keepalive(fd);
+        set_tcp_keepalive(&tcp);
 
         let mut sess = Session::new().context("ssh: cannot create a libssh2 session")?;
         sess.set_tcp_stream(tcp);
@@ -529,7 +541,7 @@ impl Ssh {
         prefer_known_key_types(&sess, &known);
 
         sess.handshake().map_err(|e| {
-            let why = if e.code() == ErrorCode::Session(-9) {
+            let why = if e.code() == ErrorCode::Session(raw::LIBSSH2_ERROR_TIMEOUT) {
                 format!("no answer within {}", fmt_secs(opts.connect_timeout))
             } else {
                 e.to_string()
@@ -952,25 +964,13 @@ fn connect_tcp(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, Str
 }
 
 /// Lets the kernel notice a vanished peer (~1 min) so that no wait hangs forever.
-fn set_tcp_keepalive(fd: RawFd) {
-    let set = |level, opt, val: libc::c_int| {
-        // SAFETY: a valid socket and a pointer to a c_int of the size given.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                level,
-                opt,
-                (&val as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-    };
-    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
-    #[cfg(target_os = "linux")]
-    {
-        set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 30);
-        set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 10);
-        set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3);
+fn set_tcp_keepalive(tcp: &TcpStream) {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(3);
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive) {
+        tracing::debug!("ssh: cannot set TCP keepalive: {e}");
     }
 }
 
@@ -985,7 +985,7 @@ fn fmt_secs(d: Duration) -> String {
 
 /// The OpenSSH fingerprint of a public key blob: `SHA256:` and unpadded base64.
 pub fn fingerprint(key_blob: &[u8]) -> String {
-    format!("SHA256:{}", base64_encode(&Sha256::digest(key_blob), false))
+    format!("SHA256:{}", B64_NO_PAD.encode(Sha256::digest(key_blob)))
 }
 
 /// The key type name at the start of a public key blob (`ssh-ed25519`).
@@ -1059,7 +1059,7 @@ fn scan_known_hosts(sess: &Session, files: &[PathBuf], name: &str) -> KnownKeys 
             }
             let fields: Vec<&str> = line.split_whitespace().collect();
             let entry = |b64: &str| {
-                base64_decode(b64).map(|blob| KnownEntry {
+                B64.decode(b64).ok().map(|blob| KnownEntry {
                     file: file.clone(),
                     line: i + 1,
                     blob,
@@ -1259,11 +1259,7 @@ fn record_host_key(file: &Path, name: &str, blob: &[u8]) -> io::Result<()> {
             line.push('\n');
         }
     }
-    line.push_str(&format!(
-        "{name} {} {}\n",
-        key_type(blob),
-        base64_encode(blob, true)
-    ));
+    line.push_str(&format!("{name} {} {}\n", key_type(blob), B64.encode(blob)));
     f.write_all(line.as_bytes())?;
     f.sync_all()
 }
@@ -1273,18 +1269,11 @@ fn record_host_key(file: &Path, name: &str, blob: &[u8]) -> io::Result<()> {
 // ---------------------------------------------------------------------------------------------
 
 /// A passphrase or password: never printed, wiped when dropped.
-struct Secret(String);
+struct Secret(zeroize::Zeroizing<String>);
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        // SAFETY: zero bytes are valid UTF-8.
-        unsafe { self.0.as_mut_vec().fill(0) };
     }
 }
 
@@ -1328,7 +1317,7 @@ fn authenticate(sess: &Session, t: &SshTarget, opts: &SshOptions) -> Result<()> 
     if opts.allow_password {
         match std::env::var(PASSWORD_ENV) {
             Ok(p) => {
-                let p = Secret(p);
+                let p = Secret(p.into());
                 if sess.userauth_password(user, &p.0).is_ok() && sess.authenticated() {
                     return Ok(());
                 }
@@ -1402,13 +1391,28 @@ fn try_key(
             tried.push(name);
             false
         }
-        // AUTHENTICATION_FAILED, PUBLICKEY_UNVERIFIED: the server said no.
-        Err(e) if matches!(e.code(), ErrorCode::Session(-18 | -19)) => {
+        // The server said no.
+        Err(e)
+            if matches!(
+                e.code(),
+                ErrorCode::Session(
+                    raw::LIBSSH2_ERROR_AUTHENTICATION_FAILED
+                        | raw::LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED
+                )
+            ) =>
+        {
             tried.push(name);
             false
         }
-        // FILE, KEYFILE_AUTH_FAILED: the key could not be read or decrypted.
-        Err(e) if matches!(e.code(), ErrorCode::Session(-16 | -48)) => {
+        // The key could not be read or decrypted.
+        Err(e)
+            if matches!(
+                e.code(),
+                ErrorCode::Session(
+                    raw::LIBSSH2_ERROR_FILE | raw::LIBSSH2_ERROR_KEYFILE_AUTH_FAILED
+                )
+            ) =>
+        {
             let why = if pass.is_some() {
                 "wrong passphrase, or a key format libssh2 cannot read"
             } else {
@@ -1432,7 +1436,7 @@ fn key_is_encrypted(text: &str) -> bool {
             .lines()
             .take_while(|l| !l.starts_with("-----END"))
             .collect();
-        let Some(raw) = base64_decode(body.trim()) else {
+        let Ok(raw) = B64.decode(body.trim()) else {
             return false;
         };
         let Some(rest) = raw.strip_prefix(b"openssh-key-v1\0") else {
@@ -1446,7 +1450,7 @@ fn key_is_encrypted(text: &str) -> bool {
 fn passphrase_for(key: &Path, opts: &SshOptions) -> Result<Secret, String> {
     if let Some(var) = &opts.passphrase_env {
         return match std::env::var(var) {
-            Ok(p) => Ok(Secret(p)),
+            Ok(p) => Ok(Secret(p.into())),
             Err(std::env::VarError::NotPresent) => Err(format!(
                 "encrypted, and the passphrase variable ${var} is not set"
             )),
@@ -1467,51 +1471,8 @@ fn passphrase_for(key: &Path, opts: &SshOptions) -> Result<Secret, String> {
 
 /// Asks on the terminal (/dev/tty), without echo.
 fn prompt_passphrase(key: &Path) -> io::Result<Secret> {
-    rpassword::prompt_password(format!("Enter passphrase for key {}: ", key.display())).map(Secret)
-}
-
-// ---------------------------------------------------------------------------------------------
-// base64 (standard alphabet), for fingerprints and known_hosts lines
-// ---------------------------------------------------------------------------------------------
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64_encode(data: &[u8], pad: bool) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);
-        }
-        if pad {
-            for _ in chunk.len()..3 {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = B64.iter().position(|&b| b == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    (bits < 6).then_some(out)
+    rpassword::prompt_password(format!("Enter passphrase for key {}: ", key.display()))
+        .map(|p| Secret(p.into()))
 }
 
 #[cfg(test)]
@@ -1596,7 +1557,7 @@ mod tests {
     fn fingerprints_match_ssh_keygen() {
         // `ssh-keygen -lf` output for these public keys.
         let ed = "AAAAC3NzaC1lZDI1NTE5AAAAIEV9jrlnUCJHVKIWZMwUDG0wKoknpSSgAgvl8N0krTUX";
-        let blob = base64_decode(ed).unwrap();
+        let blob = B64.decode(ed).unwrap();
         assert_eq!(
             fingerprint(&blob),
             "SHA256:ubm68nEYhsfrGw3iLG2CRv5azXi8uJr43DKO4/+hXH8"
@@ -1605,29 +1566,14 @@ mod tests {
         assert_eq!(key_type_label(key_type(&blob)), "ED25519");
         let ec = "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBFAbx6IpUUjIJNNxqOZ1VUi8CJ27ik\
                   476tFRMLTzYLQtL/sseGsBhwiJi39iJkh4h2rsgtcn1KTZrPIYsiFwtz8=";
-        let blob = base64_decode(ec).unwrap();
+        let blob = B64.decode(ec).unwrap();
         assert_eq!(
             fingerprint(&blob),
             "SHA256:hMD3Y/qu3CGzUpEwZI2UEybJyFKYgOm3VCFp/npHLBM"
         );
         assert_eq!(key_type_label(key_type(&blob)), "ECDSA");
-        assert_eq!(base64_encode(&blob, true), ec);
+        assert_eq!(B64.encode(&blob), ec);
         assert_eq!(key_type(b"\0\0"), "unknown");
-    }
-
-    #[test]
-    fn base64_round_trips_every_length() {
-        assert_eq!(base64_encode(b"", true), "");
-        assert_eq!(base64_encode(b"f", true), "Zg==");
-        assert_eq!(base64_encode(b"fo", false), "Zm8");
-        assert_eq!(base64_encode(b"foobar", true), "Zm9vYmFy");
-        for n in 0..40u8 {
-            let data: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37)).collect();
-            assert_eq!(base64_decode(&base64_encode(&data, true)).unwrap(), data);
-            assert_eq!(base64_decode(&base64_encode(&data, false)).unwrap(), data);
-        }
-        assert!(base64_decode("a*b").is_none());
-        assert!(base64_decode("A").is_none());
     }
 
     #[test]
@@ -1639,7 +1585,7 @@ mod tests {
             raw.extend([0u8; 20]);
             format!(
                 "-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----\n",
-                base64_encode(&raw, true)
+                B64.encode(&raw)
             )
         };
         assert!(key_is_encrypted(&openssh("aes256-ctr")));
@@ -1659,6 +1605,9 @@ mod tests {
 
     #[test]
     fn secrets_do_not_debug_print() {
-        assert_eq!(format!("{:?}", Secret("hunter2".into())), "***");
+        assert_eq!(
+            format!("{:?}", Secret(String::from("hunter2").into())),
+            "***"
+        );
     }
 }
