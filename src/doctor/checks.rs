@@ -1,425 +1,7 @@
-//! `provision doctor`: is this node ready for Docker-ready unprivileged containers?
-//!
-//! Three parts, like the rest of the tool. [`gather`] runs ONE read-only script on the node
-//! through the node [`Transport`] (so it works over SSH as well as locally): it prints
-//! `key=value` facts and never changes anything. [`parse_facts`] turns that text into
-//! [`HostFacts`]. [`evaluate`] is pure: (facts, the containers asked for) -> one [`Check`] per
-//! question, each OK / WARN / FAIL with what was found and how to fix it. Tests feed
-//! [`evaluate`] recorded script output from real kinds of nodes.
-//!
-//! The rules, so that a result can be argued with:
-//! - root: provision runs `pct` as root (root@pam is the only one allowed to set keyctl, fuse
-//!   and mknod); not root is a FAIL.
-//! - PVE tools: `pct`, `pveam`, `pvesm`, `pvesh` on PATH, else FAIL. Versions from
-//!   `pveversion -v`; a node without `pveversion` (a lab node) is a WARN, PVE older than 8 a WARN.
-//! - kernel (`uname -r`): 5.11 or later is OK (overlayfs in user namespaces); older WARNs, and
-//!   FAILs below 5.3 when a profile wants mknod.
-//! - cgroup (`stat -f -c %T /sys/fs/cgroup`): `cgroup2fs` is OK, anything else WARNs.
-//! - /dev/fuse: a character device 10:229 that others may read and write (0666, what the
-//!   kernel and PVE set: container root is uid 100000 on the node). Missing or not usable is a
-//!   FAIL when a profile enables fuse, a WARN otherwise.
-//! - subuid/subgid: root's ranges must cover 100000:65536 (what PVE installs and the default
-//!   idmap uses); WARN otherwise.
-//! - keyring: every unprivileged container maps its root to uid 100000, so all of them share
-//!   one kernel key quota. With N = unprivileged containers on the node plus the new ones asked
-//!   for, the quota must allow `200 + 50*N` keys and `100` bytes per key (`20000 + 5000*N`
-//!   bytes); less is a WARN. A FAIL when `/proc/key-users` shows uid 100000 already at 90% or
-//!   more of either limit (Docker fails then with `join session keyring: disk quota exceeded`).
-//! - storages: each rootfs storage must be listed by `pvesm status --content rootdir` and be
-//!   active (FAIL otherwise); less free space than the root disks asked for is a WARN (most
-//!   storages are thin). Each template storage likewise with `--content vztmpl`.
-//! - template: [`plan::resolve_template`] on `pveam list`/`pveam available`, as a real run would.
-//! - storage driver: [`plan::decide_driver`] per profile and rootfs storage, with the host's
-//!   ZFS version (`/sys/module/zfs/version`); overlay2 where it cannot work is a FAIL, fuse
-//!   where the profile has fuse off is a FAIL, vfs a WARN.
-//! - fuse-overlayfs source (where the driver is fuse-overlayfs): the node file exists, is an
-//!   ELF binary for the node's architecture and matches its pinned SHA-256; a URL source's
-//!   cached download matches its name, or curl is there to fetch it; a package source is OK.
+//! The checks: pure judgements of the node facts against the profiles, each with a level, what
+//! was found and how to fix it.
 
-use crate::cmd::Cmd;
-use crate::facts::{
-    Storage, TemplateFacts, parse_pveam_available, parse_pveam_list, parse_pvesm_status,
-};
-use crate::plan::{self, Step};
-use crate::profile::{Driver, FuseSource, Profile};
-use crate::request::Request;
-use crate::transport::Transport;
-use anyhow::{Result, bail};
-use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
-
-/// How a check came out.
-#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    /// Fine.
-    Ok,
-    /// Works, but something is likely to bite.
-    Warn,
-    /// Provisioning will fail (or cannot be checked because its prerequisite failed).
-    Fail,
-}
-
-impl Level {
-    /// The word shown.
-    pub fn word(self) -> &'static str {
-        match self {
-            Level::Ok => "OK",
-            Level::Warn => "WARN",
-            Level::Fail => "FAIL",
-        }
-    }
-}
-
-/// One question about the node, answered.
-#[derive(Serialize, Clone, Debug, PartialEq)]
-pub struct Check {
-    /// Stable identifier, e.g. `root`, `storage:local-lvm`, `template:local:ubuntu-24.04`.
-    pub id: String,
-    /// Outcome.
-    pub level: Level,
-    /// What was checked.
-    pub title: String,
-    /// What was found.
-    pub detail: String,
-    /// How to fix it (or, on an OK, a hint).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fix: Option<String>,
-}
-
-fn check(
-    id: impl Into<String>,
-    level: Level,
-    title: impl Into<String>,
-    detail: impl Into<String>,
-) -> Check {
-    Check {
-        id: id.into(),
-        level,
-        title: title.into(),
-        detail: detail.into(),
-        fix: None,
-    }
-}
-
-impl Check {
-    fn fix(mut self, f: impl Into<String>) -> Check {
-        self.fix = Some(f.into());
-        self
-    }
-}
-
-/// `/dev/fuse` as `stat` sees it.
-#[derive(Serialize, Clone, Debug, Default, PartialEq)]
-pub struct DevFuse {
-    /// `%F`: "character special file" for a device.
-    pub kind: String,
-    /// Major number.
-    pub major: u32,
-    /// Minor number.
-    pub minor: u32,
-    /// Permission bits.
-    pub mode: u32,
-}
-
-/// uid 100000's line of `/proc/key-users`.
-#[derive(Serialize, Clone, Debug, Default, PartialEq)]
-pub struct KeyUsage {
-    /// Keys charged to the quota.
-    pub keys: u64,
-    /// The key limit.
-    pub max_keys: u64,
-    /// Bytes charged to the quota.
-    pub bytes: u64,
-    /// The byte limit.
-    pub max_bytes: u64,
-}
-
-/// A file on the node asked about (a fuse-overlayfs binary).
-#[derive(Serialize, Clone, Debug, Default, PartialEq)]
-pub struct NodeFile {
-    /// Its SHA-256.
-    pub sha256: String,
-    /// Its first 20 bytes, hex.
-    pub head: String,
-}
-
-/// An existing container as `/etc/pve/lxc/*.conf` shows it.
-#[derive(Serialize, Clone, Debug, PartialEq)]
-pub struct ExistingCt {
-    /// VMID.
-    pub vmid: u32,
-    /// `unprivileged: 1`.
-    pub unprivileged: bool,
-    /// Hostname.
-    pub hostname: String,
-}
-
-/// What the facts script found on the node.
-#[derive(Serialize, Clone, Debug, Default, PartialEq)]
-pub struct HostFacts {
-    /// `id -u`.
-    pub uid: Option<u32>,
-    /// `uname -m`.
-    pub arch: String,
-    /// `uname -r`.
-    pub kernel: String,
-    /// Tools found on PATH: name -> path.
-    pub tools: BTreeMap<String, String>,
-    /// Package versions from `pveversion -v` (package -> version text).
-    pub pve_versions: BTreeMap<String, String>,
-    /// Filesystem type of /sys/fs/cgroup.
-    pub cgroup_fs: String,
-    /// /dev/fuse, when it exists.
-    pub dev_fuse: Option<DevFuse>,
-    /// `/sys/module/zfs/version`.
-    pub zfs_version: Option<String>,
-    /// `/proc/sys/kernel/keys/maxkeys`.
-    pub maxkeys: Option<u64>,
-    /// `/proc/sys/kernel/keys/maxbytes`.
-    pub maxbytes: Option<u64>,
-    /// Keys used by uid 100000 now.
-    pub key_usage: Option<KeyUsage>,
-    /// /etc/subuid was readable.
-    pub subuid_file: bool,
-    /// root's /etc/subuid ranges (start, count).
-    pub subuid: Vec<(u64, u64)>,
-    /// /etc/subgid was readable.
-    pub subgid_file: bool,
-    /// root's /etc/subgid ranges.
-    pub subgid: Vec<(u64, u64)>,
-    /// `systemctl is-active pve-lxc-syscalld`.
-    pub syscalld: Option<String>,
-    /// Exit status of `pvesm status --content rootdir`.
-    pub rootdir_rc: Option<i32>,
-    /// Storages that allow container root disks.
-    pub rootdir: Vec<Storage>,
-    /// Raw output of that command (for error details).
-    pub rootdir_text: String,
-    /// Exit status of `pvesm status --content vztmpl`.
-    pub vztmpl_rc: Option<i32>,
-    /// Storages that allow templates.
-    pub vztmpl: Vec<Storage>,
-    /// Raw output of that command.
-    pub vztmpl_text: String,
-    /// `pveam available --section system` names.
-    pub available: Vec<String>,
-    /// `pveam list STORAGE`: storage -> (exit status, volume ids, raw text).
-    pub template_lists: BTreeMap<String, (i32, Vec<String>, String)>,
-    /// Files asked about that exist.
-    pub files: BTreeMap<String, NodeFile>,
-    /// Files asked about that do not exist.
-    pub missing_files: BTreeSet<String>,
-    /// Containers on this node.
-    pub cts: Vec<ExistingCt>,
-}
-
-/// The node facts script. Read-only; prints `key=value` lines; always exits 0. It finds tools
-/// on the caller's PATH first (as the rest of provision does), then in the system directories.
-/// Arguments:
-/// `tmpl=STORAGE` (list that template storage) and `file=PATH` (hash a node file).
-pub const FACTS_SCRIPT: &str = include_str!("scripts/node-doctor-facts.sh");
-
-/// Where the fuse-overlayfs binary of a profile is on the node, if it comes from the node.
-fn fuse_node_path(p: &Profile) -> Option<String> {
-    match &p.docker.fuse_overlayfs {
-        FuseSource::Node { path, .. } => Some(path.clone()),
-        FuseSource::Url { sha256, .. } => Some(plan::fuse_cache_path(sha256)),
-        FuseSource::Package => None,
-    }
-}
-
-/// The command that runs [`FACTS_SCRIPT`] for these requests.
-pub fn facts_cmd(reqs: &[Request]) -> Cmd {
-    let mut args = BTreeSet::new();
-    for r in reqs {
-        let p = &r.profile;
-        args.insert(format!("tmpl={}", template_storage(p)));
-        if p.docker.install != "none"
-            && matches!(
-                p.docker.storage_driver,
-                Driver::FuseOverlayfs | Driver::Auto
-            )
-            && let Some(path) = fuse_node_path(p)
-        {
-            args.insert(format!("file={path}"));
-        }
-    }
-    Cmd::new("sh")
-        .args(["-c", FACTS_SCRIPT, "provision-doctor"])
-        .args(args)
-}
-
-/// Reads the node's facts with one command.
-pub fn gather(node: &dyn Transport, reqs: &[Request]) -> Result<HostFacts> {
-    let out = node.run(&facts_cmd(reqs), None)?;
-    if !out.success() {
-        bail!(
-            "{}: the doctor's facts script failed (status {}): {}",
-            node.label(),
-            out.status,
-            out.tail(10).trim()
-        );
-    }
-    Ok(parse_facts(&out.stdout_text()))
-}
-
-fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
-    s.trim().parse().ok()
-}
-
-/// Parses `a/b` into (a, b).
-fn pair(s: &str) -> Option<(u64, u64)> {
-    let (a, b) = s.split_once('/')?;
-    Some((num(a)?, num(b)?))
-}
-
-/// Parses root's `root:100000:65536` (another user's line is None).
-fn id_range(s: &str) -> Option<(u64, u64)> {
-    let mut it = s.split(':');
-    if !matches!(it.next()?, "root" | "0") {
-        return None;
-    }
-    Some((num(it.next()?)?, num(it.next()?)?))
-}
-
-/// Storages from `pvesm status` text, without lines that are warnings rather than storages.
-fn storages(text: &str) -> Vec<Storage> {
-    parse_pvesm_status(text)
-        .into_iter()
-        .filter(|s| {
-            matches!(
-                s.status.as_str(),
-                "active" | "inactive" | "disabled" | "unknown"
-            )
-        })
-        .collect()
-}
-
-/// Parses what [`FACTS_SCRIPT`] prints. Unknown lines are ignored, missing ones stay unknown.
-pub fn parse_facts(text: &str) -> HostFacts {
-    let mut f = HostFacts::default();
-    let mut lists: BTreeMap<String, (i32, String)> = BTreeMap::new();
-    let mut available = String::new();
-    for l in text.lines() {
-        let Some((k, v)) = l.split_once('=') else {
-            continue;
-        };
-        match k {
-            "uid" => f.uid = num(v),
-            "arch" => f.arch = v.trim().to_string(),
-            "kernel" => f.kernel = v.trim().to_string(),
-            "tool" => {
-                if let Some((name, path)) = v.split_once(' ') {
-                    f.tools.insert(name.to_string(), path.to_string());
-                }
-            }
-            "pveversion" => {
-                if let Some((pkg, ver)) = v.split_once(':') {
-                    f.pve_versions
-                        .insert(pkg.trim().to_string(), ver.trim().to_string());
-                }
-            }
-            "cgroup_fs" => f.cgroup_fs = v.trim().to_string(),
-            "dev_fuse" => {
-                let parts: Vec<&str> = v.split('|').collect();
-                if let [kind, major, minor, mode] = parts.as_slice() {
-                    f.dev_fuse = Some(DevFuse {
-                        kind: kind.to_string(),
-                        major: u32::from_str_radix(major.trim(), 16).unwrap_or(0),
-                        minor: u32::from_str_radix(minor.trim(), 16).unwrap_or(0),
-                        mode: u32::from_str_radix(mode.trim(), 8).unwrap_or(0),
-                    });
-                }
-            }
-            "zfs_version" if !v.trim().is_empty() => f.zfs_version = Some(v.trim().to_string()),
-            "keys_maxkeys" => f.maxkeys = num(v),
-            "keys_maxbytes" => f.maxbytes = num(v),
-            "key_users_100000" => {
-                let w: Vec<&str> = v.split_whitespace().collect();
-                if let [_refs, _nkeys, keys, bytes, ..] = w.as_slice()
-                    && let (Some((k, mk)), Some((b, mb))) = (pair(keys), pair(bytes))
-                {
-                    f.key_usage = Some(KeyUsage {
-                        keys: k,
-                        max_keys: mk,
-                        bytes: b,
-                        max_bytes: mb,
-                    });
-                }
-            }
-            "subuid_file" => f.subuid_file = true,
-            "subgid_file" => f.subgid_file = true,
-            "subuid" => f.subuid.extend(id_range(v)),
-            "subgid" => f.subgid.extend(id_range(v)),
-            "syscalld" => f.syscalld = Some(v.trim().to_string()),
-            "pvesm_rootdir_rc" => f.rootdir_rc = num(v),
-            "pvesm_vztmpl_rc" => f.vztmpl_rc = num(v),
-            "pvesm_rootdir" => {
-                f.rootdir_text.push_str(v);
-                f.rootdir_text.push('\n');
-            }
-            "pvesm_vztmpl" => {
-                f.vztmpl_text.push_str(v);
-                f.vztmpl_text.push('\n');
-            }
-            "pveam_available" => {
-                available.push_str(v);
-                available.push('\n');
-            }
-            "pveam_list_rc" => {
-                if let Some((s, rc)) = v.split_once(' ') {
-                    lists.entry(s.to_string()).or_default().0 = num(rc).unwrap_or(-1);
-                }
-            }
-            "pveam_list" => {
-                let (s, line) = v.split_once(' ').unwrap_or((v, ""));
-                let e = lists.entry(s.to_string()).or_default();
-                e.1.push_str(line);
-                e.1.push('\n');
-            }
-            "file_sha256" | "file_head" => {
-                if let Some((val, path)) = v.split_once(' ') {
-                    let e = f.files.entry(path.to_string()).or_default();
-                    if k == "file_sha256" {
-                        e.sha256 = val.to_string();
-                    } else {
-                        e.head = val.to_string();
-                    }
-                }
-            }
-            "file_missing" => {
-                f.missing_files.insert(v.to_string());
-            }
-            "ct" => {
-                let mut w = v.splitn(3, ' ');
-                if let (Some(id), Some(u)) = (w.next().and_then(num), w.next()) {
-                    f.cts.push(ExistingCt {
-                        vmid: id,
-                        unprivileged: u.trim() == "1",
-                        hostname: w.next().unwrap_or("").trim().to_string(),
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
-    f.rootdir = storages(&f.rootdir_text);
-    f.vztmpl = storages(&f.vztmpl_text);
-    f.available = parse_pveam_available(&available);
-    f.template_lists = lists
-        .into_iter()
-        .map(|(s, (rc, text))| {
-            let vols = parse_pveam_list(&text);
-            (s, (rc, vols, text))
-        })
-        .collect();
-    f
-}
-
-// ---------------------------------------------------------------------------------------------
-// Evaluation (pure).
+use super::*;
 
 /// Keys each unprivileged container is budgeted in the shared quota of uid 100000.
 pub const KEYS_PER_CONTAINER: u64 = 50;
@@ -454,23 +36,23 @@ pub fn covers(ranges: &[(u64, u64)], start: u64, count: u64) -> bool {
     reach >= start + count
 }
 
-fn template_storage(p: &Profile) -> String {
+pub(super) fn template_storage(p: &Profile) -> String {
     match p.template.split_once(':') {
         Some((s, _)) => s.to_string(),
         None => p.template_storage.clone(),
     }
 }
 
-fn uses_docker(p: &Profile) -> bool {
+pub(super) fn uses_docker(p: &Profile) -> bool {
     p.docker.install != "none"
 }
 
-fn gib(kib: u64) -> String {
+pub(super) fn gib(kib: u64) -> String {
     format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0)
 }
 
 /// What the facts make of one request's storage driver: (driver, reason) after `auto`.
-fn effective_driver(f: &HostFacts, p: &Profile) -> (Driver, String, (Driver, String)) {
+pub(super) fn effective_driver(f: &HostFacts, p: &Profile) -> (Driver, String, (Driver, String)) {
     let kind = f
         .rootdir
         .iter()
@@ -517,7 +99,7 @@ pub fn evaluate(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
     out
 }
 
-fn check_root(f: &HostFacts) -> Check {
+pub(super) fn check_root(f: &HostFacts) -> Check {
     let title = "running as root";
     match f.uid {
         Some(0) => check("root", Level::Ok, title, "uid 0"),
@@ -528,9 +110,9 @@ fn check_root(f: &HostFacts) -> Check {
     }
 }
 
-const PVE_TOOLS: &[&str] = &["pct", "pveam", "pvesm", "pvesh"];
+pub(super) const PVE_TOOLS: &[&str] = &["pct", "pveam", "pvesm", "pvesh"];
 
-fn pve_tools_missing(f: &HostFacts) -> Vec<&'static str> {
+pub(super) fn pve_tools_missing(f: &HostFacts) -> Vec<&'static str> {
     PVE_TOOLS
         .iter()
         .copied()
@@ -538,7 +120,7 @@ fn pve_tools_missing(f: &HostFacts) -> Vec<&'static str> {
         .collect()
 }
 
-fn check_tools(f: &HostFacts) -> Check {
+pub(super) fn check_tools(f: &HostFacts) -> Check {
     let title = "Proxmox VE tools (pct, pveam, pvesm, pvesh)";
     let missing = pve_tools_missing(f);
     if missing.is_empty() {
@@ -558,7 +140,7 @@ fn check_tools(f: &HostFacts) -> Check {
     }
 }
 
-fn check_versions(f: &HostFacts) -> Check {
+pub(super) fn check_versions(f: &HostFacts) -> Check {
     let title = "Proxmox VE version (pveversion -v)";
     if !f.tools.contains_key("pveversion") {
         return if f.tools.contains_key("pct") {
@@ -603,7 +185,7 @@ fn check_versions(f: &HostFacts) -> Check {
     }
 }
 
-fn check_kernel(f: &HostFacts, reqs: &[Request]) -> Check {
+pub(super) fn check_kernel(f: &HostFacts, reqs: &[Request]) -> Check {
     let title = "kernel (uname -r)";
     let mknod = reqs.iter().any(|r| r.profile.features.mknod);
     match kernel_version(&f.kernel) {
@@ -631,7 +213,7 @@ fn check_kernel(f: &HostFacts, reqs: &[Request]) -> Check {
     }
 }
 
-fn check_cgroup(f: &HostFacts) -> Check {
+pub(super) fn check_cgroup(f: &HostFacts) -> Check {
     let title = "cgroup version (stat -f /sys/fs/cgroup)";
     match f.cgroup_fs.as_str() {
         "cgroup2fs" => check("cgroup", Level::Ok, title, "cgroup2fs: the unified cgroup v2 hierarchy"),
@@ -646,7 +228,7 @@ fn check_cgroup(f: &HostFacts) -> Check {
     }
 }
 
-fn check_fuse(f: &HostFacts, reqs: &[Request]) -> Check {
+pub(super) fn check_fuse(f: &HostFacts, reqs: &[Request]) -> Check {
     let title = "/dev/fuse";
     let needed = reqs.iter().any(|r| r.profile.features.fuse);
     let bad = if needed { Level::Fail } else { Level::Warn };
@@ -681,7 +263,7 @@ fn check_fuse(f: &HostFacts, reqs: &[Request]) -> Check {
     }
 }
 
-fn check_syscalld(f: &HostFacts) -> Check {
+pub(super) fn check_syscalld(f: &HostFacts) -> Check {
     let title = "pve-lxc-syscalld (the mknod feature)";
     match f.syscalld.as_deref() {
         Some("active") => check("syscalld", Level::Ok, title, "active"),
@@ -696,7 +278,7 @@ fn check_syscalld(f: &HostFacts) -> Check {
     }
 }
 
-fn check_ids(which: &str, ranges: &[(u64, u64)], readable: bool) -> Check {
+pub(super) fn check_ids(which: &str, ranges: &[(u64, u64)], readable: bool) -> Check {
     let title = format!("/etc/{which} range of root for 100000:65536");
     let fix = format!(
         "add `root:100000:65536` to /etc/{which} (what Proxmox VE installs; the default unprivileged idmap uses it)"
@@ -743,7 +325,7 @@ fn check_ids(which: &str, ranges: &[(u64, u64)], readable: bool) -> Check {
 
 /// Unprivileged containers sharing uid 100000's key quota: those on the node, plus the ones
 /// asked for that do not exist yet (by hostname; a request without a name counts as new).
-fn unprivileged_count(f: &HostFacts, reqs: &[Request]) -> u64 {
+pub(super) fn unprivileged_count(f: &HostFacts, reqs: &[Request]) -> u64 {
     let existing: BTreeSet<String> = f
         .cts
         .iter()
@@ -764,7 +346,7 @@ fn unprivileged_count(f: &HostFacts, reqs: &[Request]) -> u64 {
     (on_node + new_names.len() + unnamed) as u64
 }
 
-fn check_keys(f: &HostFacts, reqs: &[Request]) -> Check {
+pub(super) fn check_keys(f: &HostFacts, reqs: &[Request]) -> Check {
     let title = "kernel key quota of uid 100000 (shared by all unprivileged containers)";
     let n = unprivileged_count(f, reqs);
     let (need_keys, need_bytes) = keys_needed(n);
@@ -810,7 +392,7 @@ fn check_keys(f: &HostFacts, reqs: &[Request]) -> Check {
     }
 }
 
-fn check_zfs(f: &HostFacts) -> Check {
+pub(super) fn check_zfs(f: &HostFacts) -> Check {
     let title = "host ZFS version (/sys/module/zfs/version)";
     match f.zfs_version.as_deref() {
         None => check(
@@ -831,11 +413,11 @@ fn check_zfs(f: &HostFacts) -> Check {
     }
 }
 
-fn pvesm_unavailable(f: &HostFacts) -> Option<String> {
+pub(super) fn pvesm_unavailable(f: &HostFacts) -> Option<String> {
     (!f.tools.contains_key("pvesm")).then(|| "not checked: pvesm is not available here".to_string())
 }
 
-fn check_storages(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
+pub(super) fn check_storages(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
     let mut out = Vec::new();
     // Root disks: storage -> (GiB asked for new containers, count).
     let mut roots: BTreeMap<String, (f64, usize)> = BTreeMap::new();
@@ -959,7 +541,7 @@ fn check_storages(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
     out
 }
 
-fn check_templates(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
+pub(super) fn check_templates(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     for r in reqs {
@@ -1034,7 +616,7 @@ fn check_templates(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
     out
 }
 
-fn check_drivers(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
+pub(super) fn check_drivers(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     let kernel = kernel_version(&f.kernel);
@@ -1122,7 +704,7 @@ fn check_drivers(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
 }
 
 /// ELF `e_machine` (little-endian hex of bytes 18-19) of `uname -m`.
-fn elf_machine(arch: &str) -> Option<&'static str> {
+pub(super) fn elf_machine(arch: &str) -> Option<&'static str> {
     Some(match arch {
         "x86_64" => "3e00",
         "aarch64" | "arm64" => "b700",
@@ -1133,7 +715,7 @@ fn elf_machine(arch: &str) -> Option<&'static str> {
     })
 }
 
-fn check_fuse_sources(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
+pub(super) fn check_fuse_sources(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     for r in reqs.iter().filter(|r| uses_docker(&r.profile)) {
@@ -1159,7 +741,7 @@ fn check_fuse_sources(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
     out
 }
 
-fn check_node_binary(f: &HostFacts, path: &str, pinned: Option<&str>) -> Check {
+pub(super) fn check_node_binary(f: &HostFacts, path: &str, pinned: Option<&str>) -> Check {
     let id = format!("fuse-overlayfs:node:{path}");
     let title = format!("fuse-overlayfs binary {path} on the node");
     let Some(file) = f.files.get(path) else {
@@ -1202,7 +784,7 @@ fn check_node_binary(f: &HostFacts, path: &str, pinned: Option<&str>) -> Check {
     }
 }
 
-fn check_url_binary(f: &HostFacts, url: &str, sha256: &str) -> Check {
+pub(super) fn check_url_binary(f: &HostFacts, url: &str, sha256: &str) -> Check {
     let path = plan::fuse_cache_path(sha256);
     let id = format!("fuse-overlayfs:url:{url}");
     let title = format!("fuse-overlayfs from {url}");
@@ -1218,131 +800,5 @@ fn check_url_binary(f: &HostFacts, url: &str, sha256: &str) -> Check {
         None if f.tools.contains_key("curl") => check(id, Level::Ok, title, format!("downloaded once on the first run into {path} (checked against the sha256)")),
         None => check(id, Level::Fail, title, "not downloaded yet, and curl is not on the node")
             .fix("apt-get install curl on the node, or use source = \"node\" or \"package\""),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Report.
-
-/// Counts per level.
-#[derive(Serialize, Clone, Debug, Default, PartialEq)]
-pub struct Summary {
-    /// OK checks.
-    pub ok: usize,
-    /// Warnings.
-    pub warn: usize,
-    /// Failures.
-    pub fail: usize,
-}
-
-/// The doctor's answer: JSON with `--output json`.
-#[derive(Serialize, Clone, Debug)]
-pub struct Report {
-    /// Where the checks ran ("local", "ssh:root@pve1").
-    pub node: String,
-    /// True when no check failed.
-    pub ok: bool,
-    /// Counts.
-    pub summary: Summary,
-    /// Every check, in order.
-    pub checks: Vec<Check>,
-}
-
-impl Report {
-    /// A report from checks.
-    pub fn new(node: impl Into<String>, checks: Vec<Check>) -> Report {
-        let count = |l: Level| checks.iter().filter(|c| c.level == l).count();
-        let summary = Summary {
-            ok: count(Level::Ok),
-            warn: count(Level::Warn),
-            fail: count(Level::Fail),
-        };
-        Report {
-            node: node.into(),
-            ok: summary.fail == 0,
-            summary,
-            checks,
-        }
-    }
-
-    /// 1 when a check failed, 0 otherwise (warnings do not fail).
-    pub fn exit_code(&self) -> u8 {
-        u8::from(!self.ok)
-    }
-
-    /// Text for people.
-    pub fn text(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(s, "provision doctor on {}", self.node);
-        for c in &self.checks {
-            let _ = writeln!(s, "  {:<4}  {}: {}", c.level.word(), c.title, c.detail);
-            if let Some(fix) = &c.fix {
-                if c.level == Level::Ok {
-                    let _ = writeln!(s, "        {fix}");
-                } else {
-                    let _ = writeln!(s, "        fix: {fix}");
-                }
-            }
-        }
-        let _ = writeln!(
-            s,
-            "{} ok, {} warning(s), {} failure(s)",
-            self.summary.ok, self.summary.warn, self.summary.fail
-        );
-        s
-    }
-}
-
-/// Gathers the facts through `node` and evaluates them for `reqs`.
-pub fn run(node: &dyn Transport, reqs: &[Request]) -> Result<Report> {
-    let f = gather(node, reqs)?;
-    Ok(Report::new(node.label(), evaluate(&f, reqs)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn facts_script_is_valid_sh() {
-        let out = std::process::Command::new("sh")
-            .args(["-n", "-c", FACTS_SCRIPT])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    #[test]
-    fn id_ranges_cover_across_lines() {
-        assert!(covers(&[(100_000, 65_536)], 100_000, 65_536));
-        assert!(covers(
-            &[(100_000, 30_000), (130_000, 40_000)],
-            100_000,
-            65_536
-        ));
-        assert!(!covers(
-            &[(100_000, 30_000), (130_001, 40_000)],
-            100_000,
-            65_536
-        ));
-        assert!(!covers(&[(165_536, 65_536)], 100_000, 65_536));
-        assert!(covers(&[(0, 1_000_000)], 100_000, 65_536));
-    }
-
-    #[test]
-    fn kernel_releases_parse() {
-        assert_eq!(kernel_version("6.8.12-4-pve"), Some((6, 8)));
-        assert_eq!(kernel_version("5.4.0"), Some((5, 4)));
-        assert_eq!(kernel_version("weird"), None);
-    }
-
-    #[test]
-    fn key_budget_rule() {
-        assert_eq!(keys_needed(0), (200, 20_000));
-        assert_eq!(keys_needed(4), (400, 40_000));
     }
 }

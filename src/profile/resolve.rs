@@ -1,0 +1,222 @@
+//! Resolving a chain of layers into a [`Profile`] with every field concrete, and loading one by
+//! name with the command-line overrides on top.
+
+use super::*;
+
+/// Merges layers (bottom first) and resolves defaults; checks rules across fields.
+pub fn resolve(
+    name: &str,
+    layers: &[(Layer, Index)],
+    base_dir: Option<PathBuf>,
+) -> Result<Profile, InputErrors> {
+    let mut m = Layer::default();
+    for (l, _) in layers {
+        m.overlay(l);
+    }
+    // Which layer set a field last: for errors on rules that span fields.
+    let who = |get: &dyn Fn(&Layer) -> bool| -> &Index {
+        layers
+            .iter()
+            .rev()
+            .find(|(l, _)| get(l))
+            .map_or(&layers[layers.len() - 1].1, |(_, i)| i)
+    };
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let rootfs = m.rootfs.clone().unwrap_or_default();
+    let net = m.network.clone().unwrap_or_default();
+    let feat = m.features.clone().unwrap_or_default();
+    let dock = m.docker.clone().unwrap_or_default();
+    let fo = dock.fuse_overlayfs.clone().unwrap_or_default();
+    let install = dock.install.clone().unwrap_or_else(|| "none".into());
+    let driver = Driver::parse(dock.storage_driver.as_deref().unwrap_or("auto"));
+    let unprivileged = m.unprivileged.unwrap_or(true);
+    let mut features = Features {
+        nesting: feat.nesting.unwrap_or(false),
+        keyctl: feat.keyctl.unwrap_or(false),
+        fuse: feat.fuse.unwrap_or(false),
+        mknod: feat.mknod.unwrap_or(false),
+    };
+    let fuse_source = match fo.source.as_deref().unwrap_or("node") {
+        "package" => FuseSource::Package,
+        "url" => match (&fo.url, &fo.sha256) {
+            (Some(u), Some(s)) => FuseSource::Url {
+                url: u.clone(),
+                sha256: s.to_lowercase(),
+            },
+            _ => {
+                let i = who(&|l| {
+                    l.docker
+                        .as_ref()
+                        .and_then(|d| d.fuse_overlayfs.as_ref())
+                        .is_some_and(|f| f.source.is_some())
+                });
+                errors.push(i.error("docker.fuse_overlayfs", "source = \"url\" needs both `url` and `sha256` (a download is never trusted without its checksum)"));
+                FuseSource::Package
+            }
+        },
+        _ => FuseSource::Node {
+            path: fo
+                .path
+                .clone()
+                .unwrap_or_else(|| "/usr/local/bin/fuse-overlayfs".into()),
+            sha256: fo.sha256.clone().map(|s| s.to_lowercase()),
+        },
+    };
+    if install != "none" {
+        if driver == Driver::FuseOverlayfs || driver == Driver::Auto {
+            if feat.fuse == Some(false) && driver == Driver::FuseOverlayfs {
+                let i = who(&|l| l.features.as_ref().is_some_and(|f| f.fuse.is_some()));
+                errors.push(i.error("features.fuse", "fuse-overlayfs needs the container's fuse feature; remove `fuse = false` or choose storage_driver = \"overlay2\""));
+            } else if !features.fuse && driver == Driver::FuseOverlayfs {
+                features.fuse = true;
+                warnings.push(
+                    "features.fuse was not set: enabled it, fuse-overlayfs needs /dev/fuse"
+                        .to_string(),
+                );
+            }
+        }
+        if !features.nesting {
+            warnings.push(
+                "Docker in LXC needs features.nesting = true; without it dockerd usually fails"
+                    .to_string(),
+            );
+        }
+        if unprivileged && !features.keyctl {
+            warnings.push("Docker in an unprivileged container needs features.keyctl = true (runc uses keyctl)".to_string());
+        }
+    }
+    if install == "docker-ce" && dock.repository.is_none() {
+        let i = who(&|l| l.docker.as_ref().is_some_and(|d| d.install.is_some()));
+        errors.push(i.error("docker.install", "install = \"docker-ce\" needs docker.repository: the URL of Docker's apt repository for the container's distribution"));
+    }
+    if !unprivileged {
+        warnings.push("this is a PRIVILEGED container (unprivileged = false): root inside is root on the node".to_string());
+        if features.keyctl {
+            let i = who(&|l| l.features.as_ref().is_some_and(|f| f.keyctl.is_some()));
+            errors.push(i.error(
+                "features.keyctl",
+                "keyctl is only for unprivileged containers; PVE refuses it on a privileged one",
+            ));
+        }
+    }
+    if net.gateway.is_some() && matches!(net.ip.as_deref(), None | Some("dhcp") | Some("manual")) {
+        let i = who(&|l| l.network.as_ref().is_some_and(|n| n.gateway.is_some()));
+        errors.push(i.error(
+            "network.gateway",
+            "a gateway goes with a static `ip` (address/prefix), not with dhcp or manual",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(InputErrors(errors));
+    }
+    let mut tags = m.tags.clone().unwrap_or_default();
+    tags.retain(|t| t != TOOL_TAG);
+    tags.sort();
+    tags.dedup();
+    Ok(Profile {
+        name: name.to_string(),
+        description: m.description.clone().unwrap_or_default(),
+        hostname: m.hostname.clone(),
+        vmid: m.vmid.map(|v| v as u32),
+        template: m.template.clone().unwrap_or_else(|| "ubuntu-24.04".into()),
+        template_storage: m.template_storage.clone().unwrap_or_else(|| "local".into()),
+        unprivileged,
+        cores: m.cores.unwrap_or(1) as u32,
+        memory: m.memory.unwrap_or(512) as u32,
+        swap: m.swap.unwrap_or(512) as u32,
+        onboot: m.onboot.unwrap_or(false),
+        tags,
+        timezone: m.timezone.clone(),
+        nameserver: m.nameserver.clone().unwrap_or_default(),
+        searchdomain: m.searchdomain.clone(),
+        ssh_public_keys: m.ssh_public_keys.clone().unwrap_or_default(),
+        root_password: m.root_password.clone(),
+        rootfs: Rootfs {
+            storage: rootfs.storage.unwrap_or_else(|| "local-lvm".into()),
+            size: rootfs.size.unwrap_or(8.0),
+        },
+        network: Network {
+            bridge: net.bridge.unwrap_or_else(|| "vmbr0".into()),
+            ip: net.ip.unwrap_or_else(|| "dhcp".into()),
+            gateway: net.gateway,
+            ip6: net.ip6,
+            gateway6: net.gateway6,
+            vlan: net.vlan.map(|v| v as u16),
+            firewall: net.firewall.unwrap_or(false),
+            mtu: net.mtu.map(|v| v as u16),
+            hwaddr: net.hwaddr,
+        },
+        features,
+        access: {
+            let a = m.access.clone().unwrap_or_default();
+            Access {
+                method: a.method.unwrap_or_else(|| "pct".into()),
+                address: a.address,
+                port: a.port.unwrap_or(22) as u16,
+                identity: a.identity,
+            }
+        },
+        docker: Docker {
+            install,
+            storage_driver: driver,
+            fuse_overlayfs: fuse_source,
+            verify_image: dock.verify_image.unwrap_or_default(),
+            repository: dock.repository.clone().unwrap_or_default(),
+        },
+        files: m.files.clone().unwrap_or_default(),
+        commands: m.commands.clone().unwrap_or_default(),
+        warnings,
+        base_dir,
+    })
+}
+
+/// Loads a profile by name or path, applies command-line overrides (already checked), and
+/// resolves it.
+pub fn load(name: &str, overrides: &Layer) -> Result<Profile, InputErrors> {
+    let chain = load_chain(name)?;
+    let cli_idx = Index::command_line();
+    let errs = check_layer(overrides, &cli_idx);
+    if !errs.is_empty() {
+        return Err(InputErrors(errs));
+    }
+    // `files` is replaced as a whole by the layer that sets it last: its relative sources are
+    // read from that layer's directory.
+    let files_layer = chain
+        .iter()
+        .rev()
+        .find(|l| l.layer.files.is_some())
+        .or(chain.last());
+    let base_dir = files_layer.and_then(|l| l.dir.clone());
+    if let Some(l) = files_layer {
+        let errs = check_sources(l);
+        if !errs.is_empty() {
+            return Err(InputErrors(errs));
+        }
+    }
+    let mut layers: Vec<(Layer, Index)> = chain.into_iter().map(|l| (l.layer, l.index)).collect();
+    layers.push((overrides.clone(), cli_idx));
+    resolve(name, &layers, base_dir)
+}
+
+/// Checks that every `files.source` of a layer names a readable file.
+pub(super) fn check_sources(l: &LoadedLayer) -> Vec<InputError> {
+    let mut errs = Vec::new();
+    for (i, f) in l.layer.files.iter().flatten().enumerate() {
+        let Some(src) = &f.source else { continue };
+        let path = match &l.dir {
+            Some(d) if Path::new(src).is_relative() => d.join(src),
+            _ => PathBuf::from(src),
+        };
+        if !path.is_file() {
+            errs.push(l.index.error(
+                &format!("files[{i}].source"),
+                format!(
+                    "{} is not a file here (a relative source is read from the profile's directory)",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    errs
+}
