@@ -454,111 +454,13 @@ fn check(
             );
             continue;
         };
-        let counted = name.contains(COUNTER);
-        let count = match (e.count, counted) {
-            (Some(c), true) if (1..=MAX_COUNT).contains(&c) => c as u32,
-            (Some(c), true) => {
-                cx.err(
-                    &format!("{p}.count"),
-                    format!("{c} is out of range: count must be 1 to {MAX_COUNT}"),
-                );
-                continue;
-            }
-            (Some(c), false) => {
-                cx.err(
-                    &format!("{p}.count"),
-                    format!(
-                        "count = {c} needs `{COUNTER}` in the name, e.g. name = \"runner-{COUNTER}\" (it becomes runner-1, runner-2, ...)"
-                    ),
-                );
-                continue;
-            }
-            (None, true) => {
-                cx.err(
-                    &format!("{p}.name"),
-                    format!(
-                        "{name:?} has `{COUNTER}` but no `count` says how many containers it makes"
-                    ),
-                );
-                continue;
-            }
-            (None, false) => 1,
+        let Some((counted, count)) = entry_count(cx, p, name, e.count) else {
+            continue;
         };
-        if let Some(v) = e.vmid {
-            if counted {
-                cx.err(
-                    &format!("{p}.vmid"),
-                    "one `vmid` cannot go to several containers: give `vmid_base` (the first container's VMID) with `count`",
-                );
-            } else if let Err(m) = validate::vmid(v) {
-                cx.err(&format!("{p}.vmid"), m);
-            }
-        }
-        if let Some(b) = e.vmid_base {
-            if !counted {
-                cx.err(
-                    &format!("{p}.vmid_base"),
-                    "`vmid_base` goes with `count`; a single container takes `vmid`",
-                );
-            } else {
-                let last = b.saturating_add(i64::from(count) - 1);
-                let m = match (validate::vmid(b), validate::vmid(last)) {
-                    (Err(m), _) => Some(m),
-                    (Ok(()), Err(m)) => Some(format!(
-                        "with count = {count} the last container's VMID is {last}: {m}"
-                    )),
-                    (Ok(()), Ok(())) => None,
-                };
-                if let Some(m) = m {
-                    cx.err(&format!("{p}.vmid_base"), m);
-                }
-            }
-        }
-        if let Some(n) = &e.node
-            && let Err(m) = validate::hostname(n)
-        {
-            cx.err(
-                &format!("{p}.node"),
-                m.replace("a valid hostname", "a valid PVE node name"),
-            );
-        }
-        if let Some(h) = &e.host
-            && let Err(err) = crate::transport::ssh::SshTarget::parse(h)
-        {
-            cx.err(&format!("{p}.host"), format!("{err:#}"));
-        }
-        let names: Vec<(Option<u32>, String)> = if counted {
-            (1..=count)
-                .map(|n| (Some(n), name.replace(COUNTER, &n.to_string())))
-                .collect()
-        } else {
-            vec![(None, name.clone())]
-        };
+        check_entry_place(cx, p, e, counted, count);
+        let names = entry_names(name, counted, count);
         let first_ident = idents.len();
-        for (n, hostname) in &names {
-            let vmid = match (e.vmid, e.vmid_base, n) {
-                (Some(v), _, None) if validate::vmid(v).is_ok() => Some((v as u32, "vmid")),
-                (None, Some(b), Some(n)) => {
-                    let v = b.saturating_add(i64::from(*n) - 1);
-                    validate::vmid(v).is_ok().then_some((v as u32, "vmid_base"))
-                }
-                _ => None,
-            };
-            idents.push(Ident {
-                field: p.to_string(),
-                n: *n,
-                name: hostname.clone(),
-                vmid,
-            });
-        }
-        if let Some((n, bad)) = names.iter().find(|(_, h)| validate::hostname(h).is_err()) {
-            let m = validate::hostname(bad).err().unwrap_or_default();
-            let m = match n {
-                Some(n) => format!("{name:?} makes {bad:?} for n = {n}: {m}"),
-                None => m,
-            };
-            cx.err(&format!("{p}.name"), m);
-        }
+        push_idents(cx, &mut idents, p, e, name, &names);
         // The profile chain, with errors about a missing profile put where it is named.
         let (pname, pfield) = match (&e.profile, &defaults.profile) {
             (Some(n), _) => (n.clone(), format!("{p}.profile")),
@@ -585,24 +487,7 @@ fn check(
         if cx.errs.len() > before {
             continue;
         }
-        // A lab file's own `files.source` is read from the lab file's directory: it must exist
-        // now, reported at its place, before anything runs.
-        for (prefix, lay) in [("defaults", &defaults.layer), (p, &e.layer)] {
-            for (j, f) in lay.files.iter().flatten().enumerate() {
-                let Some(src) = &f.source else { continue };
-                let path = if Path::new(src).is_relative() {
-                    dir.join(src)
-                } else {
-                    PathBuf::from(src)
-                };
-                if !path.is_file() {
-                    cx.err(
-                        &format!("{prefix}.files[{j}].source"),
-                        format!("{} is not a file here (a relative source is read from the lab file's directory)", path.display()),
-                    );
-                }
-            }
-        }
+        check_lab_sources(cx, dir, &defaults.layer, p, &e.layer);
         let own_files = defaults.layer.files.is_some() || e.layer.files.is_some();
         let base_dir = if own_files {
             Some(dir.to_path_buf())
@@ -645,6 +530,157 @@ fn check(
     }
     duplicates(cx, &idents);
     out
+}
+
+/// How many containers an entry makes (`count` with `{n}` in the name), or None after
+/// reporting why the pair does not fit.
+fn entry_count(cx: &mut Cx<'_>, p: &str, name: &str, count: Option<i64>) -> Option<(bool, u32)> {
+    let counted = name.contains(COUNTER);
+    let count = match (count, counted) {
+        (Some(c), true) if (1..=MAX_COUNT).contains(&c) => c as u32,
+        (Some(c), true) => {
+            cx.err(
+                &format!("{p}.count"),
+                format!("{c} is out of range: count must be 1 to {MAX_COUNT}"),
+            );
+            return None;
+        }
+        (Some(c), false) => {
+            cx.err(
+                &format!("{p}.count"),
+                format!(
+                    "count = {c} needs `{COUNTER}` in the name, e.g. name = \"runner-{COUNTER}\" (it becomes runner-1, runner-2, ...)"
+                ),
+            );
+            return None;
+        }
+        (None, true) => {
+            cx.err(
+                &format!("{p}.name"),
+                format!(
+                    "{name:?} has `{COUNTER}` but no `count` says how many containers it makes"
+                ),
+            );
+            return None;
+        }
+        (None, false) => 1,
+    };
+    Some((counted, count))
+}
+
+/// Checks an entry's `vmid`/`vmid_base` against its count, and its `node` and `host`.
+fn check_entry_place(cx: &mut Cx<'_>, p: &str, e: &RawEntry, counted: bool, count: u32) {
+    if let Some(v) = e.vmid {
+        if counted {
+            cx.err(
+                &format!("{p}.vmid"),
+                "one `vmid` cannot go to several containers: give `vmid_base` (the first container's VMID) with `count`",
+            );
+        } else if let Err(m) = validate::vmid(v) {
+            cx.err(&format!("{p}.vmid"), m);
+        }
+    }
+    if let Some(b) = e.vmid_base {
+        if !counted {
+            cx.err(
+                &format!("{p}.vmid_base"),
+                "`vmid_base` goes with `count`; a single container takes `vmid`",
+            );
+        } else {
+            let last = b.saturating_add(i64::from(count) - 1);
+            let m = match (validate::vmid(b), validate::vmid(last)) {
+                (Err(m), _) => Some(m),
+                (Ok(()), Err(m)) => Some(format!(
+                    "with count = {count} the last container's VMID is {last}: {m}"
+                )),
+                (Ok(()), Ok(())) => None,
+            };
+            if let Some(m) = m {
+                cx.err(&format!("{p}.vmid_base"), m);
+            }
+        }
+    }
+    if let Some(n) = &e.node
+        && let Err(m) = validate::hostname(n)
+    {
+        cx.err(
+            &format!("{p}.node"),
+            m.replace("a valid hostname", "a valid PVE node name"),
+        );
+    }
+    if let Some(h) = &e.host
+        && let Err(err) = crate::transport::ssh::SshTarget::parse(h)
+    {
+        cx.err(&format!("{p}.host"), format!("{err:#}"));
+    }
+}
+
+/// The hostnames an entry makes: one, or one per `n` of its count.
+fn entry_names(name: &str, counted: bool, count: u32) -> Vec<(Option<u32>, String)> {
+    if counted {
+        (1..=count)
+            .map(|n| (Some(n), name.replace(COUNTER, &n.to_string())))
+            .collect()
+    } else {
+        vec![(None, name.to_string())]
+    }
+}
+
+/// Records what makes each of an entry's containers unique (for the duplicate check) and
+/// refuses a hostname that `{n}` made invalid.
+fn push_idents(
+    cx: &mut Cx<'_>,
+    idents: &mut Vec<Ident>,
+    p: &str,
+    e: &RawEntry,
+    name: &str,
+    names: &[(Option<u32>, String)],
+) {
+    for (n, hostname) in names {
+        let vmid = match (e.vmid, e.vmid_base, n) {
+            (Some(v), _, None) if validate::vmid(v).is_ok() => Some((v as u32, "vmid")),
+            (None, Some(b), Some(n)) => {
+                let v = b.saturating_add(i64::from(*n) - 1);
+                validate::vmid(v).is_ok().then_some((v as u32, "vmid_base"))
+            }
+            _ => None,
+        };
+        idents.push(Ident {
+            field: p.to_string(),
+            n: *n,
+            name: hostname.clone(),
+            vmid,
+        });
+    }
+    if let Some((n, bad)) = names.iter().find(|(_, h)| validate::hostname(h).is_err()) {
+        let m = validate::hostname(bad).err().unwrap_or_default();
+        let m = match n {
+            Some(n) => format!("{name:?} makes {bad:?} for n = {n}: {m}"),
+            None => m,
+        };
+        cx.err(&format!("{p}.name"), m);
+    }
+}
+
+/// A lab file's own `files.source` is read from the lab file's directory: it must exist now,
+/// reported at its place, before anything runs.
+fn check_lab_sources(cx: &mut Cx<'_>, dir: &Path, defaults: &Layer, p: &str, own: &Layer) {
+    for (prefix, lay) in [("defaults", defaults), (p, own)] {
+        for (j, f) in lay.files.iter().flatten().enumerate() {
+            let Some(src) = &f.source else { continue };
+            let path = if Path::new(src).is_relative() {
+                dir.join(src)
+            } else {
+                PathBuf::from(src)
+            };
+            if !path.is_file() {
+                cx.err(
+                    &format!("{prefix}.files[{j}].source"),
+                    format!("{} is not a file here (a relative source is read from the lab file's directory)", path.display()),
+                );
+            }
+        }
+    }
 }
 
 /// What makes a container unique in a lab file, for the duplicate check.

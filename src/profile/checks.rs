@@ -84,215 +84,246 @@ pub fn check_layer(l: &Layer, idx: &Index) -> Vec<InputError> {
         }
     }
     if let Some(p) = &l.root_password {
-        let rule = match p {
-            PasswordSource::Env(v) => {
-                if !v.is_empty() && v.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
-                    Ok(())
-                } else {
-                    Err(format!("{v:?} is not an environment variable name"))
-                }
-            }
-            PasswordSource::File(f) => {
-                if f.is_empty() || f.contains('\0') {
-                    Err("the password file path is empty".to_string())
-                } else {
-                    Ok(())
-                }
-            }
-            PasswordSource::Prompt(_) => Ok(()),
-        };
-        push_rule(er, idx, "root_password", rule);
+        check_root_password(er, idx, p);
     }
     if let Some(r) = &l.rootfs {
-        if let Some(s) = &r.storage {
-            push_rule(er, idx, "rootfs.storage", validate::storage_id(s));
-        }
-        if let Some(sz) = r.size {
-            let rule = if (0.001..=131072.0).contains(&sz) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{sz} is out of range: the root disk size is in GiB, more than 0 and at most 131072"
-                ))
-            };
-            push_rule(er, idx, "rootfs.size", rule);
-        }
+        check_rootfs(er, idx, r);
     }
     if let Some(n) = &l.network {
-        if let Some(b) = &n.bridge {
-            push_rule(er, idx, "network.bridge", validate::bridge(b));
-        }
-        if let Some(ip) = &n.ip {
-            push_rule(er, idx, "network.ip", validate::ip_config(ip));
-        }
-        if let Some(g) = &n.gateway {
-            push_rule(er, idx, "network.gateway", validate::ipv4(g));
-        }
-        if let Some(ip) = &n.ip6 {
-            push_rule(er, idx, "network.ip6", validate::ip6_config(ip));
-        }
-        if let Some(g) = &n.gateway6 {
-            push_rule(er, idx, "network.gateway6", validate::ipv6(g));
-        }
-        if let Some(v) = n.vlan {
-            push_rule(er, idx, "network.vlan", range(v, 1, 4094, "a VLAN tag"));
-        }
-        if let Some(v) = n.mtu {
-            push_rule(er, idx, "network.mtu", range(v, 64, 65535, "the MTU"));
-        }
-        if let Some(m) = &n.hwaddr {
-            push_rule(er, idx, "network.hwaddr", validate::mac(m));
-        }
+        check_network(er, idx, n);
     }
     if let Some(a) = &l.access {
-        if let Some(m) = &a.method {
-            push_rule(er, idx, "access.method", one_of(m, &["pct", "ssh"]));
-        }
-        if let Some(ad) = &a.address {
-            push_rule(
-                er,
-                idx,
-                "access.address",
-                validate::ip_any(ad).or_else(|_| validate::hostname(ad)),
-            );
-        }
-        if let Some(p) = a.port {
-            push_rule(er, idx, "access.port", range(p, 1, 65535, "a port"));
-        }
-        if let Some(f) = &a.identity {
-            push_rule(er, idx, "access.identity", validate::plain_text(f));
-        }
+        check_access(er, idx, a);
     }
     if let Some(d) = &l.docker {
-        if let Some(i) = &d.install {
-            push_rule(
-                er,
-                idx,
-                "docker.install",
-                one_of(i, &["distro", "docker-ce", "present", "none"]),
-            );
-        }
-        if let Some(s) = &d.storage_driver {
-            push_rule(
-                er,
-                idx,
-                "docker.storage_driver",
-                one_of(s, &["fuse-overlayfs", "overlay2", "vfs", "auto"]),
-            );
-        }
-        if let Some(u) = &d.repository {
-            push_rule(er, idx, "docker.repository", check_url(u));
-        }
-        if let Some(img) = &d.verify_image {
-            let rule = if img.is_empty()
-                || (img.starts_with(|c: char| c.is_ascii_alphanumeric())
-                    && img
-                        .bytes()
-                        .all(|c| c.is_ascii_alphanumeric() || b"-_./:@".contains(&c)))
-            {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{img:?} is not an image reference like busybox:1.36"
-                ))
-            };
-            push_rule(er, idx, "docker.verify_image", rule);
-        }
-        if let Some(f) = &d.fuse_overlayfs {
-            if let Some(s) = &f.source {
-                push_rule(
-                    er,
-                    idx,
-                    "docker.fuse_overlayfs.source",
-                    one_of(s, &["node", "url", "package"]),
-                );
-            }
-            if let Some(p) = &f.path {
-                push_rule(
-                    er,
-                    idx,
-                    "docker.fuse_overlayfs.path",
-                    validate::container_path(p).map_err(|m| {
-                        m.replace("names a directory", "names a directory on the node")
-                    }),
-                );
-            }
-            if let Some(u) = &f.url {
-                push_rule(er, idx, "docker.fuse_overlayfs.url", check_url(u));
-            }
-            if let Some(s) = &f.sha256 {
-                push_rule(
-                    er,
-                    idx,
-                    "docker.fuse_overlayfs.sha256",
-                    validate::sha256_hex(s),
-                );
-            }
-        }
+        check_docker(er, idx, d);
     }
     if let Some(files) = &l.files {
-        let mut seen = BTreeMap::new();
-        for (i, f) in files.iter().enumerate() {
-            let p = format!("files[{i}]");
-            push_rule(
-                er,
-                idx,
-                &format!("{p}.dest"),
-                validate::container_path(&f.dest),
-            );
-            if let Some(why) = managed_path(&f.dest) {
-                er.push(idx.error(&format!("{p}.dest"), why));
-            }
-            if let Some(prev) = seen.insert(f.dest.clone(), i) {
-                er.push(idx.error(
-                    &format!("{p}.dest"),
-                    format!("{:?} is also the destination of files[{prev}]", f.dest),
-                ));
-            }
-            let rule = match (&f.content, &f.source) {
-                (Some(_), None) | (None, Some(_)) => Ok(()),
-                _ => Err("give exactly one of `content` and `source`".to_string()),
-            };
-            push_rule(er, idx, &p, rule);
-            if let Some(s) = &f.source {
-                push_rule(er, idx, &format!("{p}.source"), validate::plain_text(s));
-            }
-            push_rule(
-                er,
-                idx,
-                &format!("{p}.mode"),
-                parse_mode(&f.mode).map(|_| ()),
-            );
-        }
+        check_files(er, idx, files);
     }
     if let Some(cmds) = &l.commands {
-        for (i, c) in cmds.iter().enumerate() {
-            let p = format!("commands[{i}]");
-            if c.is_empty() || c[0].is_empty() {
-                er.push(idx.error(&p, "a command is a non-empty argv array, e.g. [\"systemctl\", \"enable\", \"--now\", \"foo\"]"));
-            }
-            for (j, a) in c.iter().enumerate() {
-                if a.contains('\0') {
-                    er.push(idx.error(&format!("{p}[{j}]"), "contains a NUL byte"));
-                }
-            }
-        }
+        check_commands(er, idx, cmds);
     }
     if let Some(d) = &l.description {
-        let max = 8192 - DESCRIPTION_SUFFIX.len();
-        let rule = validate::plain_text(d).and_then(|()| {
-            if d.len() > max {
-                Err(format!(
-                    "the description is {} bytes; PVE keeps at most 8192 and provision adds {DESCRIPTION_SUFFIX:?}, so at most {max}",
-                    d.len()
-                ))
+        check_description(er, idx, d);
+    }
+    e
+}
+
+fn check_root_password(er: &mut Vec<InputError>, idx: &Index, p: &PasswordSource) {
+    let rule = match p {
+        PasswordSource::Env(v) => {
+            if !v.is_empty() && v.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+                Ok(())
+            } else {
+                Err(format!("{v:?} is not an environment variable name"))
+            }
+        }
+        PasswordSource::File(f) => {
+            if f.is_empty() || f.contains('\0') {
+                Err("the password file path is empty".to_string())
             } else {
                 Ok(())
             }
-        });
-        push_rule(er, idx, "description", rule);
+        }
+        PasswordSource::Prompt(_) => Ok(()),
+    };
+    push_rule(er, idx, "root_password", rule);
+}
+
+fn check_rootfs(er: &mut Vec<InputError>, idx: &Index, r: &RootfsLayer) {
+    if let Some(s) = &r.storage {
+        push_rule(er, idx, "rootfs.storage", validate::storage_id(s));
     }
-    e
+    if let Some(sz) = r.size {
+        let rule = if (0.001..=131072.0).contains(&sz) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{sz} is out of range: the root disk size is in GiB, more than 0 and at most 131072"
+            ))
+        };
+        push_rule(er, idx, "rootfs.size", rule);
+    }
+}
+
+fn check_network(er: &mut Vec<InputError>, idx: &Index, n: &NetworkLayer) {
+    if let Some(b) = &n.bridge {
+        push_rule(er, idx, "network.bridge", validate::bridge(b));
+    }
+    if let Some(ip) = &n.ip {
+        push_rule(er, idx, "network.ip", validate::ip_config(ip));
+    }
+    if let Some(g) = &n.gateway {
+        push_rule(er, idx, "network.gateway", validate::ipv4(g));
+    }
+    if let Some(ip) = &n.ip6 {
+        push_rule(er, idx, "network.ip6", validate::ip6_config(ip));
+    }
+    if let Some(g) = &n.gateway6 {
+        push_rule(er, idx, "network.gateway6", validate::ipv6(g));
+    }
+    if let Some(v) = n.vlan {
+        push_rule(er, idx, "network.vlan", range(v, 1, 4094, "a VLAN tag"));
+    }
+    if let Some(v) = n.mtu {
+        push_rule(er, idx, "network.mtu", range(v, 64, 65535, "the MTU"));
+    }
+    if let Some(m) = &n.hwaddr {
+        push_rule(er, idx, "network.hwaddr", validate::mac(m));
+    }
+}
+
+fn check_access(er: &mut Vec<InputError>, idx: &Index, a: &AccessLayer) {
+    if let Some(m) = &a.method {
+        push_rule(er, idx, "access.method", one_of(m, &["pct", "ssh"]));
+    }
+    if let Some(ad) = &a.address {
+        push_rule(
+            er,
+            idx,
+            "access.address",
+            validate::ip_any(ad).or_else(|_| validate::hostname(ad)),
+        );
+    }
+    if let Some(p) = a.port {
+        push_rule(er, idx, "access.port", range(p, 1, 65535, "a port"));
+    }
+    if let Some(f) = &a.identity {
+        push_rule(er, idx, "access.identity", validate::plain_text(f));
+    }
+}
+
+fn check_docker(er: &mut Vec<InputError>, idx: &Index, d: &DockerLayer) {
+    if let Some(i) = &d.install {
+        push_rule(
+            er,
+            idx,
+            "docker.install",
+            one_of(i, &["distro", "docker-ce", "present", "none"]),
+        );
+    }
+    if let Some(s) = &d.storage_driver {
+        push_rule(
+            er,
+            idx,
+            "docker.storage_driver",
+            one_of(s, &["fuse-overlayfs", "overlay2", "vfs", "auto"]),
+        );
+    }
+    if let Some(u) = &d.repository {
+        push_rule(er, idx, "docker.repository", check_url(u));
+    }
+    if let Some(img) = &d.verify_image {
+        let rule = if img.is_empty()
+            || (img.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && img
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"-_./:@".contains(&c)))
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "{img:?} is not an image reference like busybox:1.36"
+            ))
+        };
+        push_rule(er, idx, "docker.verify_image", rule);
+    }
+    if let Some(f) = &d.fuse_overlayfs {
+        if let Some(s) = &f.source {
+            push_rule(
+                er,
+                idx,
+                "docker.fuse_overlayfs.source",
+                one_of(s, &["node", "url", "package"]),
+            );
+        }
+        if let Some(p) = &f.path {
+            push_rule(
+                er,
+                idx,
+                "docker.fuse_overlayfs.path",
+                validate::container_path(p)
+                    .map_err(|m| m.replace("names a directory", "names a directory on the node")),
+            );
+        }
+        if let Some(u) = &f.url {
+            push_rule(er, idx, "docker.fuse_overlayfs.url", check_url(u));
+        }
+        if let Some(s) = &f.sha256 {
+            push_rule(
+                er,
+                idx,
+                "docker.fuse_overlayfs.sha256",
+                validate::sha256_hex(s),
+            );
+        }
+    }
+}
+
+fn check_files(er: &mut Vec<InputError>, idx: &Index, files: &[FileSpec]) {
+    let mut seen = BTreeMap::new();
+    for (i, f) in files.iter().enumerate() {
+        let p = format!("files[{i}]");
+        push_rule(
+            er,
+            idx,
+            &format!("{p}.dest"),
+            validate::container_path(&f.dest),
+        );
+        if let Some(why) = managed_path(&f.dest) {
+            er.push(idx.error(&format!("{p}.dest"), why));
+        }
+        if let Some(prev) = seen.insert(f.dest.clone(), i) {
+            er.push(idx.error(
+                &format!("{p}.dest"),
+                format!("{:?} is also the destination of files[{prev}]", f.dest),
+            ));
+        }
+        let rule = match (&f.content, &f.source) {
+            (Some(_), None) | (None, Some(_)) => Ok(()),
+            _ => Err("give exactly one of `content` and `source`".to_string()),
+        };
+        push_rule(er, idx, &p, rule);
+        if let Some(s) = &f.source {
+            push_rule(er, idx, &format!("{p}.source"), validate::plain_text(s));
+        }
+        push_rule(
+            er,
+            idx,
+            &format!("{p}.mode"),
+            parse_mode(&f.mode).map(|_| ()),
+        );
+    }
+}
+
+fn check_commands(er: &mut Vec<InputError>, idx: &Index, cmds: &[Vec<String>]) {
+    for (i, c) in cmds.iter().enumerate() {
+        let p = format!("commands[{i}]");
+        if c.is_empty() || c[0].is_empty() {
+            er.push(idx.error(&p, "a command is a non-empty argv array, e.g. [\"systemctl\", \"enable\", \"--now\", \"foo\"]"));
+        }
+        for (j, a) in c.iter().enumerate() {
+            if a.contains('\0') {
+                er.push(idx.error(&format!("{p}[{j}]"), "contains a NUL byte"));
+            }
+        }
+    }
+}
+
+fn check_description(er: &mut Vec<InputError>, idx: &Index, d: &str) {
+    let max = 8192 - DESCRIPTION_SUFFIX.len();
+    let rule = validate::plain_text(d).and_then(|()| {
+        if d.len() > max {
+            Err(format!(
+                "the description is {} bytes; PVE keeps at most 8192 and provision adds {DESCRIPTION_SUFFIX:?}, so at most {max}",
+                d.len()
+            ))
+        } else {
+            Ok(())
+        }
+    });
+    push_rule(er, idx, "description", rule);
 }
 
 /// The text provision appends to a container's description.
