@@ -91,8 +91,52 @@ pub fn plan_node(
         ..NodePlan::default()
     };
     plan.notes.extend(p.warnings.iter().cloned());
-    // Driver. An existing container's root disk decides, wherever the profile now points.
-    let storage = nf.storages.iter().find(|s| s.name == p.rootfs.storage);
+    // An existing container's root disk decides the driver, wherever the profile now points.
+    choose_driver(p, nf, ct, &mut plan)?;
+    check_rootfs_storage(p, nf, existing)?;
+    let Some(g) = existing else {
+        plan_create(req, tf, proposed_vmid, &mut plan)?;
+        return Ok(plan);
+    };
+    plan.exists = true;
+    plan.vmid = g.vmid;
+    plan.node = g.node.clone();
+    plan.running = g.status == "running";
+    let cfg = ct.cloned().unwrap_or_default();
+    if let Some(u) = cfg.effective("unprivileged") {
+        let have = u == "1";
+        if have != p.unprivileged {
+            bail!(
+                "container {} is {} but the profile wants it {}; PVE cannot change this (unprivileged is read-only): destroy and re-create it",
+                g.vmid,
+                if have { "unprivileged" } else { "privileged" },
+                if p.unprivileged {
+                    "unprivileged"
+                } else {
+                    "privileged"
+                }
+            );
+        }
+    }
+    let (set, why) = config_changes(p, g, &cfg, &mut plan.already);
+    let will_pend = forecast_pending(&cfg, &set, plan.running);
+    let setting = !set.is_empty();
+    if setting {
+        plan.steps.push(Step::Set { set, why });
+    }
+    plan_rootfs(p, &cfg, &mut plan);
+    plan_start(&mut plan, will_pend, setting, opts);
+    Ok(plan)
+}
+
+/// Docker's storage driver: the profile's, or chosen from the storage of the root disk; refuses
+/// fuse-overlayfs without the container's fuse feature.
+fn choose_driver(
+    p: &Profile,
+    nf: &NodeFacts,
+    ct: Option<&CtConfig>,
+    plan: &mut NodePlan,
+) -> Result<()> {
     let disk_storage = rootfs_storage(ct).unwrap_or_else(|| p.rootfs.storage.clone());
     let disk_kind = nf
         .storages
@@ -141,6 +185,13 @@ pub fn plan_node(
             .into());
         }
     }
+    Ok(())
+}
+
+/// Refuses a root disk storage the node does not have, or one that does not take container
+/// root disks (for a new container).
+fn check_rootfs_storage(p: &Profile, nf: &NodeFacts, existing: Option<&Guest>) -> Result<()> {
+    let storage = nf.storages.iter().find(|s| s.name == p.rootfs.storage);
     if nf.pve {
         match storage {
             None => {
@@ -169,46 +220,45 @@ pub fn plan_node(
             _ => {}
         }
     }
-    let Some(g) = existing else {
-        plan.vmid = req.vmid.unwrap_or(proposed_vmid);
-        plan.vmid_auto = req.vmid.is_none();
-        let tf_empty = TemplateFacts::default();
-        let (template, tsteps) = resolve_template(p, tf.unwrap_or(&tf_empty), &mut plan.notes)?;
-        plan.steps.extend(tsteps);
-        let keys = (!p.ssh_public_keys.is_empty()).then(|| {
-            let mut k = p.ssh_public_keys.join("\n");
-            k.push('\n');
-            k
-        });
-        plan.steps.push(Step::Create {
-            fixed_vmid: req.vmid,
-            template,
-            options: create_options(p, &req.hostname, keys.is_some()),
-            ssh_keys: keys,
-        });
-        plan.steps.push(Step::Start);
-        return Ok(plan);
-    };
-    plan.exists = true;
-    plan.vmid = g.vmid;
-    plan.node = g.node.clone();
-    plan.running = g.status == "running";
-    let cfg = ct.cloned().unwrap_or_default();
-    if let Some(u) = cfg.effective("unprivileged") {
-        let have = u == "1";
-        if have != p.unprivileged {
-            bail!(
-                "container {} is {} but the profile wants it {}; PVE cannot change this (unprivileged is read-only): destroy and re-create it",
-                g.vmid,
-                if have { "unprivileged" } else { "privileged" },
-                if p.unprivileged {
-                    "unprivileged"
-                } else {
-                    "privileged"
-                }
-            );
-        }
-    }
+    Ok(())
+}
+
+/// A new container: its template (downloaded when missing), create and start.
+fn plan_create(
+    req: &Request,
+    tf: Option<&TemplateFacts>,
+    proposed_vmid: u32,
+    plan: &mut NodePlan,
+) -> Result<()> {
+    let p = &req.profile;
+    plan.vmid = req.vmid.unwrap_or(proposed_vmid);
+    plan.vmid_auto = req.vmid.is_none();
+    let tf_empty = TemplateFacts::default();
+    let (template, tsteps) = resolve_template(p, tf.unwrap_or(&tf_empty), &mut plan.notes)?;
+    plan.steps.extend(tsteps);
+    let keys = (!p.ssh_public_keys.is_empty()).then(|| {
+        let mut k = p.ssh_public_keys.join("\n");
+        k.push('\n');
+        k
+    });
+    plan.steps.push(Step::Create {
+        fixed_vmid: req.vmid,
+        template,
+        options: create_options(p, &req.hostname, keys.is_some()),
+        ssh_keys: keys,
+    });
+    plan.steps.push(Step::Start);
+    Ok(())
+}
+
+/// The configuration keys to set on an existing container (and why); those already right go
+/// to `already`.
+fn config_changes(
+    p: &Profile,
+    g: &Guest,
+    cfg: &CtConfig,
+    already: &mut Vec<Already>,
+) -> (Vec<(String, String)>, Vec<String>) {
     let mut set = Vec::new();
     let mut why = Vec::new();
     for (k, want) in desired_config(p) {
@@ -241,12 +291,18 @@ pub fn plan_node(
             why.push(d);
             set.push((k, value));
         } else {
-            plan.already.push(Already {
+            already.push(Already {
                 step: "config".into(),
                 why: format!("{k} is {}", if want.is_empty() { "(unset)" } else { &want }),
             });
         }
     }
+    (set, why)
+}
+
+/// The keys PVE will keep pending after `pct set`: those pending now (unless set again) and,
+/// on a running container, those it does not take at once.
+fn forecast_pending(cfg: &CtConfig, set: &[(String, String)], running: bool) -> Vec<String> {
     let mut will_pend: Vec<String> = cfg
         .pending
         .keys()
@@ -254,7 +310,7 @@ pub fn plan_node(
         .filter(|k| !set.iter().any(|(s, _)| s == *k))
         .cloned()
         .collect();
-    if plan.running {
+    if running {
         will_pend.extend(
             set.iter()
                 .filter(|(k, _)| !HOT_KEYS.contains(&k.as_str()))
@@ -263,10 +319,12 @@ pub fn plan_node(
     }
     will_pend.sort();
     will_pend.dedup();
-    let setting = !set.is_empty();
-    if setting {
-        plan.steps.push(Step::Set { set, why });
-    }
+    will_pend
+}
+
+/// Grows the root disk to the profile's size (PVE cannot shrink it) and notes a disk on another
+/// storage.
+fn plan_rootfs(p: &Profile, cfg: &CtConfig, plan: &mut NodePlan) {
     if let Some(rootfs) = cfg.effective("rootfs") {
         let m = parse_property_string(rootfs, "volume");
         if let Some(have) = m.get("size").and_then(|s| size_gib(s)) {
@@ -296,6 +354,11 @@ pub fn plan_node(
             ));
         }
     }
+}
+
+/// Start a stopped container; reboot a running one for pending keys with `--restart`, or say
+/// what stays pending.
+fn plan_start(plan: &mut NodePlan, will_pend: Vec<String>, setting: bool, opts: &Options) {
     if !plan.running {
         plan.steps.push(Step::Start);
     } else if !will_pend.is_empty() {
@@ -320,5 +383,4 @@ pub fn plan_node(
             why: "the container is running".into(),
         });
     }
-    Ok(plan)
 }
