@@ -12,6 +12,7 @@ pub mod commands;
 pub mod doctor;
 pub mod error;
 pub mod facts;
+pub mod known_issues;
 pub mod labfile;
 pub mod plan;
 pub mod profile;
