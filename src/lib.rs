@@ -4,6 +4,7 @@
 //! applier runs them through a [`transport::Transport`] ([`apply`]), and a report says what
 //! happened ([`report`]). The binary's `main` only parses arguments and calls [`commands`].
 
+pub mod addresses;
 pub mod apply;
 pub mod batch;
 pub mod cli;
