@@ -10,23 +10,24 @@ use std::process::Command;
 
 #[test]
 fn inventory_refuses_a_machine_without_pve_before_writing_anything() {
-    if std::env::var("PROVISION_LAB").as_deref() == Ok("1") {
-        // The lab puts pct/pvesh on PATH: this machine then answers like a node (the lab test
-        // below covers inventory there).
-        eprintln!("skipped: the lab is up, so this machine answers like a PVE node");
-        return;
-    }
+    // The lab puts its pct/pvesh first on PATH; without them this machine is no PVE node.
+    let path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    let pve_here = path
+        .split(':')
+        .any(|d| std::path::Path::new(d).join("pvesh").exists());
+    assert!(
+        !pve_here,
+        "this test expects a machine that is not a PVE node"
+    );
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("inv.yml");
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/lab-three.toml");
-    let out = provision(&[
-        "inventory",
-        file,
-        "--format",
-        "ansible",
-        "-o",
-        out_file.to_str().unwrap(),
-    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_provision"))
+        .args(["inventory", file, "--format", "ansible", "-o"])
+        .arg(&out_file)
+        .env("PATH", path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no Proxmox VE tools"));
     assert!(!out_file.exists());
