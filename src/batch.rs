@@ -167,6 +167,7 @@ pub fn failed_report(name: &str, step: &str, message: String, left: &str) -> Con
         tail: Vec::new(),
         left: left.to_string(),
         usage: false,
+        known_issue: None,
     });
     r
 }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(
     name = "provision",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PROVISION_COMMIT"), ")"),
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     after_help = "Examples:\n  provision web1 --profile docker --dry-run\n  provision web1 --profile docker --memory 4096 --yes\n  provision apply examples/ci-lab.toml --jobs 4\n  provision profiles show docker"
@@ -218,6 +218,59 @@ pub enum Command {
     Destroy(DestroyArgs),
     /// Check a node before anything is created: each check OK / WARN / FAIL with the fix.
     Doctor(DoctorArgs),
+    /// Write an inventory of a lab file's containers for CI tools (JSON, Ansible, ssh_config).
+    Inventory(InventoryArgs),
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Write the man pages (provision.1 and provision-SUBCOMMAND.1) into DIR (packaging).
+    #[command(hide = true)]
+    Man {
+        /// Directory to write into (created when missing).
+        dir: PathBuf,
+    },
+    /// Print the names of the profiles provision can see, one a line (shell completion).
+    #[command(name = "complete-profiles", hide = true)]
+    CompleteProfiles,
+}
+
+/// Shells `provision completions` writes for.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompletionShell {
+    /// GNU bash.
+    Bash,
+    /// Z shell.
+    Zsh,
+    /// fish.
+    Fish,
+}
+
+/// What `provision inventory` writes.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InventoryFormat {
+    /// One JSON document: every container with VMID, node, state, addresses, groups.
+    Json,
+    /// An Ansible inventory in YAML (groups from tags and counted entries, `ansible_host`).
+    Ansible,
+    /// OpenSSH client configuration: one `Host` block per container.
+    SshConfig,
+}
+
+/// `inventory`.
+#[derive(Args, Debug)]
+pub struct InventoryArgs {
+    /// File and selection.
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// What to write.
+    #[arg(long, value_enum, default_value_t = InventoryFormat::Json)]
+    pub format: InventoryFormat,
+    /// Write to this file instead of stdout (replaced atomically).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// `profiles` actions.

@@ -4,6 +4,7 @@
 //! applier runs them through a [`transport::Transport`] ([`apply`]), and a report says what
 //! happened ([`report`]). The binary's `main` only parses arguments and calls [`commands`].
 
+pub mod addresses;
 pub mod apply;
 pub mod batch;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod commands;
 pub mod doctor;
 pub mod error;
 pub mod facts;
+pub mod known_issues;
 pub mod labfile;
 pub mod plan;
 pub mod profile;

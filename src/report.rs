@@ -76,6 +76,9 @@ pub struct Failure {
     /// The failure is a profile or configuration error found before any change (exit 2).
     #[serde(skip)]
     pub usage: bool,
+    /// A known issue the failure's text shows (docs/known-issues.md): its cause and fix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_issue: Option<crate::known_issues::Diagnosis>,
 }
 
 /// The outcome of one container.
@@ -167,6 +170,12 @@ impl ContainerReport {
             let _ = writeln!(s, "  failed at step {:?}: {}", f.step, f.message);
             for l in &f.tail {
                 let _ = writeln!(s, "  | {l}");
+            }
+            if let Some(k) = &f.known_issue {
+                let _ = writeln!(s, "  known issue {}: {}", k.id, k.title);
+                let _ = writeln!(s, "    cause: {}", k.cause);
+                let _ = writeln!(s, "    fix: {}", k.fix);
+                let _ = writeln!(s, "    see: {}", k.see);
             }
             let _ = writeln!(s, "  left: {}", f.left);
         }

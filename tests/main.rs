@@ -6,6 +6,8 @@ mod doctor;
 mod faults;
 mod flow;
 mod fuzz;
+mod inventory;
+mod known_issues;
 mod lab;
 mod plan_cases;
 mod robustness;

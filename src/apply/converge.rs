@@ -214,7 +214,7 @@ pub fn converge(
             line.finish(true, report.outcome.word());
         }
         Err(e) => {
-            let tail = e
+            let tail: Vec<String> = e
                 .chain()
                 .find_map(|c| c.downcast_ref::<CmdFailed>())
                 .map(|c| c.tail.lines().map(String::from).collect())
@@ -251,9 +251,11 @@ pub fn converge(
                     }
                 }
             }
+            let message = format!("{e:#}");
             report.failure = Some(Failure {
                 step,
-                message: format!("{e:#}"),
+                known_issue: crate::known_issues::diagnose(&message, &tail),
+                message,
                 tail,
                 usage: crate::error::is_input_error(&e) && r.created.is_none() && !r.changed,
                 left,

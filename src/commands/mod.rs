@@ -4,8 +4,10 @@
 //! layer, reading the root password from where the profile says (never from argv), printing.
 
 pub mod apply;
+pub mod completions;
 pub mod destroy;
 pub mod doctor;
+pub mod inventory;
 pub mod profiles;
 pub mod single;
 pub mod status;
@@ -27,6 +29,10 @@ pub fn dispatch(c: &crate::cli::Command, g: &GlobalArgs) -> Result<u8> {
         crate::cli::Command::Apply(a) => apply::run(a, g),
         crate::cli::Command::Status(a) => status::run(a, g),
         crate::cli::Command::Destroy(a) => destroy::run(a, g),
+        crate::cli::Command::Inventory(a) => inventory::run(a, g),
+        crate::cli::Command::Completions { shell } => completions::run(*shell),
+        crate::cli::Command::Man { dir } => completions::man(dir),
+        crate::cli::Command::CompleteProfiles => completions::profile_names(),
         _ => anyhow::bail!("{c:?}: not built yet"),
     }
 }

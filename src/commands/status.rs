@@ -99,6 +99,10 @@ pub struct EntryStatus {
     pub docker_driver: Option<String>,
     /// The storage driver the entry wants.
     pub expected_driver: Option<String>,
+    /// IPv4 addresses of a running container, as the node reports them (eth0 first).
+    pub ipv4: Vec<String>,
+    /// IPv6 addresses (no link-local).
+    pub ipv6: Vec<String>,
     /// Why a conflict / unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -117,6 +121,8 @@ impl EntryStatus {
             docker: DockerState::Unknown,
             docker_driver: None,
             expected_driver: None,
+            ipv4: Vec::new(),
+            ipv6: Vec::new(),
             message: None,
         }
     }
@@ -157,7 +163,7 @@ impl StatusReport {
             let _ = writeln!(s, "note: {n}");
         }
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-        let rows: Vec<[String; 5]> = self
+        let rows: Vec<[String; 6]> = self
             .containers
             .iter()
             .map(|c| {
@@ -170,35 +176,42 @@ impl StatusReport {
                         _ => c.state.word().to_string(),
                     },
                     c.docker_text(),
+                    crate::addresses::Addresses {
+                        ipv4: c.ipv4.clone(),
+                        ipv6: c.ipv6.clone(),
+                    }
+                    .text(),
                 ]
             })
             .collect();
-        let head = ["NAME", "VMID", "NODE", "STATE", "DOCKER"];
+        let head = ["NAME", "VMID", "NODE", "STATE", "DOCKER", "ADDRESSES"];
         let mut w = head.map(str::len);
         for r in &rows {
             for (i, c) in r.iter().enumerate() {
                 w[i] = w[i].max(c.chars().count());
             }
         }
-        let line = |cells: [&str; 5]| {
+        let line = |cells: [&str; 6]| {
             format!(
-                "{:<w0$}  {:>w1$}  {:<w2$}  {:<w3$}  {}",
+                "{:<w0$}  {:>w1$}  {:<w2$}  {:<w3$}  {:<w4$}  {}",
                 cells[0],
                 cells[1],
                 cells[2],
                 cells[3],
                 cells[4],
+                cells[5],
                 w0 = w[0],
                 w1 = w[1],
                 w2 = w[2],
-                w3 = w[3]
+                w3 = w[3],
+                w4 = w[4]
             )
             .trim_end()
             .to_string()
         };
         let _ = writeln!(s, "{}", line(head));
         for (r, c) in rows.iter().zip(&self.containers) {
-            let _ = writeln!(s, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+            let _ = writeln!(s, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
             for d in &c.differences {
                 let _ = writeln!(s, "    differs: {d}");
             }
@@ -326,6 +339,13 @@ fn entry_status(targets: &Targets, i: usize, e: &Entry) -> EntryStatus {
         (true, false) => State::Stopped,
     };
     s.expected_driver = np.driver.map(|d| d.as_str().to_string());
+    if running {
+        // The container's addresses, the way the node reports them (status and inventory).
+        match crate::addresses::gather(node, &g.node, g.vmid) {
+            Ok(a) => (s.ipv4, s.ipv6) = (a.ipv4, a.ipv6),
+            Err(err) => s.message = Some(format!("cannot read its addresses: {err:#}")),
+        }
+    }
     if e.request.profile.docker.install == "none" {
         s.docker = DockerState::NotWanted;
     } else if running {

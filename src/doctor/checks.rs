@@ -86,6 +86,7 @@ pub fn evaluate(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
     out.extend(check_templates(f, reqs));
     out.extend(check_drivers(f, reqs));
     out.extend(check_fuse_sources(f, reqs));
+    out.extend(super::known::checks(f, reqs));
     // Ids are unique: two entries that differ only in a setting the id does not show (say, a
     // pinned sha256) get `#2`, `#3`...
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();

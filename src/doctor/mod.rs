@@ -51,6 +51,7 @@ use std::fmt::Write as _;
 
 mod checks;
 mod facts;
+mod known;
 
 pub use checks::*;
 pub use facts::*;

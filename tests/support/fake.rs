@@ -382,6 +382,22 @@ impl FakeState {
                 self.node
             )),
             ["pvesh", "get", path, ..]
+                if path.starts_with("/nodes/") && path.ends_with("/interfaces") =>
+            {
+                // A running container's addresses, as PVE reports them (eth0 from DHCP).
+                let id: Option<u32> = path.split('/').nth(4).and_then(|v| v.parse().ok());
+                match id.and_then(|id| self.cts.get(&id).map(|ct| (id, ct))) {
+                    Some((id, ct)) if ct.running => ok(serde_json::json!([
+                        {"name": "lo", "hwaddr": "00:00:00:00:00:00", "inet": "127.0.0.1/8", "inet6": "::1/128"},
+                        {"name": "eth0", "hwaddr": "bc:24:11:00:00:01",
+                         "inet": format!("10.0.{}.{}/24", id / 256 % 256, id % 256),
+                         "inet6": format!("fd00::{id:x}/64")}
+                    ]).to_string()),
+                    Some((id, _)) => Output::fail(255, format!("CT {id} not running\n")),
+                    None => Output::fail(2, format!("Configuration file '{path}' does not exist\n")),
+                }
+            }
+            ["pvesh", "get", path, ..]
                 if path.starts_with("/nodes/") && path.ends_with("/storage") =>
             {
                 if path.split('/').nth(2) != Some(self.node.as_str()) {
