@@ -126,6 +126,9 @@ pub struct InsideFacts {
     pub files: BTreeMap<String, String>,
     /// Permission bits of files asked about, by path.
     pub file_modes: BTreeMap<String, u32>,
+    /// Global-scope addresses as `DEV ADDRESS/PREFIX` (untrusted; see
+    /// [`crate::addresses::container_addresses`]).
+    pub addresses: Vec<String>,
 }
 
 impl InsideFacts {
@@ -303,6 +306,7 @@ if [ -f /etc/docker/daemon.json ]; then echo "daemon_json_b64=$(base64 -w0 /etc/
 if [ -f /var/lib/provision/state ]; then sed -n 's/^\([a-z_]*\)=\(.*\)$/state_\1=\2/p' /var/lib/provision/state; fi
 if dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then echo busybox=1; fi
 for l in /usr/lib/*/libfuse3.so.* /lib/*/libfuse3.so.*; do [ -e "$l" ] && { echo libfuse3=1; break; }; done
+ip -o addr show scope global 2>/dev/null | while read -r _ dev _ a _; do echo "addr=$dev $a"; done
 for f in "$@"; do [ -f "$f" ] && echo "file=$(sha256sum "$f" | cut -d' ' -f1) $(stat -c %a "$f") $f"; done
 exit 0
 "#;
@@ -331,6 +335,7 @@ pub fn parse_inside_facts(text: &str) -> Result<InsideFacts> {
             "fuse_overlayfs_link" => f.fuse_overlayfs_link = Some(v.to_string()),
             "busybox" => f.busybox = v == "1",
             "libfuse3" => f.libfuse3 = v == "1",
+            "addr" => f.addresses.push(v.to_string()),
             "file" => {
                 let mut it = v.splitn(3, ' ');
                 if let (Some(sha), Some(mode), Some(path)) = (it.next(), it.next(), it.next()) {

@@ -4,6 +4,7 @@
 //! applier runs them through a [`transport::Transport`] ([`apply`]), and a report says what
 //! happened ([`report`]). The binary's `main` only parses arguments and calls [`commands`].
 
+pub mod addresses;
 pub mod apply;
 pub mod batch;
 pub mod cli;
@@ -18,8 +19,11 @@ pub mod profile;
 pub mod progress;
 pub mod quote;
 pub mod report;
+pub mod summary;
+pub mod text;
 pub mod transport;
 pub mod validate;
+pub mod view;
 
 /// Writes to stdout; a closed stdout (`provision ... | head`) ends the process quietly with
 /// status 0 instead of a panic. SIGPIPE stays ignored (Rust's default), so a child or an SSH

@@ -11,3 +11,4 @@ mod plan_cases;
 mod secrets;
 mod ssh;
 mod support;
+mod view;
