@@ -1,5 +1,8 @@
-//! A running container's IP addresses, the way Proxmox VE reports them:
-//! `pvesh get /nodes/NODE/lxc/VMID/interfaces --output-format json`.
+//! A container's IP addresses: the way Proxmox VE reports them
+//! (`pvesh get /nodes/NODE/lxc/VMID/interfaces --output-format json`, for `status` and
+//! `inventory`), and the way the in-container facts script saw them (one `addr=DEV ADDR/PREFIX`
+//! line per global address, for the report of a run: no extra node command). One place turns
+//! either into the addresses shown.
 //!
 //! PVE answers with one object per interface: `name`, `hwaddr`, and `inet` / `inet6` (one
 //! address each, `ADDR/PREFIX`); newer pve-container releases add `ip-addresses`, a list of
@@ -81,6 +84,35 @@ fn push(out: &mut Addresses, ip: IpAddr) {
     if !list.contains(&text) {
         list.push(text);
     }
+}
+
+/// Interfaces that are not the container's own network: Docker's bridges and their veths.
+fn internal(dev: &str) -> bool {
+    dev.starts_with("docker") || dev.starts_with("br-") || dev.starts_with("veth")
+}
+
+/// The addresses of the facts script's `DEV ADDRESS/PREFIX` lines (they come from inside the
+/// container: untrusted; lines that are not an interface and an address are dropped).
+pub fn from_inside(raw: &[String]) -> Addresses {
+    let mut out = Addresses::default();
+    for l in raw {
+        let Some((dev, a)) = l.trim().split_once(' ') else {
+            continue;
+        };
+        if internal(dev) {
+            continue;
+        }
+        if let Some(ip) = addr(a.trim()) {
+            push(&mut out, ip);
+        }
+    }
+    out
+}
+
+/// [`from_inside`] as one list, IPv4 before IPv6.
+pub fn container_addresses(raw: &[String]) -> Vec<String> {
+    let a = from_inside(raw);
+    a.ipv4.into_iter().chain(a.ipv6).collect()
 }
 
 /// Parses the JSON answer of `.../interfaces`.
@@ -173,5 +205,27 @@ mod tests {
         assert_eq!(a.text(), "-");
         assert!(parse_interfaces("CT 100 not running").is_err());
         assert!(parse_interfaces("{}").is_err());
+    }
+
+    #[test]
+    fn addresses_seen_inside_keep_the_containers_own_and_drop_dockers_and_garbage() {
+        let raw: Vec<String> = [
+            "eth0 fd00:10::5/64",
+            "eth0 10.0.3.17/24",
+            "docker0 172.17.0.1/16",
+            "br-1a2b 172.18.0.1/16",
+            "eth1 192.168.7.2/24",
+            "eth0 10.0.3.17/24",
+            "eth0 \x1b[2Jnot-an-address",
+            "garbage",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            container_addresses(&raw),
+            vec!["10.0.3.17", "192.168.7.2", "fd00:10::5"]
+        );
+        assert!(container_addresses(&[]).is_empty());
     }
 }

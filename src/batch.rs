@@ -237,6 +237,9 @@ fn converge_one(targets: &Targets, job: &Job<'_>, line: &Line) -> ContainerRepor
             )
         }
     };
+    if r.node.is_none() {
+        r.node = t.node_name().map(String::from);
+    }
     if job.entry.node.is_some() && t.node_name().is_none() && r.vmid.is_none() {
         r.notes.push(
             "could not read which node pct runs on (pvesh get /cluster/status); the entry's `node` was not checked".into(),

@@ -127,6 +127,9 @@ pub struct InsideFacts {
     pub files: BTreeMap<String, String>,
     /// Permission bits of files asked about, by path.
     pub file_modes: BTreeMap<String, u32>,
+    /// Global-scope addresses as `DEV ADDRESS/PREFIX` (untrusted; see
+    /// [`crate::addresses::container_addresses`]).
+    pub addresses: Vec<String>,
 }
 
 impl InsideFacts {
@@ -300,6 +303,7 @@ pub fn parse_inside_facts(text: &str) -> Result<InsideFacts> {
             "fuse_overlayfs_link" => f.fuse_overlayfs_link = Some(v.to_string()),
             "busybox" => f.busybox = v == "1",
             "libfuse3" => f.libfuse3 = v == "1",
+            "addr" => f.addresses.push(v.to_string()),
             "file" => {
                 let mut it = v.splitn(3, ' ');
                 if let (Some(sha), Some(mode), Some(path)) = (it.next(), it.next(), it.next()) {

@@ -21,8 +21,11 @@ pub mod progress;
 pub mod quote;
 pub mod report;
 pub mod request;
+pub mod summary;
+pub mod text;
 pub mod transport;
 pub mod validate;
+pub mod view;
 
 /// Writes to stdout; a closed stdout (`provision ... | head`) ends the process quietly with
 /// status 0 instead of a panic. SIGPIPE stays ignored (Rust's default), so a child or an SSH

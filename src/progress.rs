@@ -1,24 +1,47 @@
-//! Progress: bars when stderr is a terminal, plain timestamped lines otherwise, nothing when
-//! silenced (tests, JSON to a terminal is still fine: progress goes to stderr only).
+//! Progress: a live view when stderr is a terminal, plain timestamped lines otherwise, nothing
+//! when silenced (tests; JSON to a terminal is still fine: progress goes to stderr only).
 //!
-//! One [`Line`] per container: a spinner, the padded name, elapsed time and the current step.
-//! Log lines from tracing are routed through [`Progress::suspend`] so that they do not tear the
-//! bars. Nothing here ever receives a secret: steps are named, never their arguments.
+//! On a terminal, one indicatif bar draws the whole live view ([`crate::view`]): one line per
+//! container (name, VMID, step k/n, current step, elapsed; its outcome once it ended) and the
+//! total (bar, counts, estimate). What the workers report goes into a shared
+//! [`ViewState`]; the bar re-renders it at each tick with the terminal's size and the time since
+//! the run started, so the rendering itself stays a pure function. Log lines from tracing are
+//! routed through [`suspend`] so that they do not tear the view. Nothing here ever receives a
+//! secret: steps are named, never their arguments.
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use crate::view::{self, ViewState};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::io::{IsTerminal, Write};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 /// How progress is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// indicatif bars on stderr.
+    /// The live view on stderr.
     Bars,
     /// One timestamped line per event on stderr.
     Plain,
     /// Nothing.
     Silent,
+    /// The live view's state is kept, never drawn (tests read it with [`Progress::view`]).
+    Record,
+}
+
+/// The shared state of a live view and the clock it is drawn against.
+struct Live {
+    start: Instant,
+    state: Mutex<ViewState>,
+}
+
+impl Live {
+    fn with<R>(&self, f: impl FnOnce(&mut ViewState, Duration) -> R) -> R {
+        let now = self.start.elapsed();
+        f(
+            &mut self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            now,
+        )
+    }
 }
 
 /// The progress display of a run.
@@ -26,7 +49,9 @@ pub enum Mode {
 pub struct Progress {
     mode: Mode,
     multi: Option<MultiProgress>,
-    total: Option<ProgressBar>,
+    live: Option<Arc<Live>>,
+    bar: Option<ProgressBar>,
+    jobs: usize,
     width: usize,
 }
 
@@ -41,7 +66,7 @@ pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
 }
 
 impl Progress {
-    /// Chooses bars on a terminal, plain lines otherwise; `quiet` silences both.
+    /// Chooses the live view on a terminal, plain lines otherwise; `quiet` silences both.
     pub fn auto(quiet: bool) -> Progress {
         let mode = if quiet {
             Mode::Silent
@@ -63,64 +88,73 @@ impl Progress {
         Progress {
             mode,
             multi,
-            total: None,
+            live: None,
+            bar: None,
+            jobs: 1,
             width: 8,
         }
     }
 
-    /// Sets the label width (the longest name) and, for several containers, a total bar.
+    /// How many containers are worked on at once (for the estimate); before [`Progress::prepare`].
+    pub fn set_jobs(&mut self, jobs: usize) {
+        self.jobs = jobs.max(1);
+    }
+
+    /// Sets the label width (the longest name) and, on a terminal, starts the live view with
+    /// one waiting line per name.
     pub fn prepare(&mut self, names: &[String]) {
         self.width = names.iter().map(String::len).max().unwrap_or(8).max(4);
-        if let (Some(m), true) = (&self.multi, names.len() > 1) {
-            let bar = m.add(ProgressBar::new(names.len() as u64));
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>w$} [{bar:30}] {pos}/{len} containers  {elapsed}"
-                        .replace("w$", &format!("{}$", self.width + 2))
-                        .as_str(),
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar.set_prefix("total");
-            self.total = Some(bar);
+        if !matches!(self.mode, Mode::Bars | Mode::Record) {
+            return;
         }
+        let live = Arc::new(Live {
+            start: Instant::now(),
+            state: Mutex::new(ViewState::new(names, self.jobs.min(names.len().max(1)))),
+        });
+        self.live = Some(live.clone());
+        let Some(m) = &self.multi else { return };
+        let l2 = live.clone();
+        let draw = move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let (cols, rows) = crate::text::terminal_size(true).unwrap_or((80, 24));
+            let lines = l2.with(|v, now| view::render(v, cols.saturating_sub(1), rows, now));
+            let _ = w.write_str(&lines.join("\n"));
+        };
+        let bar = m.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{view}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner())
+                .with_key("view", draw),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        self.bar = Some(bar);
+    }
+
+    /// The live view's state now (None unless the view is drawn or recorded).
+    pub fn view(&self) -> Option<ViewState> {
+        self.live.as_ref().map(|l| l.with(|v, _| v.clone()))
     }
 
     /// A line for one container.
     pub fn line(&self, name: &str) -> Line {
-        let bar = self.multi.as_ref().map(|m| {
-            let b = match &self.total {
-                Some(t) => m.insert_before(t, ProgressBar::new_spinner()),
-                None => m.add(ProgressBar::new_spinner()),
-            };
-            b.set_style(
-                ProgressStyle::with_template(&format!(
-                    "{{spinner}} {{prefix:<{}}} {{elapsed:>4}}  {{msg}}",
-                    self.width
-                ))
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            b.set_prefix(name.to_string());
-            b.enable_steady_tick(Duration::from_millis(120));
-            b
-        });
+        let live = self
+            .live
+            .as_ref()
+            .map(|l| (l.clone(), l.with(|v, _| v.add(name))));
         Line {
             inner: Arc::new(LineInner {
                 name: name.to_string(),
                 width: self.width,
                 mode: self.mode,
-                bar,
-                total: self.total.clone(),
+                live,
                 start: Instant::now(),
             }),
         }
     }
 
-    /// Prints a message above the bars (or as a plain line).
+    /// Prints a message above the view (or as a plain line).
     pub fn message(&self, msg: &str) {
         match self.mode {
-            Mode::Silent => {}
+            Mode::Silent | Mode::Record => {}
             Mode::Bars => {
                 if let Some(m) = &self.multi {
                     let _ = m.println(msg);
@@ -130,10 +164,14 @@ impl Progress {
         }
     }
 
-    /// Removes the total bar.
+    /// The run is over: containers never started say so, and the view's last state stays on
+    /// the screen.
     pub fn finish(&self) {
-        if let Some(t) = &self.total {
-            t.finish_and_clear();
+        if let Some(l) = &self.live {
+            l.with(|v, now| v.close(now));
+        }
+        if let Some(b) = &self.bar {
+            b.finish();
         }
     }
 }
@@ -155,8 +193,8 @@ struct LineInner {
     name: String,
     width: usize,
     mode: Mode,
-    bar: Option<ProgressBar>,
-    total: Option<ProgressBar>,
+    /// The live view and this container's row in it.
+    live: Option<(Arc<Live>, usize)>,
     start: Instant,
 }
 
@@ -172,43 +210,50 @@ impl Line {
         Progress::new(Mode::Silent).line(name)
     }
 
-    /// The current step.
+    fn live(&self, f: impl FnOnce(&mut ViewState, usize, Duration)) {
+        if let Some((l, i)) = &self.inner.live {
+            l.with(|v, now| f(v, *i, now));
+        }
+    }
+
+    /// What the container is doing now (a step, or a phase between steps).
     pub fn step(&self, step: &str) {
         let i = &self.inner;
         match i.mode {
             Mode::Silent => {}
-            Mode::Bars => {
-                if let Some(b) = &i.bar {
-                    b.set_message(step.to_string());
-                }
-            }
+            Mode::Bars | Mode::Record => self.live(|v, row, now| v.step(row, step, now)),
             Mode::Plain => plain(&format!("{:<w$}  {step}", i.name, w = i.width)),
         }
     }
 
-    /// The end: a mark and a word (done / unchanged / failed...).
+    /// The next planned step begins (the `k` of "step k/n").
+    pub fn count_step(&self) {
+        self.live(|v, row, _| v.count_step(row));
+    }
+
+    /// The container's plan has `n` steps.
+    pub fn planned(&self, n: usize) {
+        self.live(|v, row, _| v.planned(row, n));
+    }
+
+    /// `rest` steps are left after those begun (the plan, refined).
+    pub fn plan_rest(&self, rest: usize) {
+        self.live(|v, row, _| v.plan_rest(row, rest));
+    }
+
+    /// The container's VMID is known.
+    pub fn vmid(&self, vmid: u32) {
+        self.live(|v, row, _| v.vmid(row, vmid));
+    }
+
+    /// The end: done or not, and a word (created / unchanged / `failed: STEP`...).
     pub fn finish(&self, ok: bool, outcome: &str) {
         let i = &self.inner;
         let mark = if ok { "✔" } else { "✘" };
         let secs = i.start.elapsed().as_secs_f64();
         match i.mode {
             Mode::Silent => {}
-            Mode::Bars => {
-                if let Some(b) = &i.bar {
-                    b.set_style(
-                        ProgressStyle::with_template("{msg}")
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    );
-                    b.finish_with_message(format!(
-                        "{mark} {:<w$} {secs:>5.1}s  {outcome}",
-                        i.name,
-                        w = i.width
-                    ));
-                }
-                if let Some(t) = &i.total {
-                    t.inc(1);
-                }
-            }
+            Mode::Bars | Mode::Record => self.live(|v, row, now| v.finish(row, ok, outcome, now)),
             Mode::Plain => plain(&format!(
                 "{:<w$}  {mark} {outcome} ({secs:.1} s)",
                 i.name,

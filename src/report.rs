@@ -90,6 +90,12 @@ pub struct ContainerReport {
     pub vmid: Option<u32>,
     /// Outcome.
     pub outcome: Outcome,
+    /// The PVE node it is on, once known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Its addresses as seen inside once the network was up (IPv4 first).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
     /// Storage driver used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
@@ -120,6 +126,8 @@ impl ContainerReport {
             hostname: hostname.to_string(),
             vmid: None,
             outcome: Outcome::Unchanged,
+            node: None,
+            addresses: Vec::new(),
             driver: None,
             driver_reason: String::new(),
             verified: false,

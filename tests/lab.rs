@@ -871,3 +871,152 @@ fn a_container_can_be_worked_on_over_ssh_instead_of_pct_exec() {
         "fuse-overlayfs"
     );
 }
+
+/// A tmux server of its own (its socket named after this process), killed when dropped.
+struct Tmux {
+    socket: String,
+    session: String,
+}
+
+impl Tmux {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket]).env("TERM", "xterm-256color");
+        c
+    }
+
+    /// The visible text of the pane.
+    fn capture(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", &self.session])
+            .output()
+            .expect("tmux runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Polls the pane until `pred` holds on it (bounded), returning that capture.
+    fn wait_for(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let pane = self.capture();
+            if pred(&pane) {
+                return pane;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waited {secs} s for {what}; the pane shows:\n{pane}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").output();
+    }
+}
+
+/// The part of a live-view line after the container's name: VMID, step k/n, step, elapsed.
+fn view_line(pane: &str, name: &str) -> Option<String> {
+    pane.lines()
+        .find(|l| l.contains(&format!(" {name} ")) && l.contains("step "))
+        .map(|l| l.split_once(name).map_or("", |(_, r)| r).trim().to_string())
+}
+
+#[test]
+fn the_live_view_updates_in_a_terminal_and_the_summary_table_follows() {
+    let Some(lab) = lab() else { return };
+    let v = Command::new("tmux").arg("-V").output();
+    assert!(
+        v.is_ok_and(|o| o.status.success()),
+        "tmux is not installed (./run-tests installs it)"
+    );
+    let names: Vec<String> = (1..=2).map(|n| format!("e2e-view-{n}")).collect();
+    let _cleanup = Cleanup(lab.clone(), names.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("view.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[defaults]\nprofile = \"docker-auto\"\ntemplate = \"{}\"\nmemory = 1024\n\n[defaults.rootfs]\nstorage = \"{}\"\nsize = 4\n\n[[container]]\nname = \"e2e-view-{{n}}\"\ncount = 2\n",
+            lab.template, lab.storage
+        ),
+    )
+    .unwrap();
+    let tmux = Tmux {
+        socket: format!("provision-view-{}", std::process::id()),
+        session: "view".into(),
+    };
+    // CI=1 would turn the live view off: the pane is the terminal a person would use. The pane
+    // stays open after the run (the shell sleeps) so that the summary can be read.
+    let run = format!(
+        "env -u CI {} apply {} --yes --jobs 2; echo PROVISION-EXIT=$?; exec sleep 3600",
+        env!("CARGO_BIN_EXE_provision"),
+        file.display()
+    );
+    let started = tmux
+        .cmd()
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &tmux.session,
+            "-x",
+            "140",
+            "-y",
+            "30",
+            &run,
+        ])
+        .status()
+        .expect("tmux runs");
+    assert!(started.success(), "tmux new-session failed");
+
+    // 1. The live view shows a step line for a container.
+    let first = tmux.wait_for("a live-view line with `step k/n`", 300, |p| {
+        names.iter().any(|n| view_line(p, n).is_some())
+    });
+    let name = names
+        .iter()
+        .find(|n| view_line(&first, n).is_some())
+        .unwrap()
+        .clone();
+    let before = view_line(&first, &name).unwrap();
+    // 2. The same line changes (step or elapsed) while the run goes on.
+    let second = tmux.wait_for(
+        &format!("the line of {name} to change from {before:?}"),
+        120,
+        |p| view_line(p, &name).is_some_and(|l| l != before) || p.contains("PROVISION-EXIT="),
+    );
+    let after = view_line(&second, &name).unwrap_or_default();
+    assert_ne!(before, after, "the live view did not update:\n{second}");
+    assert!(
+        first.contains("total [") && second.contains("total ["),
+        "no total bar:\n{second}"
+    );
+    // 3. The run ends with the summary table.
+    let end = tmux.wait_for("the run to end", 900, |p| p.contains("PROVISION-EXIT="));
+    assert!(end.contains("PROVISION-EXIT=0"), "the apply failed:\n{end}");
+    let header = end
+        .lines()
+        .find(|l| l.starts_with("NAME "))
+        .unwrap_or_else(|| panic!("no summary table:\n{end}"));
+    for col in ["VMID", "NODE", "ADDRESS", "RESULT", "TIME"] {
+        assert!(header.contains(col), "{header}");
+    }
+    for n in &names {
+        let row = end
+            .lines()
+            .find(|l| l.starts_with(&format!("{n} ")))
+            .unwrap_or_else(|| panic!("no row for {n}:\n{end}"));
+        assert!(row.contains(" created "), "{row}");
+        let has_ipv4 = row
+            .split_whitespace()
+            .any(|w| w.parse::<std::net::Ipv4Addr>().is_ok());
+        assert!(has_ipv4, "no address in the row: {row}");
+    }
+    assert!(end.contains("2 containers: 2 created"), "{end}");
+    // The step list is not printed by default.
+    assert!(!end.contains("✔ install docker"), "{end}");
+}

@@ -16,3 +16,4 @@ mod secrets;
 mod ssh;
 mod structure;
 mod support;
+mod view;

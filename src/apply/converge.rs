@@ -31,6 +31,7 @@ impl Runner<'_> {
                 step.name()
             );
         }
+        self.line.count_step();
         self.phase(&step.name());
         let t0 = Instant::now();
         let res = f(self);
@@ -318,7 +319,28 @@ fn converge_inner(
     r.report.pending = node_plan.pending.clone();
     if node_plan.exists {
         r.report.vmid = Some(node_plan.vmid);
+        r.line.vmid(node_plan.vmid);
     }
+    if !node_plan.node.is_empty() {
+        r.report.node = Some(node_plan.node.clone());
+    }
+    // Steps in the plan, for the progress view: the in-container part of a new container as a
+    // fresh one needs it (refined once it is planned from what is inside).
+    let inside_guess = match node_plan.exists {
+        true => 0,
+        false => plan::plan_inside(
+            &req.profile,
+            node_plan.driver,
+            &InsideFacts::fresh(),
+            &src,
+            files,
+            password,
+            &ctx.opts,
+        )
+        .map_or(0, |p| p.steps.len()),
+    };
+    r.line
+        .planned(src_steps.len() + node_plan.steps.len() + inside_guess);
     for s in &src_steps {
         if let Step::FetchFuseOverlayfs { sha256, .. } = s {
             // One download per run, whatever the number of containers.
@@ -385,6 +407,7 @@ fn converge_inner(
                 vmid = r.step(&step, |r| create_locked(r.ctx, &step, fixed))?;
                 r.created = Some(vmid);
                 r.report.vmid = Some(vmid);
+                r.line.vmid(vmid);
             }
             _ => {
                 let ct = (ctx.container)(vmid);
@@ -421,6 +444,7 @@ fn converge_inner(
     let t0 = Instant::now();
     let inside = facts::gather_inside(ct.as_ref(), &file_dests)?;
     tracing::debug!("ct/{vmid}: ready and facts read in {:?}", t0.elapsed());
+    r.report.addresses = crate::addresses::container_addresses(&inside.addresses);
     let ip = plan::plan_inside(
         &req.profile,
         node_plan.driver,
@@ -432,6 +456,7 @@ fn converge_inner(
     )?;
     r.report.already.extend(ip.already.iter().cloned());
     r.report.notes.extend(ip.notes.iter().cloned());
+    r.line.plan_rest(ip.steps.len());
     for step in &ip.steps {
         let outs = r.step(step, |r| r.run_actions(step, vmid, ct.as_ref()))?;
         if let Step::Verify { .. } = step {

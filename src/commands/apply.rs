@@ -168,6 +168,7 @@ pub fn run_with(
     }
     let mut progress = Progress::auto(g.quiet || json(g));
     let names: Vec<String> = jobs.iter().map(|j| j.entry.name.clone()).collect();
+    progress.set_jobs(a.jobs);
     progress.prepare(&names);
     let mut run = batch::converge_all(&targets, &jobs, a.jobs, &cancel, &progress);
     progress.finish();
@@ -176,7 +177,8 @@ pub fn run_with(
     if json(g) {
         print_json(&run)?;
     } else {
-        crate::out!("{}", run.text());
+        let w = crate::text::terminal_width(false);
+        crate::out!("{}", crate::summary::render(&run, g.verbose > 0, w));
     }
     Ok(run.exit_code())
 }

@@ -147,7 +147,8 @@ pub fn run(a: &SingleArgs, g: &GlobalArgs) -> Result<u8> {
     if json(g) {
         print_json(&run)?;
     } else {
-        crate::out!("{}", run.text());
+        let w = crate::text::terminal_width(false);
+        crate::out!("{}", crate::summary::full(&run, w));
     }
     Ok(run.exit_code())
 }

@@ -805,6 +805,18 @@ fn exec_inside(ct: &mut FakeCt, inner: &[String], stdin: Option<&[u8]>) -> Outpu
             if ct.packages.contains("fuse3") || ct.packages.contains("fuse-overlayfs") {
                 s.push_str("libfuse3=1\n");
             }
+            // Global addresses as `ip -o addr show scope global` lists them: a static one from
+            // net0, and Docker's bridge once Docker runs (the report must leave it out).
+            if let Some(ip) = ct.config.get("net0").and_then(|n| {
+                n.split(',')
+                    .find_map(|kv| kv.strip_prefix("ip="))
+                    .filter(|ip| ip.contains('/'))
+            }) {
+                s.push_str(&format!("addr=eth0 {ip}\n"));
+            }
+            if ct.docker_active {
+                s.push_str("addr=docker0 172.17.0.1/16\n");
+            }
             for f in args {
                 if let Some((b, _)) = ct.files.get(*f) {
                     let mode = ct.files[*f].1;
