@@ -16,10 +16,10 @@ pub mod labfile;
 pub mod plan;
 pub mod profile;
 pub mod progress;
-pub mod pvesize;
 pub mod quote;
 pub mod release;
 pub mod report;
+pub mod rootdisk;
 pub mod transport;
 pub mod validate;
 

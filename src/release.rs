@@ -259,8 +259,7 @@ impl Guest {
         let os = words.next()?.to_ascii_lowercase();
         let major = words.next()?;
         let version = rest.split(['-', '_']).next()?;
-        if !version.starts_with(major) || !version.chars().all(|c| c.is_ascii_digit() || c == '.')
-        {
+        if !version.starts_with(major) || !version.chars().all(|c| c.is_ascii_digit() || c == '.') {
             return None;
         }
         Some(Guest {
@@ -270,9 +269,12 @@ impl Guest {
     }
 }
 
-/// Ubuntu releases pve-container accepts, and from which versions: (ubuntu version, first
-/// pve-container of the PVE 7 line that accepts it (None: never backported), first of 8+).
-const UBUNTU: &[(&str, Option<&[u32]>, &[u32])] = &[
+/// One Ubuntu release: its version, the first pve-container of the PVE 7 line that accepts it
+/// (None: never backported), and the first of PVE 8 and later.
+type UbuntuSince = (&'static str, Option<&'static [u32]>, &'static [u32]);
+
+/// Ubuntu releases pve-container accepts, and from which versions.
+const UBUNTU: &[UbuntuSince] = &[
     ("22.04", Some(&[4, 1, 3]), &[4, 1, 3]),
     ("22.10", Some(&[4, 2, 3]), &[4, 2, 3]),
     ("23.04", Some(&[4, 2, 3]), &[4, 2, 3]),
@@ -303,7 +305,8 @@ fn ubuntu_refusal(c: &Version, v: &str) -> Option<String> {
     if major < 22 {
         // 16.04 to 21.10 are known to every release this tool supports; older ones are
         // refused as ancient from the lenient versions on.
-        return (major < 17 && lenient).then(|| format!("unsupported ancient Ubuntu version '{v}'"));
+        return (major < 17 && lenient)
+            .then(|| format!("unsupported ancient Ubuntu version '{v}'"));
     }
     let Some((_, seven, eight)) = UBUNTU.iter().find(|(u, _, _)| *u == v) else {
         return if lenient { None } else { refused() };
@@ -398,7 +401,10 @@ mod tests {
         assert!(v("5.0.8") < v("5.0.9"));
         assert!(v("5.0.9") < v("5.0.10"));
         assert!(v("2.2.0-pve1") > v("2.1.12-pve1"));
-        assert_eq!(v("1:2.3.4-pve1"), Version::of(&[2, 3, 4]).with_text("1:2.3.4-pve1"));
+        assert_eq!(
+            v("1:2.3.4-pve1"),
+            Version::of(&[2, 3, 4]).with_text("1:2.3.4-pve1")
+        );
         assert!(Version::parse("pve1").is_none());
         assert!(Version::parse("").is_none());
     }
@@ -512,7 +518,10 @@ mod tests {
             Some(g("ubuntu", "25.04"))
         );
         assert_eq!(Guest::from_template("local:vztmpl/my-own.tar.gz"), None);
-        assert_eq!(Guest::from_template("alpine-3.20-default_20240908_amd64.tar.xz"), None);
+        assert_eq!(
+            Guest::from_template("alpine-3.20-default_20240908_amd64.tar.xz"),
+            None
+        );
     }
 
     #[test]

@@ -474,7 +474,8 @@ mod tests {
         assert!(vmid(99).is_err() && vmid(100).is_ok());
     }
 
-    const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPa/oTsJUg7XJyJvZNihU3R/KM5fBM9qNjI8poTTb80t t@x";
+    const ED25519: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPa/oTsJUg7XJyJvZNihU3R/KM5fBM9qNjI8poTTb80t t@x";
     const RSA1024: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC9qGoxNUXCfJLYFQmiUwBfG5q9ltwdjNSUxHqZG2sPz/W4kK5M158gxtYuYxCqm90NdpHcQWmAs5TR5cwPFxrBA2in4Ey13tfDsl6Gtjsj4blj2glw+OEiXzzAU2EeBr8nDLPip+02ubdityXk174yU/tA11LJDPpKs2lZIIwmAw== r@x";
     const ECDSA256: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBBn/2LyJ674aPaNx/Yh7hHvnf/CGKyvgGW9ojwgmysGmJBu14yufeudqc+iXBFlvXE4qPYhcKN/2DmFy+l8CskM= e@x";
 

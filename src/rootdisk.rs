@@ -1,10 +1,53 @@
-//! Disk sizes exactly as Proxmox VE reads, writes and allocates them.
+//! The root disk: on which storage, and how big, exactly as Proxmox VE reads, writes and
+//! allocates sizes.
 //!
 //! PVE parses `N[.N][K|M|G|T][iB]` with a unit-less number meaning **bytes**, writes a size in
 //! the largest unit that divides it exactly (`format_size`: plain bytes when it is not a
 //! multiple of 1 KiB), and allocates a new disk `STORAGE:GIB` as `int(GIB * 1024)` MiB. The tool
 //! keeps profile sizes in GiB; these functions turn them into what PVE will store, so that a
 //! fractional size converges in one run and stays converged.
+
+use crate::facts::Storage;
+
+/// The storage for a new container's root disk when the profile does not name one: an active
+/// `zfspool` storage that may hold container roots (the seed recipe's `local-zfs` on a ZFS
+/// install), else the active root-disk storage with the most free space (`local-lvm` on an
+/// LVM install, `local` where a directory install lets it hold containers). Ties go to the
+/// name that sorts first, so the same node facts always give the same answer.
+pub fn choose_storage(storages: &[Storage]) -> Option<(&Storage, String)> {
+    let usable: Vec<&Storage> = storages
+        .iter()
+        .filter(|s| s.status == "active" && s.content.iter().any(|c| c == "rootdir"))
+        .collect();
+    let zfs: Vec<&Storage> = usable
+        .iter()
+        .copied()
+        .filter(|s| s.kind == "zfspool")
+        .collect();
+    if let Some(s) = most_free(zfs) {
+        return Some((
+            s,
+            format!(
+                "{} is the node's ZFS storage for container root disks",
+                s.name
+            ),
+        ));
+    }
+    most_free(usable).map(|s| {
+        (
+            s,
+            format!(
+                "{} ({}) is the node's active storage for container root disks with the most free space",
+                s.name, s.kind
+            ),
+        )
+    })
+}
+
+fn most_free(v: Vec<&Storage>) -> Option<&Storage> {
+    v.into_iter()
+        .max_by(|a, b| a.avail_kib.cmp(&b.avail_kib).then(b.name.cmp(&a.name)))
+}
 
 /// Bytes of a PVE size string (`8G`, `307M`, `322122547`, `1.5T`, `512MiB`), as PVE's
 /// `parse_size` reads it; None when PVE would not parse it either.
@@ -49,7 +92,7 @@ pub fn format_size(bytes: u64) -> String {
     let mut n = bytes;
     let mut unit = "";
     for u in UNITS {
-        if n == 0 || n % 1024 != 0 {
+        if n == 0 || !n.is_multiple_of(1024) {
             break;
         }
         n /= 1024;
@@ -92,6 +135,44 @@ pub fn human(bytes: u64) -> String {
 mod tests {
     use super::*;
 
+    fn st(name: &str, kind: &str, status: &str, avail_kib: u64, rootdir: bool) -> Storage {
+        Storage {
+            name: name.into(),
+            kind: kind.into(),
+            status: status.into(),
+            avail_kib,
+            content: vec![if rootdir { "rootdir" } else { "-rootdir" }.into()],
+        }
+    }
+
+    #[test]
+    fn the_root_disk_storage_follows_the_install_layout() {
+        let zfs_install = [
+            st("local", "dir", "active", 900, false),
+            st("local-zfs", "zfspool", "active", 100, true),
+        ];
+        assert_eq!(choose_storage(&zfs_install).unwrap().0.name, "local-zfs");
+        let lvm_install = [
+            st("local", "dir", "active", 900, false),
+            st("local-lvm", "lvmthin", "active", 500, true),
+        ];
+        assert_eq!(choose_storage(&lvm_install).unwrap().0.name, "local-lvm");
+        let dir_install = [st("local", "dir", "active", 900, true)];
+        assert_eq!(choose_storage(&dir_install).unwrap().0.name, "local");
+        // Inactive or non-rootdir storages are never chosen; nothing usable: None.
+        let none = [
+            st("local", "dir", "active", 900, false),
+            st("tank", "zfspool", "inactive", 900, true),
+        ];
+        assert!(choose_storage(&none).is_none());
+        // Ties: the first name.
+        let tie = [
+            st("b", "dir", "active", 5, true),
+            st("a", "lvmthin", "active", 5, true),
+        ];
+        assert_eq!(choose_storage(&tie).unwrap().0.name, "a");
+    }
+
     #[test]
     fn sizes_parse_like_pve() {
         assert_eq!(parse_size("8G"), Some(8 << 30));
@@ -101,7 +182,17 @@ mod tests {
         assert_eq!(parse_size("322122547"), Some(322_122_547));
         assert_eq!(parse_size("0.3G"), Some(322_122_547));
         assert_eq!(parse_size("1.5T"), Some(3 << 39));
-        for bad in ["", "G", "8g", "8 G", "-1G", "1.G", ".5G", "8GB", "99999999999999999999T"] {
+        for bad in [
+            "",
+            "G",
+            "8g",
+            "8 G",
+            "-1G",
+            "1.G",
+            ".5G",
+            "8GB",
+            "99999999999999999999T",
+        ] {
             assert_eq!(parse_size(bad), None, "{bad:?}");
         }
     }
