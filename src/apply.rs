@@ -76,6 +76,8 @@ pub struct Ctx {
     pub template_facts: Mutex<BTreeMap<String, TemplateFacts>>,
     /// Opens the transport for a container (pct through the node by default).
     pub container: Box<dyn Fn(u32) -> Arc<dyn Transport> + Send + Sync>,
+    /// The node's pct has `exec --keep-env` (from the node facts; set by [`Ctx::use_facts`]).
+    pub keep_env: Arc<AtomicBool>,
     /// SSH settings (identities, passphrase) for containers reached with `[access] method = "ssh"`.
     pub container_ssh: crate::transport::ssh::SshOptions,
     /// Source facts (fuse-overlayfs checksum on the node), read once per run per source.
@@ -83,6 +85,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Takes what the node's release can do from its facts (read once per run per node).
+    pub fn use_facts(&self, nf: &NodeFacts) {
+        self.keep_env
+            .store(nf.caps.exec_keep_env, Ordering::Relaxed);
+    }
+
     /// The VMID a plan shows for a new container: from the node's next free ID (asked once per
     /// run) up, skipping the node's guests and what this run proposed already. A real run
     /// chooses at create time, under the lock.
@@ -121,6 +129,8 @@ impl Ctx {
     /// A context whose containers are reached through `pct` on `node`.
     pub fn new(node: Arc<dyn Transport>, opts: Options) -> Ctx {
         let n = node.clone();
+        let keep_env = Arc::new(AtomicBool::new(true));
+        let keep = keep_env.clone();
         Ctx {
             node,
             opts,
@@ -136,8 +146,10 @@ impl Ctx {
                 Arc::new(Pct {
                     node: n.clone(),
                     vmid,
+                    keep_env: keep.load(Ordering::Relaxed),
                 }) as Arc<dyn Transport>
             }),
+            keep_env,
             sources: Mutex::new(std::collections::BTreeMap::new()),
             container_ssh: crate::transport::ssh::SshOptions::default(),
         }
@@ -675,6 +687,7 @@ fn converge_inner(
 ) -> Result<()> {
     let ctx = r.ctx;
     r.phase("facts");
+    ctx.use_facts(nf);
     if !nf.pve {
         bail!("no Proxmox VE tools (pct, pvesh) answer on this node; only --dry-run works here");
     }
@@ -739,7 +752,8 @@ fn converge_inner(
                 if tf.available.is_empty() {
                     bail!("the template index is still empty after `pveam update`");
                 }
-                let (volid, more) = plan::resolve_template(&req.profile, &tf, &mut notes)?;
+                let (volid, more) =
+                    plan::resolve_template(&req.profile, &tf, &nf.caps, &mut notes)?;
                 // The download planned before the update named a guess; the index decides now.
                 let rest: Vec<Step> = steps
                     .drain(i + 1..)
@@ -1085,7 +1099,7 @@ pub struct FileView {
 }
 
 /// Renders steps for a dry run.
-pub fn view_steps(steps: &[Step], vmid: u32) -> Vec<StepView> {
+pub fn view_steps(steps: &[Step], vmid: u32, keep_env: bool) -> Vec<StepView> {
     steps
         .iter()
         .map(|s| {
@@ -1111,7 +1125,7 @@ pub fn view_steps(steps: &[Step], vmid: u32) -> Vec<StepView> {
                     }
                     _ => {}
                 }
-                commands.push(plan::action_argv(a, vmid));
+                commands.push(plan::action_argv(a, vmid, keep_env));
             }
             StepView {
                 name: s.name(),
@@ -1132,6 +1146,7 @@ pub fn dry_plan(
     password: Option<&str>,
     files: &ProfileFiles,
 ) -> Result<PlanView> {
+    ctx.use_facts(nf);
     let (prep, existing) = prepare(ctx, req, nf, true)?;
     let np = &prep.node_plan;
     let mut notes = np.notes.clone();
@@ -1163,8 +1178,9 @@ pub fn dry_plan(
     )?;
     let mut steps = prep.src_steps.clone();
     steps.extend(np.steps.iter().cloned());
-    let mut views = view_steps(&steps, np.vmid);
-    views.extend(view_steps(&ip.steps, np.vmid));
+    let keep_env = nf.caps.exec_keep_env;
+    let mut views = view_steps(&steps, np.vmid, keep_env);
+    views.extend(view_steps(&ip.steps, np.vmid, keep_env));
     let mut already = np.already.clone();
     already.extend(ip.already);
     notes.extend(ip.notes);

@@ -8,10 +8,12 @@
 //! no-op.
 
 use crate::cmd::{Cmd, Output};
+use crate::error::InputError;
 use crate::facts::{
     CtConfig, Guest, InsideFacts, NodeFacts, TemplateFacts, parse_property_string, split_tags,
 };
 use crate::profile::{Driver, FuseSource, Profile, TOOL_TAG};
+use crate::release::{Caps, GuestOs, newest_accepted_ubuntu_lts};
 use crate::transport::pct::{NODE_TMP_DIR, Pct};
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -48,8 +50,12 @@ pub const KNOWN_TEMPLATES: &[(&str, &str)] = &[
         "ubuntu-22.04",
         "ubuntu-22.04-standard_22.04-1_amd64.tar.zst",
     ),
+    (
+        "ubuntu-26.04",
+        "ubuntu-26.04-standard_26.04-1_amd64.tar.zst",
+    ),
     ("debian-12", "debian-12-standard_12.12-1_amd64.tar.zst"),
-    ("debian-13", "debian-13-standard_13.1-2_amd64.tar.zst"),
+    ("debian-13", "debian-13-standard_13.6-1_amd64.tar.zst"),
 ];
 
 /// Keys that a running container takes at once; others become pending (pve-reference.md).
@@ -351,10 +357,45 @@ pub fn newest_match<'a>(short: &str, names: impl IntoIterator<Item = &'a str>) -
         .map(String::from)
 }
 
+/// The short form that stands for the newest Ubuntu LTS the node's pve-container accepts.
+pub const UBUNTU_LTS: &str = "ubuntu-lts";
+
 /// Where the template comes from: the volume id to create from, and the steps to get it.
+/// A template whose guest version the node's pve-container refuses at create is refused here,
+/// before any change, with the reason and the fix.
 pub fn resolve_template(
     p: &Profile,
     tf: &TemplateFacts,
+    caps: &Caps,
+    notes: &mut Vec<String>,
+) -> Result<(String, Vec<Step>)> {
+    let (volid, steps) = resolve_template_name(p, tf, caps, notes)?;
+    if let Some(guest) = GuestOs::from_template(&volid)
+        && let Some(refusal) = caps.guest_refusal(&guest)
+    {
+        let offered: Vec<String> = tf.available.iter().chain(&tf.present).cloned().collect();
+        let alternative = newest_accepted_ubuntu_lts(caps, &offered)
+            .map(|n| format!(" (here: {})", n.rsplit('/').next().unwrap_or(n)))
+            .unwrap_or_default();
+        return Err(InputError {
+            file: format!("profile {}", p.name),
+            line: 0,
+            col: 0,
+            field: "template".into(),
+            message: format!(
+                "{volid}: this node's {} refuses it at create (\"{refusal}\"); update pve-container on the node (apt update && apt full-upgrade), or use a template it accepts, e.g. template = \"{UBUNTU_LTS}\"{alternative}",
+                caps.describe()
+            ),
+        }
+        .into());
+    }
+    Ok((volid, steps))
+}
+
+fn resolve_template_name(
+    p: &Profile,
+    tf: &TemplateFacts,
+    caps: &Caps,
     notes: &mut Vec<String>,
 ) -> Result<(String, Vec<Step>)> {
     if let Some((storage, rest)) = p.template.split_once(':') {
@@ -371,7 +412,22 @@ pub fn resolve_template(
         ));
     }
     let storage = &p.template_storage;
-    if let Some(name) = newest_match(&p.template, tf.available.iter().map(String::as_str)) {
+    let lts = p.template == UBUNTU_LTS;
+    let newest = |names: &[String]| {
+        if lts {
+            newest_accepted_ubuntu_lts(caps, names)
+                .map(|n| n.rsplit('/').next().unwrap_or(n).to_string())
+        } else {
+            newest_match(&p.template, names.iter().map(String::as_str))
+        }
+    };
+    if let Some(name) = newest(&tf.available) {
+        if lts {
+            notes.push(format!(
+                "{UBUNTU_LTS}: {name} is the newest Ubuntu LTS that this node's {} accepts",
+                caps.describe()
+            ));
+        }
         let volid = format!("{storage}:vztmpl/{name}");
         if tf.present.iter().any(|v| v == &volid) {
             return Ok((volid, vec![]));
@@ -384,7 +440,7 @@ pub fn resolve_template(
             }],
         ));
     }
-    if let Some(name) = newest_match(&p.template, tf.present.iter().map(String::as_str)) {
+    if let Some(name) = newest(&tf.present) {
         notes.push(format!(
             "the template index lists no {}; using the newest one already on {storage}: {name}",
             p.template
@@ -395,10 +451,15 @@ pub fn resolve_template(
         // Never updated index (or no node at all): update it first; the real run resolves the
         // newest name after the update. The name shown is the newest one known when this
         // version of provision was released.
-        let known = KNOWN_TEMPLATES
-            .iter()
-            .find(|(short, _)| *short == p.template)
-            .map(|(_, n)| n.to_string());
+        let known = if lts {
+            let names: Vec<String> = KNOWN_TEMPLATES.iter().map(|(_, n)| n.to_string()).collect();
+            newest_accepted_ubuntu_lts(caps, &names).cloned()
+        } else {
+            KNOWN_TEMPLATES
+                .iter()
+                .find(|(short, _)| *short == p.template)
+                .map(|(_, n)| n.to_string())
+        };
         let Some(name) = known else {
             bail!(
                 "the template index is empty and {:?} is not a short form provision knows; run `pveam update` on the node or give a volume id like local:vztmpl/NAME.tar.zst",
@@ -778,10 +839,18 @@ pub fn plan_node(
     proposed_vmid: u32,
     opts: &Options,
 ) -> Result<NodePlan> {
-    let p = &req.profile;
     let mut plan = NodePlan {
         hostname: req.hostname.clone(),
         ..NodePlan::default()
+    };
+    let pinned =
+        crate::rootdisk::pin_storage(&req.profile, &nf.storages, rootfs_storage(ct).as_deref())?;
+    let p = match &pinned {
+        Some((q, why)) => {
+            plan.notes.push(why.clone());
+            q
+        }
+        None => &req.profile,
     };
     plan.notes.extend(p.warnings.iter().cloned());
     // Driver. An existing container's root disk decides, wherever the profile now points.
@@ -866,7 +935,8 @@ pub fn plan_node(
         plan.vmid = req.vmid.unwrap_or(proposed_vmid);
         plan.vmid_auto = req.vmid.is_none();
         let tf_empty = TemplateFacts::default();
-        let (template, tsteps) = resolve_template(p, tf.unwrap_or(&tf_empty), &mut plan.notes)?;
+        let (template, tsteps) =
+            resolve_template(p, tf.unwrap_or(&tf_empty), &nf.caps, &mut plan.notes)?;
         plan.steps.extend(tsteps);
         let keys = (!p.ssh_public_keys.is_empty()).then(|| {
             let mut k = p.ssh_public_keys.join("\n");
@@ -1667,10 +1737,10 @@ impl Step {
 }
 
 /// How an action shows in a plan: the node-level argv that runs (pct exec / pct push form).
-pub fn action_argv(a: &Action, vmid: u32) -> Vec<String> {
+pub fn action_argv(a: &Action, vmid: u32, keep_env: bool) -> Vec<String> {
     match a {
         Action::Node(c) => c.argv(),
-        Action::Inside(c, _) => Pct::exec_cmd(vmid, c).argv(),
+        Action::Inside(c, _) => Pct::exec_cmd(vmid, keep_env, c).argv(),
         Action::Put {
             dest,
             mode,
@@ -1783,7 +1853,9 @@ mod tests {
 
     #[test]
     fn create_command_is_what_pve_accepts() {
-        let p = docker_profile();
+        let mut p = docker_profile();
+        // plan_node pins `rootfs.storage = "auto"` before the create options are made.
+        p.rootfs.storage = "local-zfs".into();
         let step = Step::Create {
             fixed_vmid: None,
             template: "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst".into(),
@@ -1820,7 +1892,7 @@ mod tests {
                 "--tags",
                 "docker;provision",
                 "--description",
-                "Docker-ready unprivileged Ubuntu 22.04 LTS container, Docker on fuse-overlayfs (seed recipe, ZFS < 2.2 nodes) (managed by provision)",
+                "Docker-ready unprivileged Ubuntu LTS container (the newest the node accepts), Docker on fuse-overlayfs (seed recipe, ZFS < 2.2 nodes) (managed by provision)",
             ]
         );
     }

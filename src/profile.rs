@@ -1395,7 +1395,9 @@ pub fn resolve(
         ssh_public_keys: m.ssh_public_keys.clone().unwrap_or_default(),
         root_password: m.root_password.clone(),
         rootfs: Rootfs {
-            storage: rootfs.storage.unwrap_or_else(|| "local-lvm".into()),
+            storage: rootfs
+                .storage
+                .unwrap_or_else(|| crate::rootdisk::AUTO.into()),
             size: rootfs.size.unwrap_or(8.0),
         },
         network: Network {

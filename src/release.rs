@@ -181,6 +181,12 @@ pub struct Caps {
     pub hotplug_error_atomic: bool,
 }
 
+impl Default for Caps {
+    fn default() -> Caps {
+        Caps::newest()
+    }
+}
+
 impl Caps {
     /// Capabilities of the node with these versions.
     pub fn from_versions(v: &PveVersions) -> Caps {
@@ -229,7 +235,7 @@ impl Caps {
     }
 
     /// Why `pct create` of this guest would fail on this node, or None when it is accepted.
-    pub fn guest_refusal(&self, guest: &Guest) -> Option<String> {
+    pub fn guest_refusal(&self, guest: &GuestOs) -> Option<String> {
         if self.assumed && self.container == Version::of(NEWEST_KNOWN_CONTAINER).text {
             // Nothing known about the node: the newest behaviour accepts what it can parse.
             return None;
@@ -242,17 +248,17 @@ impl Caps {
 /// A guest OS as a template names it (`debian-12-standard_12.12-1_amd64.tar.zst` is Debian
 /// 12.12, `ubuntu-24.04-standard_24.04-2_amd64.tar.zst` Ubuntu 24.04).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Guest {
+pub struct GuestOs {
     /// `debian`, `ubuntu`, ...
     pub os: String,
     /// As the guest's own version file has it: `12.12`, `24.04`.
     pub version: String,
 }
 
-impl Guest {
+impl GuestOs {
     /// The guest a template file name or volume id stands for, when it follows PVE's naming
     /// (`OS-MAJOR-standard_VERSION-REV_ARCH.tar.*`).
-    pub fn from_template(name: &str) -> Option<Guest> {
+    pub fn from_template(name: &str) -> Option<GuestOs> {
         let file = name.rsplit(['/', ':']).next()?;
         let (head, rest) = file.split_once('_')?;
         let mut words = head.split('-');
@@ -262,7 +268,7 @@ impl Guest {
         if !version.starts_with(major) || !version.chars().all(|c| c.is_ascii_digit() || c == '.') {
             return None;
         }
-        Some(Guest {
+        Some(GuestOs {
             os,
             version: version.to_string(),
         })
@@ -288,7 +294,7 @@ const UBUNTU: &[UbuntuSince] = &[
 ];
 
 /// Why pve-container `c` refuses `guest` at create, in PVE's words, or None.
-pub fn guest_refusal(c: &Version, guest: &Guest) -> Option<String> {
+pub fn guest_refusal(c: &Version, guest: &GuestOs) -> Option<String> {
     match guest.os.as_str() {
         "ubuntu" => ubuntu_refusal(c, &guest.version),
         "debian" => debian_refusal(c, &guest.version),
@@ -355,7 +361,7 @@ fn debian_refusal(c: &Version, v: &str) -> Option<String> {
 pub fn newest_accepted_ubuntu_lts<'a>(caps: &Caps, offered: &'a [String]) -> Option<&'a String> {
     offered
         .iter()
-        .filter_map(|name| Guest::from_template(name).map(|g| (name, g)))
+        .filter_map(|name| GuestOs::from_template(name).map(|g| (name, g)))
         .filter(|(_, g)| g.os == "ubuntu" && is_lts(&g.version))
         .filter(|(_, g)| caps.guest_refusal(g).is_none())
         .max_by(|(_, a), (_, b)| {
@@ -386,8 +392,8 @@ mod tests {
         })
     }
 
-    fn g(os: &str, v: &str) -> Guest {
-        Guest {
+    fn g(os: &str, v: &str) -> GuestOs {
+        GuestOs {
             os: os.into(),
             version: v.into(),
         }
@@ -510,16 +516,16 @@ mod tests {
     #[test]
     fn template_names_give_the_guest() {
         assert_eq!(
-            Guest::from_template("local:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst"),
+            GuestOs::from_template("local:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst"),
             Some(g("debian", "12.12"))
         );
         assert_eq!(
-            Guest::from_template("ubuntu-25.04-standard_25.04-1.1_amd64.tar.zst"),
+            GuestOs::from_template("ubuntu-25.04-standard_25.04-1.1_amd64.tar.zst"),
             Some(g("ubuntu", "25.04"))
         );
-        assert_eq!(Guest::from_template("local:vztmpl/my-own.tar.gz"), None);
+        assert_eq!(GuestOs::from_template("local:vztmpl/my-own.tar.gz"), None);
         assert_eq!(
-            Guest::from_template("alpine-3.20-default_20240908_amd64.tar.xz"),
+            GuestOs::from_template("alpine-3.20-default_20240908_amd64.tar.xz"),
             None
         );
     }

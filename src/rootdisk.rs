@@ -7,7 +7,57 @@
 //! keeps profile sizes in GiB; these functions turn them into what PVE will store, so that a
 //! fractional size converges in one run and stays converged.
 
+use crate::error::InputError;
 use crate::facts::Storage;
+use crate::profile::Profile;
+
+/// `rootfs.storage = "auto"` (the default): the node decides, see [`choose_storage`].
+pub const AUTO: &str = "auto";
+
+/// Shown for `auto` where there is no node to ask (a dry run away from Proxmox VE).
+const NO_NODE_STORAGE: &str = "local-lvm";
+
+/// The profile with `rootfs.storage = "auto"` replaced by the storage this container's root
+/// disk is (or will be) on, and why; None when the profile names a storage. An existing
+/// container keeps the storage its disk is on. `storages` must carry the `rootdir` content
+/// flag (node facts do; a list from `pvesm status --content rootdir` may mark every entry).
+pub fn pin_storage(
+    p: &Profile,
+    storages: &[Storage],
+    existing: Option<&str>,
+) -> Result<Option<(Profile, String)>, InputError> {
+    if p.rootfs.storage != AUTO {
+        return Ok(None);
+    }
+    let (name, why) = if let Some(s) = existing {
+        (
+            s.to_string(),
+            format!("root disk: stays on {s}, where it is"),
+        )
+    } else if storages.is_empty() {
+        (
+            NO_NODE_STORAGE.to_string(),
+            format!(
+                "root disk: rootfs.storage = \"{AUTO}\" is chosen on the node (its zfspool storage, else its root-disk storage with the most room); shown as {NO_NODE_STORAGE}"
+            ),
+        )
+    } else {
+        let (s, why) = choose_storage(storages).ok_or_else(|| InputError {
+            file: format!("profile {}", p.name),
+            line: 0,
+            col: 0,
+            field: "rootfs.storage".into(),
+            message: format!(
+                "rootfs.storage = \"{AUTO}\": no active storage on this node may hold container root disks (content rootdir); storages here: {}. Allow root disks on one (pvesm set STORAGE --content rootdir,...) or name one with --storage",
+                storages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        })?;
+        (s.name.clone(), format!("root disk on {}: {why}", s.name))
+    };
+    let mut q = p.clone();
+    q.rootfs.storage = name;
+    Ok(Some((q, why)))
+}
 
 /// The storage for a new container's root disk when the profile does not name one: an active
 /// `zfspool` storage that may hold container roots (the seed recipe's `local-zfs` on a ZFS

@@ -192,7 +192,7 @@ pub fn timezone(s: &str) -> Rule {
         Ok(())
     } else {
         Err(format!(
-            "{s:?} is not a time zone PVE accepts (PVE says \"invalid time zone\"): `host`, `UTC` or a name from zone.tab like Europe/Berlin"
+            "{s:?} is not a timezone PVE accepts (PVE says \"invalid time zone\"): `host`, `UTC` or a name from zone.tab like Europe/Berlin"
         ))
     }
 }

@@ -42,7 +42,7 @@ fn full_request() -> (Request, ProfileFiles) {
             "--now".into(),
             "docker".into(),
         ]]),
-        ssh_public_keys: Some(vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 faults@test".into()]),
+        ssh_public_keys: Some(vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPa/oTsJUg7XJyJvZNihU3R/KM5fBM9qNjI8poTTb80t faults@test".into()]),
         ..Layer::default()
     };
     request_with("docker", o)

@@ -8,6 +8,7 @@ mod flow;
 mod fuzz;
 mod lab;
 mod plan_cases;
+mod release;
 mod secrets;
 mod ssh;
 mod support;

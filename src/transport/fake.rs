@@ -99,6 +99,39 @@ pub struct FakeState {
     pub created_order: Vec<u32>,
     /// Make `pveam update` fail the way it does on a node: this message, and exit status 0.
     pub pveam_update_fails: bool,
+    /// What `pveam version -v` prints (a PVE 9.1 node by default); None: the command does not
+    /// exist here (exit 127).
+    pub pveversion: Option<String>,
+}
+
+/// `pveversion -v` of a PVE 9.1 node.
+pub const PVE91_VERSIONS: &str = "proxmox-ve: 9.1.0 (running kernel: 6.17.2-1-pve)\npve-manager: 9.1.1 (running version: 9.1.1/42db4a6cf33dac83)\npve-container: 6.0.18\nlxc-pve: 6.0.5-3\nlibpve-storage-perl: 9.1.0\n";
+
+/// `pveversion -v` of a PVE node at pve-container `container`, with the pve-manager of the
+/// release that shipped it (no ZFS line: the fake's `zfs_version` decides).
+pub fn versions_with_container(container: &str) -> String {
+    let c = crate::release::Version::parse(container);
+    let at_least = |v: &str| {
+        c.as_ref().is_some_and(|c| {
+            *c >= crate::release::Version::parse(v).unwrap_or_else(|| unreachable!())
+        })
+    };
+    let manager = if !at_least("5.0.0") {
+        "7.4-3"
+    } else if !at_least("5.0.8") {
+        "8.0.3"
+    } else if !at_least("5.0.11") {
+        "8.1.3"
+    } else if !at_least("5.2.2") {
+        "8.2.2"
+    } else if !at_least("6.0.0") {
+        "8.4.0"
+    } else {
+        "9.1.1"
+    };
+    format!(
+        "proxmox-ve: {manager} (running kernel: 6.5.11-4-pve)\npve-manager: {manager} (running version: {manager}/b46aac3b42da5d15)\npve-container: {container}\nlxc-pve: 5.0.2-4\nlibpve-storage-perl: 8.0.5\n"
+    )
 }
 
 /// The fake node.
@@ -169,6 +202,7 @@ impl FakeNode {
                     steal_vmid_once: None,
                     created_order: Vec::new(),
                     pveam_update_fails: false,
+                    pveversion: Some(PVE91_VERSIONS.to_string()),
                 }),
                 Condvar::new(),
             )),
@@ -204,7 +238,9 @@ impl FakeNode {
 pub fn is_changing(argv: &[String]) -> bool {
     let a: Vec<&str> = argv.iter().map(String::as_str).collect();
     match a.as_slice() {
-        ["pvesh", ..] | ["pvesm", ..] | ["sha256sum", ..] | ["cat", ..] => false,
+        ["pvesh", ..] | ["pvesm", ..] | ["sha256sum", ..] | ["cat", ..] | ["pveversion", ..] => {
+            false
+        }
         ["pveam", "list" | "available", ..] => false,
         ["pct", "status" | "config" | "list" | "pending", ..] => false,
         ["pct", "exec", _, rest @ ..] => {
@@ -214,7 +250,8 @@ pub fn is_changing(argv: &[String]) -> bool {
                 .skip_while(|w| *w != "--")
                 .skip(1)
                 .collect();
-            match inner.as_slice() {
+            let inner = strip_env(&inner);
+            match inner {
                 ["sh", "-c", script, ..] => {
                     !(script.contains("os_id=") || script.contains(plan::VERIFY_SCRIPT))
                 }
@@ -309,6 +346,14 @@ impl Drop for FakeLock {
         let mut st = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
         st.locks.remove(&self.name);
         self.shared.1.notify_all();
+    }
+}
+
+/// The command under `env -i PATH=...` (how a node without `pct exec --keep-env` runs it).
+fn strip_env<'a, 'b>(inner: &'b [&'a str]) -> &'b [&'a str] {
+    match inner {
+        ["env", "-i", path, rest @ ..] if path.starts_with("PATH=") => rest,
+        _ => inner,
     }
 }
 
@@ -623,13 +668,25 @@ impl FakeState {
                     ok("")
                 })
             }
+            ["pveversion", "-v"] => match &self.pveversion {
+                Some(v) => ok(v.clone()),
+                None => Output::fail(127, "pveversion: command not found\n".to_string()),
+            },
             ["pct", "exec", id, rest @ ..] => {
-                let inner: Vec<String> = rest
+                let before: Vec<&str> = rest.iter().copied().take_while(|w| *w != "--").collect();
+                if before.contains(&"--keep-env") && !self.has_keep_env() {
+                    return Output::fail(
+                        255,
+                        "Unknown option: keep-env\n400 unable to parse option\npct exec <vmid> [<extra-args>]\n".to_string(),
+                    );
+                }
+                let all: Vec<&str> = rest
                     .iter()
-                    .skip_while(|w| **w != "--")
+                    .copied()
+                    .skip_while(|w| *w != "--")
                     .skip(1)
-                    .map(|s| s.to_string())
                     .collect();
+                let inner: Vec<String> = strip_env(&all).iter().map(|s| s.to_string()).collect();
                 let stdin = stdin.map(<[u8]>::to_vec);
                 self.with_ct(id, move |ct| {
                     if !ct.running {
@@ -643,6 +700,12 @@ impl FakeState {
                 format!("fake node: unknown command {:?}\n", argv.join(" ")),
             ),
         }
+    }
+
+    /// The fake's pct knows `exec --keep-env` (pve-container 5.0.9 and later).
+    fn has_keep_env(&self) -> bool {
+        let v = crate::release::parse_pveversion(self.pveversion.as_deref().unwrap_or(""));
+        crate::release::Caps::from_versions(&v).exec_keep_env
     }
 
     fn with_ct(&mut self, id: &str, f: impl FnOnce(&mut FakeCt) -> Output) -> Output {

@@ -16,20 +16,33 @@ pub const NODE_TMP_DIR: &str = "/run/provision";
 
 static PUSH_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The PATH an in-container command gets (what `pct exec --keep-env 0` sets).
+pub const INSIDE_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// One container on a node.
 pub struct Pct {
     /// The node the container lives on.
     pub node: Arc<dyn Transport>,
     /// Its VMID.
     pub vmid: u32,
+    /// The node's pct has `exec --keep-env` (pve-container 5.0.9 and later,
+    /// [`crate::release::Caps::exec_keep_env`]).
+    pub keep_env: bool,
 }
 
 impl Pct {
-    /// `pct exec VMID --keep-env 0 -- ARGV...`: the host environment does not leak in.
-    pub fn exec_cmd(vmid: u32, inner: &Cmd) -> Cmd {
-        let mut c = Cmd::new("pct")
-            .args(["exec", &vmid.to_string(), "--keep-env", "0", "--"])
-            .arg(inner.program.clone());
+    /// `pct exec VMID --keep-env 0 -- ARGV...`: the host environment does not leak in. A node
+    /// whose pct predates `--keep-env` refuses the option ("Unknown option: keep-env") and
+    /// passes its environment through lxc-attach: there the command runs under
+    /// `env -i PATH=...`, which gives it the same clean environment.
+    pub fn exec_cmd(vmid: u32, keep_env: bool, inner: &Cmd) -> Cmd {
+        let mut c = Cmd::new("pct").args(["exec", &vmid.to_string()]);
+        c = if keep_env {
+            c.args(["--keep-env", "0", "--"])
+        } else {
+            c.args(["--", "env", "-i", INSIDE_PATH])
+        };
+        c = c.arg(inner.program.clone());
         c.args.extend(inner.args.iter().cloned());
         c
     }
@@ -59,7 +72,8 @@ impl Transport for Pct {
     }
 
     fn run(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output> {
-        self.node.run(&Pct::exec_cmd(self.vmid, cmd), stdin)
+        self.node
+            .run(&Pct::exec_cmd(self.vmid, self.keep_env, cmd), stdin)
     }
 
     fn put(&self, bytes: &[u8], dest: &str, mode: u32) -> Result<()> {

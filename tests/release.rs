@@ -1,0 +1,130 @@
+//! Release awareness against the fake node: what the node's pve-container accepts decides the
+//! argv and the template, and what it refuses is refused before any change.
+
+use crate::flow::{request, run_once};
+use provision::plan::Options;
+use provision::profile::{Layer, RootfsLayer};
+use provision::report::Outcome;
+use provision::transport::fake::{FakeNode, fake_node, versions_with_container};
+use std::sync::Arc;
+
+fn node_at(container: &str) -> Arc<FakeNode> {
+    let node = fake_node();
+    node.with(|s| s.pveversion = Some(versions_with_container(container)));
+    node
+}
+
+fn exec_calls(node: &FakeNode) -> Vec<Vec<String>> {
+    node.calls()
+        .into_iter()
+        .filter(|c| c.argv.len() > 1 && c.argv[0] == "pct" && c.argv[1] == "exec")
+        .map(|c| c.argv)
+        .collect()
+}
+
+#[test]
+fn keep_env_is_passed_only_where_pct_knows_it() {
+    // pve-container 5.0.8 (PVE 8.1 GA) refuses `--keep-env`; 5.0.9 has it.
+    for (container, has) in [("5.0.8", false), ("5.0.9", true), ("4.4-3", false)] {
+        let node = node_at(container);
+        let req = request("web1", "docker", Layer::default());
+        let r = run_once(&node, &req, Options::default());
+        assert_eq!(r.outcome, Outcome::Created, "{container}: {}", r.text());
+        let execs = exec_calls(&node);
+        assert!(!execs.is_empty());
+        for argv in &execs {
+            let keep = argv.iter().any(|a| a == "--keep-env");
+            assert_eq!(keep, has, "{container}: {argv:?}");
+            if !has {
+                // The same clean environment without the option: env -i inside.
+                let dd = argv.iter().position(|a| a == "--").unwrap();
+                assert_eq!(argv[dd + 1..dd + 3], ["env", "-i"], "{argv:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_docker_profile_takes_the_newest_ubuntu_lts_the_node_accepts() {
+    for (container, want) in [
+        ("5.0.3", "ubuntu-22.04-standard_22.04-1_amd64.tar.zst"),
+        ("5.1.10", "ubuntu-24.04-standard_24.04-2_amd64.tar.zst"),
+        ("4.4-7", "ubuntu-24.04-standard_24.04-2_amd64.tar.zst"),
+    ] {
+        let node = node_at(container);
+        let req = request("web1", "docker", Layer::default());
+        let r = run_once(&node, &req, Options::default());
+        assert_eq!(r.outcome, Outcome::Created, "{container}: {}", r.text());
+        assert_eq!(
+            r.steps[0].name,
+            format!("download template {want}"),
+            "{container}"
+        );
+    }
+}
+
+#[test]
+fn a_template_the_node_refuses_is_refused_before_any_change() {
+    let node = node_at("5.0.8");
+    let overrides = Layer {
+        template: Some("ubuntu-24.04".into()),
+        ..Layer::default()
+    };
+    let req = request("web1", "docker", overrides);
+    let r = run_once(&node, &req, Options::default());
+    assert_eq!(r.outcome, Outcome::Failed, "{}", r.text());
+    let f = r.failure.as_ref().unwrap();
+    assert!(f.usage, "an input error (exit 2): {f:?}");
+    assert!(
+        f.message.contains("unsupported Ubuntu version '24.04'")
+            && f.message.contains("pve-container 5.0.8")
+            && f.message
+                .contains("ubuntu-22.04-standard_22.04-1_amd64.tar.zst"),
+        "{}",
+        f.message
+    );
+    assert!(
+        node.changing_calls().is_empty(),
+        "{:?}",
+        node.changing_calls()
+    );
+}
+
+#[test]
+fn the_root_disk_goes_to_the_zfspool_else_the_roomiest_rootdir_storage() {
+    let node = fake_node();
+    let r = run_once(
+        &node,
+        &request("web1", "docker", Layer::default()),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Created, "{}", r.text());
+    node.with(|s| assert!(s.cts[&100].config["rootfs"].starts_with("local-zfs:")));
+    assert!(r.notes.iter().any(|n| n.contains("root disk on local-zfs")));
+    // An LVM install: no zfspool.
+    let node = fake_node();
+    node.with(|s| s.storages.retain(|(_, t, _)| t != "zfspool"));
+    let r = run_once(
+        &node,
+        &request("web2", "docker", Layer::default()),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Created, "{}", r.text());
+    node.with(|s| assert!(s.cts[&100].config["rootfs"].starts_with("local-lvm:")));
+    // A storage named in the profile wins.
+    let node = fake_node();
+    let pinned = Layer {
+        rootfs: Some(RootfsLayer {
+            storage: Some("local-lvm".into()),
+            size: None,
+        }),
+        ..Layer::default()
+    };
+    let r = run_once(
+        &node,
+        &request("web3", "docker", pinned),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Created, "{}", r.text());
+    node.with(|s| assert!(s.cts[&100].config["rootfs"].starts_with("local-lvm:")));
+}
