@@ -1402,6 +1402,7 @@ apt-get install -y -q --no-install-recommends $pkgs"#;
 /// Args: staged file, destination, expected SHA-256 (may be empty).
 pub const PUSH_CHECK_SCRIPT: &str = r#"new=$1; dest=$2; want=$3
 refuse() { rm -f "$new"; echo "fuse-overlayfs cannot run in this container: $*" >&2; exit 66; }
+if [ ! -f "$new" ]; then echo "$new is not there: the push did not write it (pct push exits 0 even when its task fails)" >&2; exit 70; fi
 if [ -n "$want" ]; then
   have=$(sha256sum "$new" | cut -d' ' -f1)
   if [ "$have" != "$want" ]; then rm -f "$new"; echo "checksum mismatch after push: got $have, expected $want" >&2; exit 65; fi
@@ -1456,10 +1457,32 @@ have=$(sha256sum "$t" | cut -d' ' -f1)
 if [ "$have" != "$want" ]; then echo "downloaded fuse-overlayfs has sha256 $have, expected $want: refused, nothing was kept" >&2; exit 65; fi
 chmod 0755 "$t"; mv -f "$t" "$dest""#;
 
-/// In-container script (see its use in [`Step::actions`]).
-pub const DAEMON_SCRIPT: &str = r#"new=$1; dest=$2
-if [ -f "$dest" ]; then cp -p "$dest" "$dest.provision-backup"; fi
+/// Puts a pushed file in place, after checking that the push really wrote it: `pct push` exits
+/// 0 when its task fails, so the staged file's presence, size and SHA-256 are the proof. With
+/// `backup` = 1 the file it replaces is kept as `DEST.provision-backup`.
+/// Args: staged file, destination, expected size in bytes, expected SHA-256, backup (0/1).
+pub const PLACE_SCRIPT: &str = r#"new=$1; dest=$2; size=$3; want=$4; backup=$5
+if [ ! -f "$new" ]; then echo "$new is not there: the push did not write it (pct push exits 0 even when its task fails)" >&2; exit 70; fi
+have_size=$(wc -c < "$new" | tr -d ' ')
+if [ "$have_size" != "$size" ]; then rm -f "$new"; echo "$new has $have_size bytes after the push, expected $size: the push did not complete" >&2; exit 70; fi
+have=$(sha256sum "$new" | cut -d' ' -f1)
+if [ "$have" != "$want" ]; then rm -f "$new"; echo "checksum mismatch after push: got $have, expected $want" >&2; exit 65; fi
+if [ "$backup" = 1 ] && [ -f "$dest" ]; then cp -p "$dest" "$dest.provision-backup"; fi
 mv -f "$new" "$dest""#;
+
+/// The [`PLACE_SCRIPT`] command for `bytes` staged at `tmp`.
+fn place(tmp: &str, dest: &str, bytes: &[u8], backup: bool) -> Cmd {
+    sh(
+        PLACE_SCRIPT,
+        &[
+            tmp,
+            dest,
+            &bytes.len().to_string(),
+            &sha256_hex(bytes),
+            if backup { "1" } else { "0" },
+        ],
+    )
+}
 
 /// In-container script (see its use in [`Step::actions`]).
 pub const RESTART_SCRIPT: &str = r#"systemctl restart docker
@@ -1693,7 +1716,7 @@ impl Step {
                         content: Content::Bytes(Arc::new(bytes)),
                         sha256: Some(sha),
                     },
-                    Action::Inside(sh(DAEMON_SCRIPT, &[&tmp, DAEMON_JSON]), None),
+                    Action::Inside(place(&tmp, DAEMON_JSON, content.as_bytes(), true), None),
                 ]
             }
             Step::RestartDocker { .. } => vec![Action::Inside(sh(RESTART_SCRIPT, &[]), None)],
@@ -1711,7 +1734,7 @@ impl Step {
                         content: Content::Bytes(bytes.clone()),
                         sha256: Some(sha256_hex(bytes)),
                     },
-                    Action::Inside(Cmd::new("mv").args(["-f", &tmp, dest]), None),
+                    Action::Inside(place(&tmp, dest, bytes, false), None),
                 ]
             }
             Step::RunCommands { commands, marker } => {
@@ -1967,7 +1990,7 @@ mod tests {
             PUSH_CHECK_SCRIPT,
             LINK_PACKAGE_SCRIPT,
             FETCH_SCRIPT,
-            DAEMON_SCRIPT,
+            PLACE_SCRIPT,
             RESTART_SCRIPT,
             VERIFY_SCRIPT,
             STATE_SET,

@@ -128,3 +128,37 @@ fn the_root_disk_goes_to_the_zfspool_else_the_roomiest_rootdir_storage() {
     assert_eq!(r.outcome, Outcome::Created, "{}", r.text());
     node.with(|s| assert!(s.cts[&100].config["rootfs"].starts_with("local-lvm:")));
 }
+
+#[test]
+fn a_push_that_fails_with_exit_0_is_a_failure_of_its_step() {
+    // With `TASK ERROR` in the output (as PVE prints it), and silently (the push wrote nothing
+    // but said nothing): the output check and the in-container size/SHA-256 check catch each.
+    for (task_error, dest, step) in [
+        (true, "daemon.json", "write daemon.json"),
+        (false, "daemon.json", "write daemon.json"),
+        (true, "fuse-overlayfs", "push fuse-overlayfs"),
+        (false, "fuse-overlayfs", "push fuse-overlayfs"),
+    ] {
+        let node = fake_node();
+        node.with(|s| {
+            s.push_task_fails = Some(dest.into());
+            s.push_task_error = task_error;
+        });
+        let req = request("web1", "docker", Layer::default());
+        let r = run_once(&node, &req, Options::default());
+        assert_eq!(r.outcome, Outcome::Failed, "{dest}: {}", r.text());
+        let f = r.failure.as_ref().unwrap();
+        assert_eq!(f.step, step, "{dest} {task_error}: {}", r.text());
+        let why = if task_error {
+            "exited 0, but its task failed"
+        } else {
+            "the push did not write it"
+        };
+        assert!(f.message.contains(why), "{dest} {task_error}: {}", f.message);
+        assert!(!r.steps.iter().any(|s| s.name == step && s.status == "done"));
+        // The next run, with the push working again, completes the container.
+        node.with(|s| s.push_task_fails = None);
+        let r = run_once(&node, &req, Options::default());
+        assert_eq!(r.outcome, Outcome::Changed, "{}", r.text());
+    }
+}

@@ -102,6 +102,12 @@ pub struct FakeState {
     /// What `pveam version -v` prints (a PVE 9.1 node by default); None: the command does not
     /// exist here (exit 127).
     pub pveversion: Option<String>,
+    /// `pct push` to a destination containing this fails the way its task does on a node:
+    /// nothing written, exit status 0, and `TASK ERROR: ...` in the output when
+    /// `push_task_error` is true (silent otherwise).
+    pub push_task_fails: Option<String>,
+    /// See `push_task_fails`.
+    pub push_task_error: bool,
 }
 
 /// `pveversion -v` of a PVE 9.1 node.
@@ -203,6 +209,8 @@ impl FakeNode {
                     created_order: Vec::new(),
                     pveam_update_fails: false,
                     pveversion: Some(PVE91_VERSIONS.to_string()),
+                    push_task_fails: None,
+                    push_task_error: true,
                 }),
                 Condvar::new(),
             )),
@@ -651,6 +659,23 @@ impl FakeState {
                     }
                 }
             }
+            ["pct", "push", _, _, dest, ..]
+                if self
+                    .push_task_fails
+                    .as_deref()
+                    .is_some_and(|m| dest.contains(m)) =>
+            {
+                let text = if self.push_task_error {
+                    format!("TASK ERROR: failed to open {dest} for writing: No space left on device\n")
+                } else {
+                    String::new()
+                };
+                Output {
+                    status: 0,
+                    stdout: Vec::new(),
+                    stderr: text.into_bytes(),
+                }
+            }
             ["pct", "push", id, src, dest, "--perms", mode] => {
                 let Some(bytes) = self.node_files.get(*src).cloned() else {
                     return Output::fail(
@@ -878,7 +903,10 @@ fn exec_inside(ct: &mut FakeCt, inner: &[String], stdin: Option<&[u8]>) -> Outpu
                 b if b == plan::PUSH_CHECK_SCRIPT => {
                     let (new, dest, want) = (args[0], args[1], args.get(2).copied().unwrap_or(""));
                     let Some((bytes, mode)) = ct.files.remove(new) else {
-                        return Output::fail(1, format!("{new}: No such file\n"));
+                        return Output::fail(
+                            70,
+                            format!("{new} is not there: the push did not write it\n"),
+                        );
                     };
                     if !want.is_empty() && sha(&bytes) != want {
                         return Output::fail(65, "checksum mismatch after push\n");
@@ -893,18 +921,23 @@ fn exec_inside(ct: &mut FakeCt, inner: &[String], stdin: Option<&[u8]>) -> Outpu
                     ct.files.insert(dest.to_string(), (bytes, mode));
                     ok("")
                 }
-                b if b == plan::DAEMON_SCRIPT => {
-                    let (new, dest) = (args[0], args[1]);
-                    if let Some(old) = ct.files.get(dest).cloned() {
+                b if b == plan::PLACE_SCRIPT => {
+                    let (new, dest, size, want, backup) = (args[0], args[1], args[2], args[3], args[4]);
+                    let Some((bytes, mode)) = ct.files.get(new).cloned() else {
+                        return Output::fail(70, format!("{new} is not there: the push did not write it\n"));
+                    };
+                    if bytes.len().to_string() != size || sha(&bytes) != want {
+                        ct.files.remove(new);
+                        return Output::fail(65, "checksum mismatch after push\n");
+                    }
+                    if backup == "1"
+                        && let Some(old) = ct.files.get(dest).cloned()
+                    {
                         ct.files.insert(format!("{dest}.provision-backup"), old);
                     }
-                    match ct.files.remove(new) {
-                        Some(f) => {
-                            ct.files.insert(dest.to_string(), f);
-                            ok("")
-                        }
-                        None => Output::fail(1, format!("mv: cannot stat '{new}'\n")),
-                    }
+                    ct.files.remove(new);
+                    ct.files.insert(dest.to_string(), (bytes, mode));
+                    ok("")
                 }
                 b if b == plan::RESTART_SCRIPT => {
                     if !ct.docker_installed {

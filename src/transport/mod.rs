@@ -71,16 +71,44 @@ pub struct CmdFailed {
     pub tail: String,
 }
 
+/// True when `cmd` is one of the node commands whose worker task can fail while the command
+/// itself exits 0 (`pct push`, `pull`, `resize`, `template`, `pveam download`: their CLI forks
+/// the task without waiting for its result), and its output says the task failed
+/// (`TASK ERROR: ...`, as PVE's fork_worker prints it).
+pub fn task_failed(cmd: &Cmd, out: &Output) -> bool {
+    let sub = cmd.args.first().map(crate::cmd::Arg::shown);
+    let forks = match (cmd.program.as_str(), sub) {
+        ("pct", Some("push" | "pull" | "resize" | "template")) => true,
+        ("pveam", Some("download")) => true,
+        _ => false,
+    };
+    forks
+        && [&out.stdout, &out.stderr].iter().any(|b| {
+            String::from_utf8_lossy(b)
+                .lines()
+                .any(|l| l.trim_start().starts_with("TASK ERROR"))
+        })
+}
+
 impl std::fmt::Display for CmdFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let first = self.tail.lines().last().unwrap_or("").trim();
-        write!(
-            f,
-            "{}: `{}` exited with status {}",
-            self.label,
-            short(&self.cmd),
-            self.status
-        )?;
+        if self.status == 0 {
+            write!(
+                f,
+                "{}: `{}` exited 0, but its task failed",
+                self.label,
+                short(&self.cmd)
+            )?;
+        } else {
+            write!(
+                f,
+                "{}: `{}` exited with status {}",
+                self.label,
+                short(&self.cmd),
+                self.status
+            )?;
+        }
         if !first.is_empty() {
             write!(f, ": {first}")?;
         }
@@ -103,7 +131,7 @@ pub(crate) fn short(s: &str) -> String {
 /// the status and carries the tail of the output for reports.
 pub fn run_ok(t: &dyn Transport, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output> {
     let out = t.run(cmd, stdin)?;
-    if !out.success() {
+    if !out.success() || task_failed(cmd, &out) {
         return Err(CmdFailed {
             label: t.label(),
             cmd: cmd.to_string(),
