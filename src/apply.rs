@@ -7,7 +7,7 @@
 //! of output; with `rollback`, a container created by this very run is destroyed again.
 
 use crate::cmd::{Cmd, Output};
-use crate::facts::{self, Guest, InsideFacts, NodeFacts, TemplateFacts};
+use crate::facts::{self, Guest, InsideFacts, NodeFacts, TemplateFacts, parse_property_string};
 use crate::plan::{
     self, Action, Content, InsidePlan, NodePlan, Options, ProfileFiles, Request, SourceFacts, Step,
 };
@@ -663,6 +663,24 @@ pub fn converge(
     report
 }
 
+/// After `pct resize`: the root disk's size in the config is at least `size`.
+fn check_resized(node: &dyn Transport, node_name: &str, vmid: u32, size: &str) -> Result<()> {
+    let cfg = facts::gather_ct(node, node_name, vmid)?;
+    let have = cfg
+        .effective("rootfs")
+        .map(|r| parse_property_string(r, "volume"))
+        .and_then(|m| m.get("size").and_then(|s| crate::rootdisk::parse_size(s)));
+    let want = crate::rootdisk::parse_size(size).unwrap_or(u64::MAX);
+    match have {
+        Some(h) if h >= want => Ok(()),
+        Some(h) => bail!(
+            "pct resize reported success, but the root disk is still {} (wanted {size}); see the node's task log",
+            crate::rootdisk::human(h)
+        ),
+        None => bail!("pct resize ran, but the container's config shows no root disk size"),
+    }
+}
+
 /// Stops (when running) and destroys a container with its disks.
 pub fn destroy(node: &dyn Transport, vmid: u32) -> Result<()> {
     let id = vmid.to_string();
@@ -790,6 +808,16 @@ fn converge_inner(
                 vmid = r.step(&step, |r| create_locked(r.ctx, &step, fixed))?;
                 r.created = Some(vmid);
                 r.report.vmid = Some(vmid);
+            }
+            Step::Resize { size } => {
+                // `pct resize` exits 0 when its storage task fails: the config says what
+                // really happened.
+                let ct = (ctx.container)(vmid);
+                let node_name = node_plan.node.clone();
+                r.step(&step, |r| {
+                    r.run_actions(&step, vmid, ct.as_ref())?;
+                    check_resized(r.ctx.node.as_ref(), &node_name, vmid, size)
+                })?;
             }
             _ => {
                 let ct = (ctx.container)(vmid);

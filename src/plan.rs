@@ -746,19 +746,6 @@ fn differs(key: &str, want: &str, have: Option<&str>) -> Option<String> {
     (!same).then(|| format!("{key}: {} -> {want}", have.unwrap_or("(unset)")))
 }
 
-/// Parses a PVE size like `8G`, `512M`, `1T` to GiB.
-fn size_gib(s: &str) -> Option<f64> {
-    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
-    let n: f64 = num.parse().ok()?;
-    Some(match unit {
-        "" | "G" => n,
-        "T" => n * 1024.0,
-        "M" => n / 1024.0,
-        "K" => n / 1024.0 / 1024.0,
-        _ => return None,
-    })
-}
-
 /// Which existing guest, if any, the request means. Errors on ambiguity and on anything that
 /// must not be touched.
 pub fn find_existing<'a>(
@@ -1032,20 +1019,24 @@ pub fn plan_node(
     }
     if let Some(rootfs) = cfg.effective("rootfs") {
         let m = parse_property_string(rootfs, "volume");
-        if let Some(have) = m.get("size").and_then(|s| size_gib(s)) {
-            if p.rootfs.size > have + 1e-9 {
+        if let Some(have) = m.get("size").and_then(|s| crate::rootdisk::parse_size(s)) {
+            // What a create of this size allocates, so that a fractional size converges in one
+            // run and stays converged.
+            let want = crate::rootdisk::alloc_bytes(p.rootfs.size);
+            if want > have {
                 plan.steps.push(Step::Resize {
-                    size: format!("{}G", fmt_gib(p.rootfs.size)),
+                    size: crate::rootdisk::resize_arg(p.rootfs.size),
                 });
-            } else if p.rootfs.size + 1e-9 < have {
+            } else if want < have {
                 plan.notes.push(format!(
-                    "the root disk is {have}G, larger than the profile's {}G; PVE cannot shrink it, left as is",
+                    "the root disk is {}, larger than the profile's {}G; PVE cannot shrink it, left as is",
+                    crate::rootdisk::human(have),
                     fmt_gib(p.rootfs.size)
                 ));
             } else {
                 plan.already.push(Already {
                     step: "rootfs".into(),
-                    why: format!("root disk is {have}G"),
+                    why: format!("root disk is {}", crate::rootdisk::human(have)),
                 });
             }
         }

@@ -621,7 +621,11 @@ fn a_failed_rename_leaves_the_old_file_whole_at_the_destination() {
     let cases = [
         ("provision-backup", plan::DAEMON_JSON, "write daemon.json"),
         ("chown 0:0", plan::FUSE_DEST, "push fuse-overlayfs"),
-        ("/etc/motd.provision-new /etc/motd ", MOTD, "write /etc/motd"),
+        (
+            "/etc/motd.provision-new /etc/motd ",
+            MOTD,
+            "write /etc/motd",
+        ),
         (
             "/etc/docker/daemon.json.provision-new --perms",
             plan::DAEMON_JSON,

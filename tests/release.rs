@@ -154,11 +154,82 @@ fn a_push_that_fails_with_exit_0_is_a_failure_of_its_step() {
         } else {
             "the push did not write it"
         };
-        assert!(f.message.contains(why), "{dest} {task_error}: {}", f.message);
+        assert!(
+            f.message.contains(why),
+            "{dest} {task_error}: {}",
+            f.message
+        );
         assert!(!r.steps.iter().any(|s| s.name == step && s.status == "done"));
         // The next run, with the push working again, completes the container.
         node.with(|s| s.push_task_fails = None);
         let r = run_once(&node, &req, Options::default());
         assert_eq!(r.outcome, Outcome::Changed, "{}", r.text());
     }
+}
+
+#[test]
+fn a_fractional_disk_size_converges_in_one_run_and_stays() {
+    let node = fake_node();
+    let size = |gib: f64| Layer {
+        rootfs: Some(RootfsLayer {
+            storage: None,
+            size: Some(gib),
+        }),
+        ..Layer::default()
+    };
+    let rootfs = |node: &FakeNode| node.with(|s| s.cts[&100].config["rootfs"].clone());
+    let r = run_once(
+        &node,
+        &request("web1", "docker", size(0.3)),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Created, "{}", r.text());
+    // PVE allocates int(0.3 * 1024) MiB and writes it as 307M.
+    assert!(rootfs(&node).ends_with(",size=307M"), "{}", rootfs(&node));
+    for _ in 0..2 {
+        let r = run_once(
+            &node,
+            &request("web1", "docker", size(0.3)),
+            Options::default(),
+        );
+        assert_eq!(r.outcome, Outcome::Unchanged, "{}", r.text());
+    }
+    // Growing to 1.5 GiB: one resize to exactly what a create would make, then no change.
+    let r = run_once(
+        &node,
+        &request("web1", "docker", size(1.5)),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Changed, "{}", r.text());
+    assert!(rootfs(&node).ends_with(",size=1536M"), "{}", rootfs(&node));
+    let r = run_once(
+        &node,
+        &request("web1", "docker", size(1.5)),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Unchanged, "{}", r.text());
+}
+
+#[test]
+fn a_resize_whose_task_fails_with_exit_0_is_a_failure() {
+    let node = fake_node();
+    let small = Layer {
+        rootfs: Some(RootfsLayer {
+            storage: None,
+            size: Some(4.0),
+        }),
+        ..Layer::default()
+    };
+    let r = run_once(&node, &request("web1", "docker", small), Options::default());
+    assert_eq!(r.outcome, Outcome::Created, "{}", r.text());
+    node.with(|s| s.resize_task_fails = true);
+    let r = run_once(
+        &node,
+        &request("web1", "docker", Layer::default()),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Failed, "{}", r.text());
+    let f = r.failure.as_ref().unwrap();
+    assert_eq!(f.step, "resize rootfs");
+    assert!(f.message.contains("still 4G (wanted 8G)"), "{}", f.message);
 }

@@ -103,11 +103,13 @@ pub struct FakeState {
     /// exist here (exit 127).
     pub pveversion: Option<String>,
     /// `pct push` to a destination containing this fails the way its task does on a node:
-    /// nothing written, exit status 0, and `TASK ERROR: ...` in the output when
-    /// `push_task_error` is true (silent otherwise).
+    /// nothing written, exit status 0, and the task's error on stderr when `push_task_error`
+    /// is true (silent otherwise).
     pub push_task_fails: Option<String>,
     /// See `push_task_fails`.
     pub push_task_error: bool,
+    /// `pct resize` fails in its task (exit 0, the storage's error on stderr, nothing changed).
+    pub resize_task_fails: bool,
 }
 
 /// `pveversion -v` of a PVE 9.1 node.
@@ -211,6 +213,7 @@ impl FakeNode {
                     pveversion: Some(PVE91_VERSIONS.to_string()),
                     push_task_fails: None,
                     push_task_error: true,
+                    resize_task_fails: false,
                 }),
                 Condvar::new(),
             )),
@@ -632,12 +635,41 @@ impl FakeState {
                 })
             }),
             ["pct", "resize", id, "rootfs", size] => {
-                let size = size.to_string();
+                // As pve-container: `+N` grows, else absolute; shrinking and the same size are
+                // refused before the task (non-zero); the task's own failure exits 0.
+                let (grow, num) = size.strip_prefix('+').map_or((false, *size), |n| (true, n));
+                let Some(req) = crate::rootdisk::parse_size(num) else {
+                    return Output::fail(255, format!("unable to parse size '{size}'\n"));
+                };
+                let task_fails = self.resize_task_fails;
                 self.with_ct(id, move |ct| {
-                    if let Some(r) = ct.config.get_mut("rootfs") {
-                        let vol = r.split(',').next().unwrap_or("").to_string();
-                        *r = format!("{vol},size={size}");
+                    let Some(r) = ct.config.get_mut("rootfs") else {
+                        return Output::fail(255, "no rootfs\n".to_string());
+                    };
+                    let vol = r.split(',').next().unwrap_or("").to_string();
+                    let cur = r
+                        .split(',')
+                        .find_map(|p| p.strip_prefix("size="))
+                        .and_then(crate::rootdisk::parse_size)
+                        .unwrap_or(0);
+                    let new = if grow { cur + req } else { req };
+                    if new < cur {
+                        return Output::fail(255, "unable to shrink disk size\n".to_string());
                     }
+                    if new == cur {
+                        return Output::fail(
+                            255,
+                            "disk is already at specified size\n".to_string(),
+                        );
+                    }
+                    if task_fails {
+                        return Output {
+                            status: 0,
+                            stdout: Vec::new(),
+                            stderr: b"lvextend failed: insufficient free space\n".to_vec(),
+                        };
+                    }
+                    *r = format!("{vol},size={}", crate::rootdisk::format_size(new));
                     ok("")
                 })
             }
@@ -665,8 +697,9 @@ impl FakeState {
                     .as_deref()
                     .is_some_and(|m| dest.contains(m)) =>
             {
+                // In a terminal PVE prints the task's error alone on stderr.
                 let text = if self.push_task_error {
-                    format!("TASK ERROR: failed to open {dest} for writing: No space left on device\n")
+                    format!("failed to open {dest} for writing: No space left on device\n")
                 } else {
                     String::new()
                 };
@@ -798,9 +831,14 @@ impl FakeState {
                             format!("storage '{storage}' does not support container directories\n"),
                         );
                     }
+                    // PVE allocates int(GiB * 1024) MiB and writes the size as format_size.
+                    let gib: f64 = size.parse().unwrap_or(0.0);
                     ct.config.insert(
                         "rootfs".into(),
-                        format!("{storage}:vm-{vmid}-disk-0,size={size}G"),
+                        format!(
+                            "{storage}:vm-{vmid}-disk-0,size={}",
+                            crate::rootdisk::format_size(crate::rootdisk::alloc_bytes(gib))
+                        ),
                     );
                 }
                 "ssh-public-keys" => {
@@ -922,9 +960,13 @@ fn exec_inside(ct: &mut FakeCt, inner: &[String], stdin: Option<&[u8]>) -> Outpu
                     ok("")
                 }
                 b if b == plan::PLACE_SCRIPT => {
-                    let (new, dest, size, want, backup) = (args[0], args[1], args[2], args[3], args[4]);
+                    let (new, dest, size, want, backup) =
+                        (args[0], args[1], args[2], args[3], args[4]);
                     let Some((bytes, mode)) = ct.files.get(new).cloned() else {
-                        return Output::fail(70, format!("{new} is not there: the push did not write it\n"));
+                        return Output::fail(
+                            70,
+                            format!("{new} is not there: the push did not write it\n"),
+                        );
                     };
                     if bytes.len().to_string() != size || sha(&bytes) != want {
                         ct.files.remove(new);

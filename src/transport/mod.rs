@@ -71,23 +71,30 @@ pub struct CmdFailed {
     pub tail: String,
 }
 
-/// True when `cmd` is one of the node commands whose worker task can fail while the command
-/// itself exits 0 (`pct push`, `pull`, `resize`, `template`, `pveam download`: their CLI forks
-/// the task without waiting for its result), and its output says the task failed
-/// (`TASK ERROR: ...`, as PVE's fork_worker prints it).
+/// True when `cmd` ran a worker task that failed although the command exited 0. `pct push`,
+/// `pull`, `resize`, `template` and `pveam download` fork their task without waiting for its
+/// result; in a terminal PVE prints the task's error message alone on stderr (the `TASK ERROR:`
+/// line goes to the task log). A push or pull that worked prints nothing on stderr, so any
+/// text there means its task failed. The others can print warnings there: their effect is
+/// checked by the caller (the config read back, `pveam list`), and only an explicit
+/// `TASK ERROR` line counts here.
 pub fn task_failed(cmd: &Cmd, out: &Output) -> bool {
+    if !out.success() {
+        return false;
+    }
     let sub = cmd.args.first().map(crate::cmd::Arg::shown);
-    let forks = match (cmd.program.as_str(), sub) {
-        ("pct", Some("push" | "pull" | "resize" | "template")) => true,
-        ("pveam", Some("download")) => true,
-        _ => false,
-    };
+    let copy = cmd.program == "pct" && matches!(sub, Some("push" | "pull"));
+    let forks = copy
+        || (cmd.program == "pct" && matches!(sub, Some("resize" | "template")))
+        || (cmd.program == "pveam" && sub == Some("download"));
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     forks
-        && [&out.stdout, &out.stderr].iter().any(|b| {
-            String::from_utf8_lossy(b)
-                .lines()
-                .any(|l| l.trim_start().starts_with("TASK ERROR"))
-        })
+        && ((copy && !text(&out.stderr).trim().is_empty())
+            || [&out.stdout, &out.stderr].iter().any(|b| {
+                text(b)
+                    .lines()
+                    .any(|l| l.trim_start().starts_with("TASK ERROR"))
+            }))
 }
 
 impl std::fmt::Display for CmdFailed {
