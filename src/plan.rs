@@ -73,7 +73,25 @@ pub const HOT_KEYS: &[&str] = &[
     "swap",
     "cpulimit",
     "cpuunits",
+    // Network devices are hot-plugged (bridge, tag, firewall, ip, hwaddr...).
+    "net0",
 ];
+
+/// The line provision adds to the description of a container it adopted, whose own
+/// description it keeps.
+pub const ADOPTED_MARKER: &str = "(adopted and managed by provision)";
+
+/// The description of an adopted container: `None` when the description is not the adopted
+/// kind (the profile's applies), `Some(None)` when it already carries the marker, and
+/// `Some(Some(text))` for the container's own text with the marker line added (when adopting
+/// a container that has a description).
+fn adopted_description(have: Option<&str>, adopting: bool) -> Option<Option<String>> {
+    let have = have.filter(|h| !h.trim().is_empty())?;
+    if have.lines().any(|l| l.trim() == ADOPTED_MARKER) {
+        return Some(None);
+    }
+    adopting.then(|| Some(format!("{}\n{ADOPTED_MARKER}", have.trim_end())))
+}
 
 /// What the user asked for, for one container.
 #[derive(Clone, Debug)]
@@ -944,8 +962,10 @@ pub fn plan_node(
     plan.node = g.node.clone();
     plan.running = g.status == "running";
     let cfg = ct.cloned().unwrap_or_default();
-    if let Some(u) = cfg.effective("unprivileged") {
-        let have = u == "1";
+    // PVE writes `unprivileged: 1` only for unprivileged containers: a config read without the
+    // key is a privileged container.
+    if !cfg.current.is_empty() {
+        let have = cfg.effective("unprivileged") == Some("1");
         if have != p.unprivileged {
             bail!(
                 "container {} is {} but the profile wants it {}; PVE cannot change this (unprivileged is read-only): destroy and re-create it",
@@ -961,8 +981,24 @@ pub fn plan_node(
     }
     let mut set = Vec::new();
     let mut why = Vec::new();
+    let adopting = !g.tags.iter().any(|t| t == TOOL_TAG);
     for (k, want) in desired_config(p) {
-        if k == "tags" && !g.tags.iter().any(|t| t == TOOL_TAG) {
+        if k == "description"
+            && let Some(kept) = adopted_description(cfg.effective("description"), adopting)
+        {
+            match kept {
+                Some(text) => {
+                    why.push("description: the container's own text stays; provision adds its marker line".into());
+                    set.push((k, text));
+                }
+                None => plan.already.push(Already {
+                    step: "config".into(),
+                    why: "description: the container's own text (adopted) stays".into(),
+                }),
+            }
+            continue;
+        }
+        if k == "tags" && adopting {
             // Adopting: the container's own tags stay, the profile's and the tool's are added.
             let mut all: Vec<String> = g.tags.clone();
             all.extend(split_tags(&want));
@@ -1013,6 +1049,9 @@ pub fn plan_node(
     }
     will_pend.sort();
     will_pend.dedup();
+    if plan.running && set.iter().any(|(k, _)| k.starts_with("net")) {
+        plan.notes.push("net0 changes apply at once on a running container (PVE hot-plugs the interface): its network restarts, and a new address or VLAN cuts current connections".into());
+    }
     let setting = !set.is_empty();
     if setting {
         plan.steps.push(Step::Set { set, why });

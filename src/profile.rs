@@ -739,12 +739,7 @@ pub fn check_layer(l: &Layer, idx: &Index) -> Vec<InputError> {
         }
     }
     if let Some(sd) = &l.searchdomain {
-        push_rule(
-            er,
-            idx,
-            "searchdomain",
-            validate::hostname(sd).map_err(|m| m.replace("hostname", "search domain")),
-        );
+        push_rule(er, idx, "searchdomain", validate::search_domains(sd));
     }
     if let Some(keys) = &l.ssh_public_keys {
         for (i, k) in keys.iter().enumerate() {
@@ -953,7 +948,7 @@ pub fn check_layer(l: &Layer, idx: &Index) -> Vec<InputError> {
     }
     if let Some(d) = &l.description {
         let max = 8192 - DESCRIPTION_SUFFIX.len();
-        let rule = validate::plain_text(d).and_then(|()| {
+        let rule = validate::description(d).and_then(|()| {
             if d.len() > max {
                 Err(format!(
                     "the description is {} bytes; PVE keeps at most 8192 and provision adds {DESCRIPTION_SUFFIX:?}, so at most {max}",
@@ -1355,11 +1350,9 @@ pub fn resolve(
     if !unprivileged {
         warnings.push("this is a PRIVILEGED container (unprivileged = false): root inside is root on the node".to_string());
         if features.keyctl {
-            let i = who(&|l| l.features.as_ref().is_some_and(|f| f.keyctl.is_some()));
-            errors.push(i.error(
-                "features.keyctl",
-                "keyctl is only for unprivileged containers; PVE refuses it on a privileged one",
-            ));
+            // PVE accepts it and leaves a privileged container's seccomp profile as it is
+            // (keyctl is allowed there anyway).
+            warnings.push("features.keyctl has no effect on a privileged container (PVE accepts it; keyctl() is not filtered there)".to_string());
         }
     }
     if net.gateway.is_some() && matches!(net.ip.as_deref(), None | Some("dhcp") | Some("manual")) {
@@ -1372,7 +1365,14 @@ pub fn resolve(
     if !errors.is_empty() {
         return Err(InputErrors(errors));
     }
-    let mut tags = m.tags.clone().unwrap_or_default();
+    // PVE stores tags lower-cased.
+    let mut tags: Vec<String> = m
+        .tags
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|t| t.to_ascii_lowercase())
+        .collect();
     tags.retain(|t| t != TOOL_TAG);
     tags.sort();
     tags.dedup();
@@ -1381,7 +1381,10 @@ pub fn resolve(
         description: m.description.clone().unwrap_or_default(),
         hostname: m.hostname.clone(),
         vmid: m.vmid.map(|v| v as u32),
-        template: m.template.clone().unwrap_or_else(|| "ubuntu-24.04".into()),
+        template: m
+            .template
+            .clone()
+            .unwrap_or_else(|| crate::plan::UBUNTU_LTS.into()),
         template_storage: m.template_storage.clone().unwrap_or_else(|| "local".into()),
         unprivileged,
         cores: m.cores.unwrap_or(1) as u32,

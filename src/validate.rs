@@ -41,10 +41,11 @@ pub fn hostname(h: &str) -> Rule {
     Ok(())
 }
 
-/// One PVE tag: `^[a-z0-9_][a-z0-9_\-\+\.]*$` (PVE lower-cases; we require lower case so that
-/// what is written is what PVE stores).
+/// One PVE tag: `^[a-z0-9_][a-z0-9_\-\+\.]*$`, case-insensitive (PVE stores it lower-cased,
+/// and so does provision).
 pub fn tag(t: &str) -> Rule {
-    let b = t.as_bytes();
+    let lower = t.to_ascii_lowercase();
+    let b = lower.as_bytes();
     let ok = !b.is_empty()
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit() || b[0] == b'_')
         && b.iter()
@@ -53,7 +54,7 @@ pub fn tag(t: &str) -> Rule {
         Ok(())
     } else {
         Err(format!(
-            "{t:?} is not a valid tag: tags are lower-case letters, digits and `_`, then also `-`, `+`, `.` (PVE: ^[a-z0-9_][a-z0-9_\\-\\+\\.]*$)"
+            "{t:?} is not a valid tag: tags are letters, digits and `_`, then also `-`, `+`, `.` (PVE: ^[a-z0-9_][a-z0-9_\\-\\+\\.]*$, case-insensitive)"
         ))
     }
 }
@@ -395,6 +396,31 @@ pub fn plain_text(s: &str) -> Rule {
     }
 }
 
+/// A container description: PVE keeps it as comment lines, so several lines are fine; other
+/// control characters (escape sequences, carriage returns, NUL) are not.
+pub fn description(s: &str) -> Rule {
+    if s.chars().any(|c| c.is_control() && c != '\t' && c != '\n') {
+        Err(format!(
+            "{s:?} contains a control character other than newline and tab (escape, carriage return, NUL...)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// DNS search domains (`dns-name-list`): one or more domain names separated by spaces, commas or
+/// semicolons, as PVE splits them.
+pub fn search_domains(s: &str) -> Rule {
+    let names: Vec<&str> = s.split([' ', ',', ';']).filter(|n| !n.is_empty()).collect();
+    if names.is_empty() {
+        return Err("no search domain given".into());
+    }
+    for n in names {
+        hostname(n).map_err(|m| m.replace("hostname", "search domain"))?;
+    }
+    Ok(())
+}
+
 /// A hex SHA-256.
 pub fn sha256_hex(s: &str) -> Rule {
     if s.len() == 64 && s.bytes().all(|c| c.is_ascii_hexdigit()) {
@@ -431,7 +457,7 @@ mod tests {
     #[test]
     fn tags_storage_bridge() {
         assert!(tag("provision").is_ok() && tag("_x+1.a-b").is_ok());
-        assert!(tag("Docker").is_err() && tag("a,b").is_err() && tag("-a").is_err());
+        assert!(tag("Docker").is_ok() && tag("a,b").is_err() && tag("-a").is_err());
         assert!(storage_id("local-lvm").is_ok() && storage_id("a").is_err());
         assert!(storage_id("x,size=1").is_err());
         assert!(bridge("vmbr0").is_ok() && bridge("vmbr0,tag=5").is_err());

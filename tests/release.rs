@@ -233,3 +233,122 @@ fn a_resize_whose_task_fails_with_exit_0_is_a_failure() {
     assert_eq!(f.step, "resize rootfs");
     assert!(f.message.contains("still 4G (wanted 8G)"), "{}", f.message);
 }
+
+#[test]
+fn values_pct_accepts_are_accepted_as_pct_stores_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    let key = "from=\"10.0.0.0/8\",no-pty ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPa/oTsJUg7XJyJvZNihU3R/KM5fBM9qNjI8poTTb80t me@laptop";
+    std::fs::write(
+        &path,
+        format!(
+            "extends = \"docker\"\nunprivileged = false\ntags = [\"Docker\", \"CI\"]\n\
+             description = \"line one\\nline two\"\nsearchdomain = \"lab.example corp.example\"\n\
+             timezone = \"UTC\"\nssh_public_keys = [{key:?}]\n[features]\nkeyctl = true\n"
+        ),
+    )
+    .unwrap();
+    let p = provision::profile::load(path.to_str().unwrap(), &Layer::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.tags, ["ci", "docker"]);
+    assert_eq!(p.description, "line one\nline two");
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("keyctl has no effect"))
+    );
+    // And the create takes them as PVE would.
+    let node = fake_node();
+    let r = run_once(
+        &node,
+        &provision::plan::Request {
+            hostname: "web1".into(),
+            vmid: None,
+            profile: p,
+        },
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Created, "{}", r.text());
+    node.with(|s| assert_eq!(s.cts[&100].config["tags"], "ci;docker;provision"));
+}
+
+#[test]
+fn a_privileged_container_is_never_converged_under_an_unprivileged_profile() {
+    let node = fake_node();
+    let privileged = Layer {
+        unprivileged: Some(false),
+        ..Layer::default()
+    };
+    let r = run_once(
+        &node,
+        &request("web1", "docker", privileged),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Created, "{}", r.text());
+    // PVE writes no `unprivileged` key for it.
+    node.with(|s| assert!(!s.cts[&100].config.contains_key("unprivileged")));
+    node.clear_calls();
+    let r = run_once(
+        &node,
+        &request("web1", "docker", Layer::default()),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Failed, "{}", r.text());
+    let msg = &r.failure.as_ref().unwrap().message;
+    assert!(
+        msg.contains("is privileged but the profile wants it unprivileged"),
+        "{msg}"
+    );
+    assert!(node.changing_calls().is_empty());
+}
+
+#[test]
+fn adopting_keeps_the_containers_own_description() {
+    let node = fake_node();
+    node.with(|s| {
+        let mut ct = provision::transport::fake::FakeCt {
+            os: ("debian".into(), "12".into()),
+            fuse_usable: true,
+            ..Default::default()
+        };
+        for (k, v) in [
+            ("hostname", "legacy"),
+            ("unprivileged", "1"),
+            ("rootfs", "local-zfs:vm-100-disk-0,size=8G"),
+            ("description", "Owned by the web team\nticket 42"),
+            ("features", "fuse=1,keyctl=1,mknod=1,nesting=1"),
+        ] {
+            ct.config.insert(k.into(), v.into());
+        }
+        s.cts.insert(100, ct);
+    });
+    let opts = || Options {
+        adopt: true,
+        ..Options::default()
+    };
+    let r = run_once(
+        &node,
+        &request("legacy", "docker", Layer::default()),
+        opts(),
+    );
+    assert!(!r.outcome.failed(), "{}", r.text());
+    let desc = node.with(|s| s.cts[&100].config["description"].clone());
+    assert_eq!(
+        desc,
+        format!(
+            "Owned by the web team\nticket 42\n{}",
+            provision::plan::ADOPTED_MARKER
+        )
+    );
+    // Later runs keep it.
+    let r = run_once(
+        &node,
+        &request("legacy", "docker", Layer::default()),
+        opts(),
+    );
+    assert!(!r.outcome.failed(), "{}", r.text());
+    assert_eq!(
+        node.with(|s| s.cts[&100].config["description"].clone()),
+        desc
+    );
+}

@@ -870,6 +870,10 @@ impl FakeState {
         ct.config
             .entry("unprivileged".into())
             .or_insert_with(|| "1".into());
+        // PVE writes `unprivileged: 1` only for unprivileged containers.
+        if ct.config.get("unprivileged").map(String::as_str) == Some("0") {
+            ct.config.remove("unprivileged");
+        }
         ct.config.insert("arch".into(), "amd64".into());
         self.cts.insert(vmid, ct);
         self.created_order.push(vmid);
