@@ -471,10 +471,10 @@ class ReleaseMatrix(unittest.TestCase):
         state = os.environ["PROVISION_LAB_STATE"]
         for i, (files, first, before) in enumerate(cases):
             tpl = fake_template(self.tmp, "case%d" % i, files)
-            for r in ALL:
+            i_first = ALL.index(first)
+            # the oldest release, both sides of the boundary, and the default (creates cost time)
+            for r in sorted({ALL[0], ALL[max(i_first - 1, 0)], first, "9.2"}, key=ALL.index):
                 accept = at_least(r, first)
-                if accept and r not in ("9.2", first):
-                    continue  # acceptance is slower (host keys): checked at the first release and the default
                 with self.subTest(release=r, guest=files.get("etc/lsb-release") or files["etc/debian_version"]):
                     res = run("pct", "create", "990", tpl, "--rootfs", "labct:1", "--unprivileged", "1", release=r)
                     if accept:
@@ -487,7 +487,7 @@ class ReleaseMatrix(unittest.TestCase):
                         self.assertFalse(os.path.exists(os.path.join(state, "storage/labct/images/990")))
         for i, (files, new_from, new_msg, old_msg) in enumerate(never):
             tpl = fake_template(self.tmp, "never%d" % i, files)
-            for r in ALL:
+            for r in ("7.4", "9.0", "9.1", "9.2"):
                 with self.subTest(release=r, never=i):
                     res = run("pct", "create", "990", tpl, "--rootfs", "labct:1", "--unprivileged", "1", release=r)
                     self.assertEqual(res.returncode, 255)
