@@ -437,6 +437,25 @@ class ReleaseMatrix(unittest.TestCase):
                     else:
                         self.assertRegex(l, r"^system {10}\S+$")
 
+    def test_74_with_updates_has_the_pve7_backports_but_no_keep_env(self):
+        """7.4-latest (pve-container 4.4-7): Debian <= 13.0 and Ubuntu 24.04 were backported to the
+        PVE 7 line; --keep-env never was."""
+        out = run("pveversion", "-v", release="7.4-latest").stdout
+        self.assertIn("pve-container: 4.4-7\n", out)
+        self.assertIn("pve-manager: 7.4-20 ", out)
+        res = run("pct", "exec", "999999", "--keep-env", "0", "--", "true", release="7.4-latest")
+        self.assertEqual(res.returncode, 255)
+        self.assertIn("Unknown option: keep-env", res.stderr)
+        import sys
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+        from pvelab import release as rel
+        self.assertIsNone(rel.check_debian("12.15", "7.4-latest"))
+        self.assertIsNone(rel.check_ubuntu("24.04", "7.4-latest"))
+        with self.assertRaises(Exception):
+            rel.check_debian("12.15", "7.4")
+        with self.assertRaises(Exception):
+            rel.check_ubuntu("24.04", "7.4")
+
     def test_nextid_is_an_integer(self):
         r = run("pvesh", "get", "/cluster/nextid", "--output-format", "json")
         self.assertRegex(r.stdout, r"^\d+\n$")

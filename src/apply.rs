@@ -82,6 +82,8 @@ pub struct Ctx {
     pub container_ssh: crate::transport::ssh::SshOptions,
     /// Source facts (fuse-overlayfs checksum on the node), read once per run per source.
     pub sources: Mutex<std::collections::BTreeMap<String, (SourceFacts, Vec<Step>)>>,
+    /// Bridge MTUs read this run (only for profiles that set `network.mtu`).
+    pub bridge_mtu: Mutex<BTreeMap<String, Option<u32>>>,
 }
 
 impl Ctx {
@@ -151,6 +153,7 @@ impl Ctx {
             }),
             keep_env,
             sources: Mutex::new(std::collections::BTreeMap::new()),
+            bridge_mtu: Mutex::default(),
             container_ssh: crate::transport::ssh::SshOptions::default(),
         }
     }
@@ -297,6 +300,31 @@ pub fn prepare(
     let ct = match &existing {
         Some(g) => Some(facts::gather_ct(ctx.node.as_ref(), &g.node, g.vmid)?),
         None => None,
+    };
+    // A profile MTU is checked against the bridge's, as PVE does at start: read it once.
+    let with_mtu;
+    let nf = match (&req.profile.network.mtu, nf.pve) {
+        (Some(_), true) => {
+            let bridge = &req.profile.network.bridge;
+            let mtu = {
+                let mut cache = ctx.bridge_mtu.lock().unwrap_or_else(|p| p.into_inner());
+                match cache.get(bridge) {
+                    Some(m) => *m,
+                    None => {
+                        let m = facts::gather_bridge_mtu(ctx.node.as_ref(), bridge)?;
+                        cache.insert(bridge.clone(), m);
+                        m
+                    }
+                }
+            };
+            let mut n = nf.clone();
+            if let Some(m) = mtu {
+                n.bridge_mtu.insert(bridge.clone(), m);
+            }
+            with_mtu = n;
+            &with_mtu
+        }
+        _ => nf,
     };
     let tf = match (&existing, nf.pve) {
         (None, true) => Some(ctx.templates_of(&req.profile.template_storage)?),

@@ -61,6 +61,9 @@ pub struct NodeFacts {
     pub versions: crate::release::PveVersions,
     /// What the node's release can do, derived from `versions`.
     pub caps: crate::release::Caps,
+    /// MTU of the bridges profiles with `network.mtu` use (`/sys/class/net/BRIDGE/mtu`, as
+    /// PVE reads it), read when such a profile is planned.
+    pub bridge_mtu: BTreeMap<String, u32>,
 }
 
 /// Template facts for one template storage, read only when a container must be created.
@@ -477,7 +480,22 @@ pub fn gather_node(node: &dyn Transport) -> Result<NodeFacts> {
         local_node,
         versions,
         caps,
+        bridge_mtu: BTreeMap::new(),
     })
+}
+
+/// The MTU of `bridge` on the node, as PVE's `read_bridge_mtu` reads it; None when the node
+/// has no such bridge (pct refuses the container then with its own message).
+pub fn gather_bridge_mtu(node: &dyn Transport, bridge: &str) -> Result<Option<u32>> {
+    crate::validate::bridge(bridge).map_err(anyhow::Error::msg)?;
+    let out = node.run(
+        &Cmd::new("cat").arg(format!("/sys/class/net/{bridge}/mtu")),
+        None,
+    )?;
+    Ok(out
+        .success()
+        .then(|| out.stdout_text().trim().parse::<u32>().ok())
+        .flatten())
 }
 
 /// `pveversion -v`, once per run: the release and the package versions that decide what the

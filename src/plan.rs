@@ -858,6 +858,21 @@ pub fn plan_node(
         None => &req.profile,
     };
     plan.notes.extend(p.warnings.iter().cloned());
+    if let (Some(want), Some(bridge)) = (p.network.mtu, nf.bridge_mtu.get(&p.network.bridge))
+        && u32::from(want) > *bridge
+    {
+        return Err(InputError {
+            file: format!("profile {}", p.name),
+            line: 0,
+            col: 0,
+            field: "network.mtu".into(),
+            message: format!(
+                "{want} is above the MTU of bridge {} ({bridge}); PVE refuses to start such a container (\"net0: MTU size '{want}' is bigger than bridge MTU '{bridge}'\"). Use at most {bridge}, or raise the bridge's MTU on the node",
+                p.network.bridge
+            ),
+        }
+        .into());
+    }
     // Driver. An existing container's root disk decides, wherever the profile now points.
     let storage = nf.storages.iter().find(|s| s.name == p.rootfs.storage);
     let disk_storage = rootfs_storage(ct).unwrap_or_else(|| p.rootfs.storage.clone());

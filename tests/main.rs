@@ -7,6 +7,7 @@ mod faults;
 mod flow;
 mod fuzz;
 mod lab;
+mod lab_release;
 mod plan_cases;
 mod release;
 mod secrets;

@@ -352,3 +352,47 @@ fn adopting_keeps_the_containers_own_description() {
         desc
     );
 }
+
+#[test]
+fn an_mtu_above_the_bridges_is_refused_before_any_change() {
+    use provision::profile::NetworkLayer;
+    let net = |mtu: i64| Layer {
+        network: Some(NetworkLayer {
+            mtu: Some(mtu),
+            ..NetworkLayer::default()
+        }),
+        ..Layer::default()
+    };
+    let node = fake_node();
+    node.with(|s| {
+        s.bridges.insert("vmbr0".into(), 1500);
+    });
+    let r = run_once(
+        &node,
+        &request("web1", "docker", net(9000)),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Failed, "{}", r.text());
+    let f = r.failure.as_ref().unwrap();
+    assert!(f.usage, "{f:?}");
+    assert!(
+        f.message
+            .contains("MTU size '9000' is bigger than bridge MTU '1500'"),
+        "{}",
+        f.message
+    );
+    assert!(node.changing_calls().is_empty());
+    // At the bridge's MTU it is fine, and the bridge is read once per run.
+    let r = run_once(
+        &node,
+        &request("web1", "docker", net(1500)),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Created, "{}", r.text());
+    let reads = node
+        .calls()
+        .iter()
+        .filter(|c| c.argv.join(" ") == "cat /sys/class/net/vmbr0/mtu")
+        .count();
+    assert_eq!(reads, 2, "one read per run (two runs)");
+}

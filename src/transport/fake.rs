@@ -110,6 +110,8 @@ pub struct FakeState {
     pub push_task_error: bool,
     /// `pct resize` fails in its task (exit 0, the storage's error on stderr, nothing changed).
     pub resize_task_fails: bool,
+    /// Bridges and their MTU (`vmbr0` 1500).
+    pub bridges: BTreeMap<String, u32>,
 }
 
 /// `pveversion -v` of a PVE 9.1 node.
@@ -214,6 +216,7 @@ impl FakeNode {
                     push_task_fails: None,
                     push_task_error: true,
                     resize_task_fails: false,
+                    bridges: BTreeMap::from([("vmbr0".to_string(), 1500)]),
                 }),
                 Condvar::new(),
             )),
@@ -725,6 +728,13 @@ impl FakeState {
                     ct.files.insert(dest, (bytes, m));
                     ok("")
                 })
+            }
+            ["cat", path] if path.starts_with("/sys/class/net/") && path.ends_with("/mtu") => {
+                let bridge = path.split('/').nth(4).unwrap_or("");
+                match self.bridges.get(bridge) {
+                    Some(m) => ok(format!("{m}\n")),
+                    None => Output::fail(1, format!("cat: {path}: No such file or directory\n")),
+                }
             }
             ["pveversion", "-v"] => match &self.pveversion {
                 Some(v) => ok(v.clone()),

@@ -270,7 +270,8 @@ def cmd_create(args):
             if warning:
                 sys.stderr.write("WARN: %s\n" % warning)
             root["volume"] = vol
-            root["size"] = format_size(int(gib * (1 << 30)))
+            # pve-container alloc: int(GiB * 1024) * 1024 KiB (whole MiB, truncated).
+            root["size"] = format_size(int(gib * 1024) * (1 << 20))
             conf["rootfs"] = schema.print_property_string(root, fmt_root)
             disk = 1
             for k, mp in sorted(mps.items()):
@@ -286,7 +287,7 @@ def cmd_create(args):
                     if unpriv:
                         os.chown(mpath, lxc.ID_BASE, lxc.ID_BASE)
                     mp["volume"] = mvol
-                    mp["size"] = format_size(int(float(mm.group(2)) * (1 << 30)))
+                    mp["size"] = format_size(int(float(mm.group(2)) * 1024) * (1 << 20))
                 conf[k] = schema.print_property_string(mp, props[k]["format"])
             conf.setdefault("arch", "amd64")
             conf["ostype"] = ostype

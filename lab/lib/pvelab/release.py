@@ -24,6 +24,12 @@ RELEASES = {
     "7.4": dict(manager="7.4-3", container="4.4-3", storage="7.4-2", common="7.3-3", lxc="5.0.2-2",
                 zfs="2.1.9-pve1", kernel="5.15.102-1-pve", kpkg="pve-kernel-5.15", kpkgver="7.3-3",
                 pve="7.4-1", debian="11.6"),
+    # 7.4 with the last updates of the PVE 7 line (pve-manager 7.4-20, pve-container 4.4-7 of
+    # June 2024, per their changelogs); the other package versions are illustrative. It takes
+    # Debian <= 13.0 and Ubuntu 24.04 (backports), still no `--keep-env`, ZFS 2.1.
+    "7.4-latest": dict(manager="7.4-20", container="4.4-7", storage="7.4-3", common="7.4-2", lxc="5.0.2-4",
+                       zfs="2.1.15-pve1", kernel="5.15.158-2-pve", kpkg="pve-kernel-5.15", kpkgver="7.4-15",
+                       pve="7.4-1", debian="11.11"),
     "8.0": dict(manager="8.0.3", container="5.0.3", storage="8.0.1", common="8.0.5", lxc="5.0.2-4",
                 zfs="2.1.12-pve1", kernel="6.2.16-3-pve", kpkg="pve-kernel-6.2", kpkgver="8.0.2",
                 pve="8.0.1", debian="12.0"),
@@ -180,8 +186,19 @@ UBUNTU_OLD = ["12.04", "14.04", "15.04", "15.10", "16.04", "16.10", "17.04", "17
               "19.04", "19.10", "20.04", "20.10", "21.04", "21.10", "22.04"]
 
 
+# Backports to the PVE 7 line (pve-container stable-7, 4.4-x): pve-releases.md section 3.
+UBUNTU_ADDED_PVE7 = [("23.10", "4.4-5"), ("24.04", "4.4-7")]
+
+
+def pve7_line(r=None):
+    return not at_least("container", "5.0.0", r)
+
+
 def ubuntu_known(r=None):
-    return set(UBUNTU_OLD) | {v for v, c in UBUNTU_ADDED if at_least("container", c, r)}
+    known = set(UBUNTU_OLD) | {v for v, c in UBUNTU_ADDED if at_least("container", c, r)}
+    if pve7_line(r):
+        known |= {v for v, c in UBUNTU_ADDED_PVE7 if at_least("container", c, r)}
+    return known
 
 
 def check_debian(version_line, r=None):
@@ -208,7 +225,8 @@ def check_debian(version_line, r=None):
                     "for PVE system updates." % major)
         return None
     num = float(m.group(1))
-    top = 13 if at_least("container", "5.0.2", r) else 12
+    # <= 13 from 5.0.2, and on the PVE 7 line from its backport 4.4-5.
+    top = 13 if at_least("container", "5.0.2", r) or (pve7_line(r) and at_least("container", "4.4-5", r)) else 12
     if not (4 <= num <= top):
         raise PVEError("unsupported debian version '%s'" % m.group(1))
     return None
