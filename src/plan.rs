@@ -857,6 +857,9 @@ pub fn plan_node(
         }
         None => &req.profile,
     };
+    if nf.pve {
+        plan.notes.push(format!("node: {}", nf.caps.describe()));
+    }
     plan.notes.extend(p.warnings.iter().cloned());
     if let (Some(want), Some(bridge)) = (p.network.mtu, nf.bridge_mtu.get(&p.network.bridge))
         && u32::from(want) > *bridge
