@@ -231,12 +231,24 @@ pub mod pct {
 
     static PUSH_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-    /// `pct exec VMID --keep-env 0 -- ARGV...`: the host environment does not leak in. The
-    /// inner command's time bound carries over.
-    pub fn exec(vmid: u32, inner: &Cmd) -> Cmd {
-        let mut c = Cmd::new("pct")
-            .args(["exec", &vmid.to_string(), "--keep-env", "0", "--"])
-            .arg(inner.program.clone());
+    /// The PATH an in-container command gets (what `pct exec --keep-env 0` sets).
+    pub const INSIDE_PATH: &str =
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+    /// `pct exec VMID --keep-env 0 -- ARGV...`: the host environment does not leak in. A node
+    /// whose pct predates `--keep-env` (`keep_env` false: pve-container before 5.0.9, see
+    /// [`crate::release::Caps::exec_keep_env`]) refuses the option ("Unknown option:
+    /// keep-env") and passes its environment through lxc-attach: there the command runs under
+    /// `env -i PATH=...`, which gives it the same clean environment. The inner command's time
+    /// bound carries over.
+    pub fn exec(vmid: u32, keep_env: bool, inner: &Cmd) -> Cmd {
+        let mut c = Cmd::new("pct").args(["exec", &vmid.to_string()]);
+        c = if keep_env {
+            c.args(["--keep-env", "0", "--"])
+        } else {
+            c.args(["--", "env", "-i", INSIDE_PATH])
+        };
+        c = c.arg(inner.program.clone());
         c.args.extend(inner.args.iter().cloned());
         c.timeout = inner.timeout;
         c

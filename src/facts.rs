@@ -58,6 +58,13 @@ pub struct NodeFacts {
     pub zfs_version: Option<String>,
     /// The name of the node pct runs on (`pvesh get /cluster/status`), when it can be told.
     pub local_node: Option<String>,
+    /// Package versions (`pveversion -v`); empty when they could not be read.
+    pub versions: crate::release::PveVersions,
+    /// What the node's release can do, derived from `versions`.
+    pub caps: crate::release::Caps,
+    /// MTU of the bridges profiles with `network.mtu` use (`/sys/class/net/BRIDGE/mtu`, as
+    /// PVE reads it), read when such a profile is planned.
+    pub bridge_mtu: BTreeMap<String, u32>,
 }
 
 /// Template facts for one template storage, read only when a container must be created.
@@ -414,19 +421,63 @@ pub fn gather_node(node: &dyn Transport) -> Result<NodeFacts> {
         // No cluster status: `pvesm status` has no content column, so it is asked twice.
         None => gather_storages_pvesm(node)?,
     };
+    let versions = gather_versions(node)?;
     let zfs_version = if storages.iter().any(|s| s.kind == "zfspool") {
+        // The loaded module is what the datasets run on; the package version (pveversion)
+        // only where the module does not say (a module not loaded yet, or no /sys here).
         let o = node.run(&Cmd::new("cat").arg("/sys/module/zfs/version"), None)?;
-        o.success().then(|| o.stdout_text().trim().to_string())
+        o.success()
+            .then(|| o.stdout_text().trim().to_string())
+            .filter(|v| !v.is_empty())
+            .or_else(|| versions.zfs.as_ref().map(ToString::to_string))
     } else {
         None
     };
+    let caps = crate::release::Caps::from_versions(&versions);
     Ok(NodeFacts {
         pve: true,
         guests,
         storages,
         zfs_version,
         local_node,
+        versions,
+        caps,
+        bridge_mtu: BTreeMap::new(),
     })
+}
+
+/// The MTU of `bridge` on the node, as PVE's `read_bridge_mtu` reads it; None when the node
+/// has no such bridge (pct refuses the container then with its own message).
+pub fn gather_bridge_mtu(node: &dyn Transport, bridge: &str) -> Result<Option<u32>> {
+    crate::validate::bridge(bridge).map_err(anyhow::Error::msg)?;
+    let out = node.run(
+        &Cmd::new("cat").arg(format!("/sys/class/net/{bridge}/mtu")),
+        None,
+    )?;
+    Ok(out
+        .success()
+        .then(|| out.stdout_text().trim().parse::<u32>().ok())
+        .flatten())
+}
+
+/// `pveversion -v`, once per run: the release and the package versions that decide what the
+/// node's pct accepts. A node where it does not answer is taken for the newest known release
+/// (the plan says so).
+fn gather_versions(node: &dyn Transport) -> Result<crate::release::PveVersions> {
+    let res = node.run(&Cmd::new("pveversion").arg("-v"), None);
+    if not_found(&res) {
+        return Ok(crate::release::PveVersions::default());
+    }
+    let out = res?;
+    if !out.success() {
+        tracing::warn!(
+            "{}: pveversion -v failed (status {}); assuming the newest known release",
+            node.label(),
+            out.status
+        );
+        return Ok(crate::release::PveVersions::default());
+    }
+    Ok(crate::release::parse_pveversion(&out.stdout_text()))
 }
 
 /// The storages through `pvesm status`, twice (the second time only those that may hold

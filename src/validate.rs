@@ -41,10 +41,11 @@ pub fn hostname(h: &str) -> Rule {
     Ok(())
 }
 
-/// One PVE tag: `^[a-z0-9_][a-z0-9_\-\+\.]*$` (PVE lower-cases; we require lower case so that
-/// what is written is what PVE stores).
+/// One PVE tag: `^[a-z0-9_][a-z0-9_\-\+\.]*$`, case-insensitive (PVE stores it lower-cased,
+/// and so does provision).
 pub fn tag(t: &str) -> Rule {
-    let b = t.as_bytes();
+    let lower = t.to_ascii_lowercase();
+    let b = lower.as_bytes();
     let ok = !b.is_empty()
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit() || b[0] == b'_')
         && b.iter()
@@ -53,7 +54,7 @@ pub fn tag(t: &str) -> Rule {
         Ok(())
     } else {
         Err(format!(
-            "{t:?} is not a valid tag: tags are lower-case letters, digits and `_`, then also `-`, `+`, `.` (PVE: ^[a-z0-9_][a-z0-9_\\-\\+\\.]*$)"
+            "{t:?} is not a valid tag: tags are letters, digits and `_`, then also `-`, `+`, `.` (PVE: ^[a-z0-9_][a-z0-9_\\-\\+\\.]*$, case-insensitive)"
         ))
     }
 }
@@ -95,7 +96,10 @@ pub fn ipv4_cidr(s: &str) -> Rule {
     let (addr, len) = s.split_once('/').ok_or_else(err)?;
     addr.parse::<Ipv4Addr>().map_err(|_| err())?;
     match len.parse::<u8>() {
-        Ok(n) if n <= 32 && !len.starts_with('+') => Ok(()),
+        Ok(n) if (8..=32).contains(&n) && !len.starts_with('+') => Ok(()),
+        Ok(n) if n < 8 => Err(format!(
+            "{s:?}: a prefix length of {n} is refused by PVE (\"value does not look like a valid IPv4 CIDR network\"): 8 to 32"
+        )),
         _ => Err(err()),
     }
 }
@@ -106,7 +110,10 @@ pub fn ipv6_cidr(s: &str) -> Rule {
     let (addr, len) = s.split_once('/').ok_or_else(err)?;
     addr.parse::<Ipv6Addr>().map_err(|_| err())?;
     match len.parse::<u8>() {
-        Ok(n) if n <= 128 && !len.starts_with('+') => Ok(()),
+        Ok(n) if (8..=128).contains(&n) && !len.starts_with('+') => Ok(()),
+        Ok(n) if n < 8 => Err(format!(
+            "{s:?}: a prefix length of {n} is refused by PVE (\"value does not look like a valid IPv6 CIDR network\"): 8 to 128"
+        )),
         _ => Err(err()),
     }
 }
@@ -169,19 +176,24 @@ pub fn mac(s: &str) -> Rule {
     Ok(())
 }
 
-/// Timezone: `host` or a zoneinfo name like `Europe/Berlin` (letters, digits, `/_+-`), starting
-/// with a letter (a leading `-` would read as an option to the program it is passed to).
+/// Time zone names that PVE accepts besides `UTC` and `host`: the third column of the node's
+/// `/usr/share/zoneinfo/zone.tab` (pve-common `pve_verify_timezone`). `Etc/UTC` and `GMT` are
+/// not in it: PVE refuses them.
+const ZONES: &str = include_str!("data/zones.txt");
+
+/// Timezone: `host`, `UTC` or a zone.tab name like `Europe/Berlin`, as pct decides.
 pub fn timezone(s: &str) -> Rule {
     let ok = s == "host"
-        || (s.starts_with(|c: char| c.is_ascii_alphabetic())
-            && !s.split('/').any(|p| p.is_empty() || p == "." || p == "..")
-            && s.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || b"/_+-".contains(&c)));
+        || s == "UTC"
+        || ZONES
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .any(|z| z == s);
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "{s:?} is not a timezone: `host` or a zoneinfo name like Europe/Berlin"
+            "{s:?} is not a timezone PVE accepts (PVE says \"invalid time zone\"): `host`, `UTC` or a name from zone.tab like Europe/Berlin"
         ))
     }
 }
@@ -220,19 +232,157 @@ pub fn container_path(s: &str) -> Rule {
     Ok(())
 }
 
-/// An SSH public key line: `type base64 [comment]`, one line.
+/// SSH public keys as PVE checks them: every non-blank line must be accepted by
+/// `ssh-keygen -l` (pve-common `validate_ssh_public_keys`), i.e. an authorized_keys line:
+/// optional options (`from="..."`, `no-pty`...), a key type, its base64 body whose own type
+/// matches and whose key is well-formed (RSA of at least 1024 bits, ED25519 of 32 bytes, ECDSA
+/// on its named curve), then an optional comment. A comment line alone is refused, as
+/// ssh-keygen finds no key in it.
 pub fn ssh_public_key(s: &str) -> Rule {
-    let mut words = s.split_whitespace();
-    let kind = words.next().unwrap_or("");
-    let body = words.next().unwrap_or("");
-    let known =
-        kind.starts_with("ssh-") || kind.starts_with("ecdsa-sha2-") || kind.starts_with("sk-");
-    if s.contains(['\n', '\r', '\0']) || !known || body.is_empty() {
-        return Err(
-            "not an SSH public key: one line like `ssh-ed25519 AAAA... comment`".to_string(),
-        );
+    for line in s.lines().filter(|l| !l.trim().is_empty()) {
+        sshkey::check_line(line).map_err(|why| {
+            format!("not an SSH public key ({why}); PVE says \"SSH public key validation error\" (it runs ssh-keygen -l on each line): give lines like `ssh-ed25519 AAAA... comment`")
+        })?;
+    }
+    if s.contains(['\r', '\0']) {
+        return Err("an SSH public key contains a carriage return or NUL".into());
     }
     Ok(())
+}
+
+mod sshkey {
+    use base64::Engine as _;
+
+    /// Why one authorized_keys line is not a key ssh-keygen would print.
+    pub fn check_line(line: &str) -> Result<(), String> {
+        let line = line.trim();
+        if line.starts_with('#') {
+            return Err("a comment line holds no key".into());
+        }
+        let (kind, body) = match split_key(line) {
+            Some(kb) => kb,
+            None => {
+                // Options first: skip them (quoted strings may hold spaces), then try again.
+                let rest = skip_options(line).ok_or("options are not closed")?;
+                split_key(rest).ok_or("no key type and base64 body after the options")?
+            }
+        };
+        let blob = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map_err(|_| format!("the body of the {kind} key is not base64"))?;
+        let mut r = Reader(&blob);
+        let inner = r.string()?;
+        if inner != kind.as_bytes() {
+            return Err(format!("the key body is not a {kind} key"));
+        }
+        match kind {
+            "ssh-ed25519" => fixed(&mut r, 32, kind)?,
+            "sk-ssh-ed25519@openssh.com" => {
+                fixed(&mut r, 32, kind)?;
+                r.string()?;
+            }
+            "ssh-rsa" => {
+                r.string()?; // e
+                let n = r.string()?;
+                let bits = mpint_bits(n);
+                if bits < 1024 {
+                    return Err(format!("an RSA key of {bits} bits (at least 1024)"));
+                }
+            }
+            k if k.starts_with("ecdsa-sha2-") || k == "sk-ecdsa-sha2-nistp256@openssh.com" => {
+                let curve = r.string()?;
+                let (name, len) = match curve {
+                    b"nistp256" => ("nistp256", 65),
+                    b"nistp384" => ("nistp384", 97),
+                    b"nistp521" => ("nistp521", 133),
+                    _ => return Err("an unknown ECDSA curve".into()),
+                };
+                if !k.contains(name) {
+                    return Err(format!("the key's curve is not the one {k} names"));
+                }
+                let point = r.string()?;
+                if point.len() != len || point[0] != 4 {
+                    return Err("an ECDSA point of the wrong size".into());
+                }
+                if k.starts_with("sk-") {
+                    r.string()?;
+                }
+            }
+            "ssh-dss" => {
+                return Err("a DSA key: OpenSSH 10 (PVE 9) no longer reads them".into());
+            }
+            _ => return Err(format!("the key type {kind:?} is not one OpenSSH knows")),
+        }
+        if !r.0.is_empty() {
+            return Err("bytes left over after the key".into());
+        }
+        Ok(())
+    }
+
+    const TYPES: &[&str] = &[
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ssh-dss",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    ];
+
+    fn split_key(s: &str) -> Option<(&str, &str)> {
+        let mut w = s.split_whitespace();
+        let kind = w.next()?;
+        let body = w.next()?;
+        TYPES.contains(&kind).then_some((kind, body))
+    }
+
+    /// The rest of the line after an options field (commas and quoted strings, no spaces outside
+    /// quotes).
+    fn skip_options(s: &str) -> Option<&str> {
+        let mut quoted = false;
+        for (i, c) in s.char_indices() {
+            match c {
+                '"' => quoted = !quoted,
+                ' ' | '\t' if !quoted => return Some(s[i..].trim_start()),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn fixed(r: &mut Reader<'_>, len: usize, kind: &str) -> Result<(), String> {
+        let k = r.string()?;
+        if k.len() == len {
+            Ok(())
+        } else {
+            Err(format!("a {kind} key of {} bytes (must be {len})", k.len()))
+        }
+    }
+
+    fn mpint_bits(n: &[u8]) -> usize {
+        let n = match n.iter().position(|b| *b != 0) {
+            Some(i) => &n[i..],
+            None => return 0,
+        };
+        n.len() * 8 - n[0].leading_zeros() as usize
+    }
+
+    struct Reader<'a>(&'a [u8]);
+
+    impl<'a> Reader<'a> {
+        fn string(&mut self) -> Result<&'a [u8], String> {
+            let short = || "the key body is cut short".to_string();
+            let (len, rest) = self.0.split_first_chunk::<4>().ok_or_else(short)?;
+            let len = u32::from_be_bytes(*len) as usize;
+            if rest.len() < len {
+                return Err(short());
+            }
+            let (s, rest) = rest.split_at(len);
+            self.0 = rest;
+            Ok(s)
+        }
+    }
 }
 
 /// Text that ends up inside a command or property string: no control characters.
@@ -244,6 +394,31 @@ pub fn plain_text(s: &str) -> Rule {
     } else {
         Ok(())
     }
+}
+
+/// A container description: PVE keeps it as comment lines, so several lines are fine; other
+/// control characters (escape sequences, carriage returns, NUL) are not.
+pub fn description(s: &str) -> Rule {
+    if s.chars().any(|c| c.is_control() && c != '\t' && c != '\n') {
+        Err(format!(
+            "{s:?} contains a control character other than newline and tab (escape, carriage return, NUL...)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// DNS search domains (`dns-name-list`): one or more domain names separated by spaces, commas or
+/// semicolons, as PVE splits them.
+pub fn search_domains(s: &str) -> Rule {
+    let names: Vec<&str> = s.split([' ', ',', ';']).filter(|n| !n.is_empty()).collect();
+    if names.is_empty() {
+        return Err("no search domain given".into());
+    }
+    for n in names {
+        hostname(n).map_err(|m| m.replace("hostname", "search domain"))?;
+    }
+    Ok(())
 }
 
 /// A hex SHA-256.
@@ -282,7 +457,7 @@ mod tests {
     #[test]
     fn tags_storage_bridge() {
         assert!(tag("provision").is_ok() && tag("_x+1.a-b").is_ok());
-        assert!(tag("Docker").is_err() && tag("a,b").is_err() && tag("-a").is_err());
+        assert!(tag("Docker").is_ok() && tag("a,b").is_err() && tag("-a").is_err());
         assert!(storage_id("local-lvm").is_ok() && storage_id("a").is_err());
         assert!(storage_id("x,size=1").is_err());
         assert!(bridge("vmbr0").is_ok() && bridge("vmbr0,tag=5").is_err());
@@ -316,12 +491,59 @@ mod tests {
         ] {
             assert!(container_path(bad).is_err(), "{bad:?}");
         }
-        assert!(ssh_public_key("ssh-ed25519 AAAAC3Nz me@x").is_ok());
+        assert!(ssh_public_key(ED25519).is_ok());
         assert!(ssh_public_key("hello").is_err());
         assert!(timezone("Europe/Berlin").is_ok() && timezone("../etc").is_err());
-        assert!(timezone("Etc/GMT+1").is_ok() && timezone("host").is_ok());
+        assert!(timezone("UTC").is_ok() && timezone("host").is_ok());
         assert!(timezone("-x").is_err() && timezone("+1").is_err() && timezone("").is_err());
         assert!(container_path("/opt/my app/conf.d/a-b_c+1@x:y,z=%~.conf").is_ok());
         assert!(vmid(99).is_err() && vmid(100).is_ok());
+    }
+
+    const ED25519: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPa/oTsJUg7XJyJvZNihU3R/KM5fBM9qNjI8poTTb80t t@x";
+    const RSA1024: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC9qGoxNUXCfJLYFQmiUwBfG5q9ltwdjNSUxHqZG2sPz/W4kK5M158gxtYuYxCqm90NdpHcQWmAs5TR5cwPFxrBA2in4Ey13tfDsl6Gtjsj4blj2glw+OEiXzzAU2EeBr8nDLPip+02ubdityXk174yU/tA11LJDPpKs2lZIIwmAw== r@x";
+    const ECDSA256: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBBn/2LyJ674aPaNx/Yh7hHvnf/CGKyvgGW9ojwgmysGmJBu14yufeudqc+iXBFlvXE4qPYhcKN/2DmFy+l8CskM= e@x";
+
+    #[test]
+    fn ssh_keys_are_judged_like_ssh_keygen() {
+        for ok in [ED25519, RSA1024, ECDSA256] {
+            assert!(ssh_public_key(ok).is_ok(), "{ok}");
+        }
+        // Options before the key, several lines, blank lines: accepted as PVE does.
+        let with_opts = format!("from=\"10.0.0.0/8,192.168.1.1\",no-pty {ED25519}");
+        assert!(ssh_public_key(&with_opts).is_ok());
+        let quoted_space = format!("command=\"echo a b\" {ED25519}");
+        assert!(ssh_public_key(&quoted_space).is_ok());
+        let several = format!("{ED25519}\n\n{ECDSA256}\n");
+        assert!(ssh_public_key(&several).is_ok());
+        // What ssh-keygen -l refuses: a cut body, a body of another type, a comment line, a
+        // truncated key, an unknown type.
+        for bad in [
+            "ssh-ed25519 AAAA".to_string(),
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 me@x".to_string(),
+            ED25519.replace("ssh-ed25519", "ssh-rsa"),
+            format!("# my key\n{ED25519}"),
+            ED25519.replace("AAAAI", "AAAAH"),
+            format!("ssh-foo {}", &ED25519[12..]),
+            "ssh-ed25519 !!!notbase64".to_string(),
+        ] {
+            let e = ssh_public_key(&bad).unwrap_err();
+            assert!(e.contains("SSH public key validation error"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn time_zones_and_prefixes_are_judged_like_pct() {
+        assert!(timezone("America/Argentina/Buenos_Aires").is_ok());
+        for bad in ["Etc/UTC", "Etc/GMT+1", "GMT", "utc", "Europe/Nowhere"] {
+            let e = timezone(bad).unwrap_err();
+            assert!(e.contains("invalid time zone"), "{bad}: {e}");
+        }
+        assert!(ipv4_cidr("10.0.0.5/8").is_ok() && ipv4_cidr("10.0.0.5/32").is_ok());
+        let e = ipv4_cidr("10.0.0.5/7").unwrap_err();
+        assert!(e.contains("valid IPv4 CIDR network"), "{e}");
+        assert!(ipv4_cidr("10.0.0.5/0").is_err());
+        assert!(ipv6_cidr("fd00::5/7").is_err() && ipv6_cidr("fd00::5/8").is_ok());
     }
 }

@@ -43,7 +43,7 @@ fn full_request() -> (Request, ProfileFiles) {
             "--now".into(),
             "docker".into(),
         ]]),
-        ssh_public_keys: Some(vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 faults@test".into()]),
+        ssh_public_keys: Some(vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPa/oTsJUg7XJyJvZNihU3R/KM5fBM9qNjI8poTTb80t faults@test".into()]),
         ..Layer::default()
     };
     request_with("docker", o)
@@ -207,8 +207,10 @@ fn step_of(argv: &[String], prev: &str) -> String {
         (_, ["sh", "-c", script, ..]) if script.ends_with(plan::PUSH_CHECK_SCRIPT) => {
             "push fuse-overlayfs".into()
         }
-        (_, ["sh", "-c", script, ..]) if script.ends_with(plan::DAEMON_SCRIPT) => {
-            "write daemon.json".into()
+        (_, ["sh", "-c", script, "provision", _, dest, ..])
+            if script.ends_with(plan::PLACE_SCRIPT) =>
+        {
+            step_of_dest(dest)
         }
         (_, ["sh", "-c", script, ..]) if script.ends_with(plan::RESTART_SCRIPT) => {
             "restart docker".into()
@@ -518,7 +520,7 @@ fn stop_and_continue(at: &str, step: &str) {
 fn a_run_stopped_midway_is_reported_and_the_next_run_continues_it() {
     stop_and_continue("apt-get update", "install docker");
     stop_and_continue("chown 0:0", "push fuse-overlayfs");
-    stop_and_continue("mv -f /etc/motd.provision-new", "write /etc/motd");
+    stop_and_continue("/etc/motd.provision-new /etc/motd ", "write /etc/motd");
 }
 
 /// A run stopped after daemon.json was written but before Docker restarted: the next run finds
@@ -620,7 +622,11 @@ fn a_failed_rename_leaves_the_old_file_whole_at_the_destination() {
     let cases = [
         ("provision-backup", plan::DAEMON_JSON, "write daemon.json"),
         ("chown 0:0", plan::FUSE_DEST, "push fuse-overlayfs"),
-        ("mv -f /etc/motd.provision-new", MOTD, "write /etc/motd"),
+        (
+            "/etc/motd.provision-new /etc/motd ",
+            MOTD,
+            "write /etc/motd",
+        ),
         (
             "/etc/docker/daemon.json.provision-new --perms",
             plan::DAEMON_JSON,

@@ -38,7 +38,8 @@ fn first_run_performs_the_whole_flow_in_order() {
     assert_eq!(
         names,
         [
-            "download template ubuntu-22.04-standard_22.04-1_amd64.tar.zst",
+            // The fake is a PVE 9.1 node: `ubuntu-lts` is the newest LTS its index offers.
+            "download template ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
             "create",
             "start",
             "install docker",

@@ -46,6 +46,9 @@ struct Case {
 #[serde(deny_unknown_fields)]
 struct NodeSpec {
     zfs_version: Option<String>,
+    /// The node's pve-container (its release decides keep-env, accepted guests...); unset:
+    /// the fake's PVE 9.1.
+    pve_container: Option<String>,
     storages: Option<Vec<StorageSpec>>,
     #[serde(default)]
     files: Vec<NodeFileSpec>,
@@ -124,6 +127,9 @@ fn node_for(spec: &NodeSpec) -> Arc<FakeNode> {
     let node = fake_node();
     node.with(|s| {
         s.zfs_version = spec.zfs_version.clone();
+        if let Some(c) = &spec.pve_container {
+            s.pveversion = Some(crate::support::fake::versions_with_container(c));
+        }
         if let Some(st) = &spec.storages {
             s.storages = st
                 .iter()

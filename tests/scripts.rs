@@ -35,7 +35,7 @@ fn scripts_parse_with_sh_n() {
         plan::PUSH_CHECK_SCRIPT,
         plan::LINK_PACKAGE_SCRIPT,
         plan::FETCH_SCRIPT,
-        plan::DAEMON_SCRIPT,
+        plan::PLACE_SCRIPT,
         plan::RESTART_SCRIPT,
         plan::VERIFY_SCRIPT,
         plan::STATE_SET,

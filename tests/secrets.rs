@@ -77,7 +77,10 @@ fn request() -> (Request, ProfileFiles) {
             source: None,
             mode: "0644".into(),
         }]),
-        ssh_public_keys: Some(vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 s@x".into()]),
+        ssh_public_keys: Some(vec![
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPa/oTsJUg7XJyJvZNihU3R/KM5fBM9qNjI8poTTb80t s@x"
+                .into(),
+        ]),
         ..Layer::default()
     };
     let p = profile::load("docker", &o).expect("profile");
@@ -290,6 +293,7 @@ fn pct_put_stages_owner_only_and_always_removes_the_staging_file() {
         let ct = Pct {
             node: node.clone(),
             vmid: 105,
+            keep_env: true,
         };
         let res = ct.put(b"{}", "/etc/docker/daemon.json.provision-new", 0o644);
         assert_eq!(res.is_err(), fail_push);
@@ -317,6 +321,7 @@ fn pct_put_stages_owner_only_and_always_removes_the_staging_file() {
     let ct = Pct {
         node: node.clone(),
         vmid: 105,
+        keep_env: true,
     };
     ct.put(b"a", "/a", 0o644).unwrap();
     ct.put(b"b", "/b", 0o644).unwrap();

@@ -273,6 +273,24 @@ pub fn converge(
     report
 }
 
+/// After `pct resize`: the root disk's size in the config is at least `size`.
+fn check_resized(node: &dyn Transport, node_name: &str, vmid: u32, size: &str) -> Result<()> {
+    let cfg = facts::gather_ct(node, node_name, vmid)?;
+    let have = cfg
+        .effective("rootfs")
+        .map(|r| facts::parse_property_string(r, "volume"))
+        .and_then(|m| m.get("size").and_then(|s| crate::rootdisk::parse_size(s)));
+    let want = crate::rootdisk::parse_size(size).unwrap_or(u64::MAX);
+    match have {
+        Some(h) if h >= want => Ok(()),
+        Some(h) => bail!(
+            "pct resize reported success, but the root disk is still {} (wanted {size}); see the node's task log",
+            crate::rootdisk::human(h)
+        ),
+        None => bail!("pct resize ran, but the container's config shows no root disk size"),
+    }
+}
+
 /// Stops (when running) and destroys a container with its disks.
 pub fn destroy(node: &dyn Transport, vmid: u32) -> Result<()> {
     let id = vmid.to_string();
@@ -297,6 +315,7 @@ fn converge_inner(
 ) -> Result<()> {
     let ctx = r.ctx;
     r.phase("facts");
+    ctx.use_facts(nf);
     if !nf.pve {
         bail!("no Proxmox VE tools (pct, pvesh) answer on this node; only --dry-run works here");
     }
@@ -382,7 +401,7 @@ fn converge_inner(
                     .insert(req.profile.template_storage.clone(), tf.clone());
                 // The download planned before the update named a guess; the index decides now.
                 let rest = steps.split_off(i + 1);
-                steps.extend(plan::after_index_update(&req.profile, &tf, rest)?);
+                steps.extend(plan::after_index_update(&req.profile, &tf, &nf.caps, rest)?);
             }
             Step::DownloadTemplate { storage, name } => {
                 let key = format!("{storage}:vztmpl/{name}");
@@ -408,6 +427,16 @@ fn converge_inner(
                 r.created = Some(vmid);
                 r.report.vmid = Some(vmid);
                 r.line.vmid(vmid);
+            }
+            Step::Resize { size } => {
+                // `pct resize` exits 0 when its storage task fails: the config says what
+                // really happened.
+                let ct = (ctx.container)(vmid);
+                let node_name = node_plan.node.clone();
+                r.step(&step, |r| {
+                    r.run_actions(&step, vmid, ct.as_ref())?;
+                    check_resized(r.ctx.node.as_ref(), &node_name, vmid, size)
+                })?;
             }
             _ => {
                 let ct = (ctx.container)(vmid);

@@ -50,7 +50,7 @@ pub struct FileView {
 }
 
 /// Renders steps for a dry run.
-pub fn view_steps(steps: &[Step], vmid: u32) -> Vec<StepView> {
+pub fn view_steps(steps: &[Step], vmid: u32, keep_env: bool) -> Vec<StepView> {
     steps
         .iter()
         .map(|s| {
@@ -76,7 +76,7 @@ pub fn view_steps(steps: &[Step], vmid: u32) -> Vec<StepView> {
                     }
                     _ => {}
                 }
-                commands.push(plan::action_argv(a, vmid));
+                commands.push(plan::action_argv(a, vmid, keep_env));
             }
             StepView {
                 name: s.name(),
@@ -97,6 +97,7 @@ pub fn dry_plan(
     password: Option<&str>,
     files: &ProfileFiles,
 ) -> Result<PlanView> {
+    ctx.use_facts(nf);
     let (prep, existing) = prepare(ctx, req, nf, true)?;
     let np = &prep.node_plan;
     let mut notes = np.notes.clone();
@@ -128,8 +129,9 @@ pub fn dry_plan(
     )?;
     let mut steps = prep.src_steps.clone();
     steps.extend(np.steps.iter().cloned());
-    let mut views = view_steps(&steps, np.vmid);
-    views.extend(view_steps(&ip.steps, np.vmid));
+    let keep_env = nf.caps.exec_keep_env;
+    let mut views = view_steps(&steps, np.vmid, keep_env);
+    views.extend(view_steps(&ip.steps, np.vmid, keep_env));
     let mut already = np.already.clone();
     already.extend(ip.already);
     notes.extend(ip.notes);

@@ -59,6 +59,10 @@ pub struct Ctx {
     pub template_facts: Mutex<BTreeMap<String, TemplateFacts>>,
     /// Opens the transport for a container (pct through the node by default).
     pub container: Box<dyn Fn(u32) -> Arc<dyn Transport> + Send + Sync>,
+    /// The node's pct has `exec --keep-env` (from the node facts; set by [`Ctx::use_facts`]).
+    pub keep_env: Arc<AtomicBool>,
+    /// Bridge MTUs read this run (only for profiles that set `network.mtu`).
+    pub bridge_mtu: Mutex<BTreeMap<String, Option<u32>>>,
     /// SSH settings (identities, passphrase) for containers reached with `[access] method = "ssh"`.
     pub container_ssh: crate::transport::ssh::SshOptions,
     /// Where the host keys of containers reached over SSH are recorded.
@@ -68,6 +72,23 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Takes what the node's release can do from its facts (read once per run per node).
+    pub fn use_facts(&self, nf: &NodeFacts) {
+        self.keep_env
+            .store(nf.caps.exec_keep_env, Ordering::Relaxed);
+    }
+
+    /// The MTU of `bridge` on the node, read the first time in this run.
+    pub fn bridge_mtu_of(&self, bridge: &str) -> Result<Option<u32>> {
+        let mut cache = self.bridge_mtu.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = cache.get(bridge) {
+            return Ok(*m);
+        }
+        let m = facts::gather_bridge_mtu(self.node.as_ref(), bridge)?;
+        cache.insert(bridge.to_string(), m);
+        Ok(m)
+    }
+
     /// The VMID a plan shows for a new container: from the node's next free ID (asked once per
     /// run) up, skipping the node's guests and what this run proposed already. A real run
     /// chooses at create time, under the lock.
@@ -106,6 +127,8 @@ impl Ctx {
     /// A context whose containers are reached through `pct` on `node`.
     pub fn new(node: Arc<dyn Transport>, opts: Options) -> Ctx {
         let n = node.clone();
+        let keep_env = Arc::new(AtomicBool::new(true));
+        let keep = keep_env.clone();
         Ctx {
             node,
             opts,
@@ -121,8 +144,11 @@ impl Ctx {
                 Arc::new(Pct {
                     node: n.clone(),
                     vmid,
+                    keep_env: keep.load(Ordering::Relaxed),
                 }) as Arc<dyn Transport>
             }),
+            keep_env,
+            bridge_mtu: Mutex::default(),
             sources: Mutex::new(std::collections::BTreeMap::new()),
             container_ssh: crate::transport::ssh::SshOptions::default(),
             container_known_hosts: crate::transport::ssh_ct::containers_known_hosts(),
@@ -203,6 +229,20 @@ pub fn prepare(
     let ct = match &existing {
         Some(g) => Some(facts::gather_ct(ctx.node.as_ref(), &g.node, g.vmid)?),
         None => None,
+    };
+    // A profile MTU is checked against the bridge's, as PVE does at start: read it once.
+    let with_mtu;
+    let nf = match (&req.profile.network.mtu, nf.pve) {
+        (Some(_), true) => {
+            let bridge = &req.profile.network.bridge;
+            let mut n = nf.clone();
+            if let Some(m) = ctx.bridge_mtu_of(bridge)? {
+                n.bridge_mtu.insert(bridge.clone(), m);
+            }
+            with_mtu = n;
+            &with_mtu
+        }
+        _ => nf,
     };
     let tf = match (&existing, nf.pve) {
         (None, true) => Some(ctx.templates_of(&req.profile.template_storage)?),

@@ -352,6 +352,7 @@ fn entry_status(targets: &Targets, i: usize, e: &Entry) -> EntryStatus {
         let ct = Pct {
             node: t.ctx.node.clone(),
             vmid: g.vmid,
+            keep_env: t.facts.caps.exec_keep_env,
         };
         match facts::gather_inside(&ct as &dyn Transport, &[]) {
             Ok(f) => {

@@ -58,7 +58,7 @@ pub(super) fn effective_driver(f: &HostFacts, p: &Profile) -> (Driver, String, (
         .iter()
         .find(|s| s.name == p.rootfs.storage)
         .map(|s| s.kind.as_str());
-    let auto = plan::decide_driver(kind, f.zfs_version.as_deref());
+    let auto = plan::decide_driver(kind, f.zfs().as_deref());
     match p.docker.storage_driver {
         Driver::Auto => (auto.0, format!("auto: {}", auto.1), auto),
         d => (d, format!("{} (set by the profile)", d.as_str()), auto),
@@ -67,6 +67,39 @@ pub(super) fn effective_driver(f: &HostFacts, p: &Profile) -> (Driver, String, (
 
 /// Decides every check from the facts and the containers asked for. Pure.
 pub fn evaluate(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
+    // `rootfs.storage = "auto"`: the storage a real run would choose on this node.
+    let roots: Vec<Storage> = f
+        .rootdir
+        .iter()
+        .map(|s| Storage {
+            content: vec!["rootdir".into()],
+            ..s.clone()
+        })
+        .collect();
+    let mut pin_errors = Vec::new();
+    let reqs: Vec<Request> = reqs
+        .iter()
+        .map(|r| match crate::rootdisk::pin_storage(&r.profile, &roots, None) {
+            Ok(Some((p, _))) => Request {
+                profile: p,
+                ..r.clone()
+            },
+            Ok(None) => r.clone(),
+            Err(e) => {
+                pin_errors.push(
+                    check(
+                        format!("rootfs-auto:{}", r.profile.name),
+                        Level::Fail,
+                        "root disk storage (rootfs.storage = \"auto\")",
+                        e.message,
+                    )
+                    .fix("allow root disks on a storage (pvesm set STORAGE --content rootdir,images) or set rootfs.storage"),
+                );
+                r.clone()
+            }
+        })
+        .collect();
+    let reqs = reqs.as_slice();
     let mut out = vec![
         check_root(f),
         check_tools(f),
@@ -87,6 +120,7 @@ pub fn evaluate(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
     out.extend(check_drivers(f, reqs));
     out.extend(check_fuse_sources(f, reqs));
     out.extend(super::known::checks(f, reqs));
+    out.extend(pin_errors);
     // Ids are unique: two entries that differ only in a setting the id does not show (say, a
     // pinned sha256) get `#2`, `#3`...
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
@@ -168,8 +202,14 @@ pub(super) fn check_versions(f: &HostFacts) -> Check {
         .get("pve-manager")
         .and_then(|v| v.split(['.', ' ']).next())
         .and_then(|m| m.parse::<u32>().ok());
+    let release = f.caps().describe();
     match major {
-        Some(m) if m >= 8 => check("pve-version", Level::Ok, title, shown.join(", ")),
+        Some(m) if m >= 8 => check(
+            "pve-version",
+            Level::Ok,
+            title,
+            format!("{release}: {}", shown.join(", ")),
+        ),
         Some(_) => check(
             "pve-version",
             Level::Warn,
@@ -395,7 +435,7 @@ pub(super) fn check_keys(f: &HostFacts, reqs: &[Request]) -> Check {
 
 pub(super) fn check_zfs(f: &HostFacts) -> Check {
     let title = "host ZFS version (/sys/module/zfs/version)";
-    match f.zfs_version.as_deref() {
+    match f.zfs().as_deref() {
         None => check(
             "zfs",
             Level::Ok,
@@ -584,7 +624,7 @@ pub(super) fn check_templates(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
             available: f.available.clone(),
         };
         let mut notes = Vec::new();
-        match plan::resolve_template(p, &tf, &mut notes) {
+        match plan::resolve_template(p, &tf, &f.caps(), &mut notes) {
             Err(e) => out.push(
                 check(id, Level::Fail, title, format!("{e:#}"))
                     .fix("use a short form that `pveam available --section system` lists (e.g. ubuntu-24.04, debian-12) or a volume id like local:vztmpl/NAME.tar.zst"),
@@ -666,8 +706,7 @@ pub(super) fn check_drivers(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
         } else if d == Driver::FuseOverlayfs && !p.features.fuse {
             check(id, Level::Fail, title, format!("{reason}, but the profile has features.fuse off"))
                 .fix("set features.fuse = true, or storage_driver = \"vfs\", or put the root disk on a storage that hosts overlayfs")
-        } else if d == Driver::Overlay2 && auto == Driver::FuseOverlayfs && f.zfs_version.is_some()
-        {
+        } else if d == Driver::Overlay2 && auto == Driver::FuseOverlayfs && f.zfs().is_some() {
             check(
                 id,
                 Level::Fail,
@@ -686,7 +725,7 @@ pub(super) fn check_drivers(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
                 "vfs (set by the profile): every image layer is a full copy, slow and large",
             )
             .fix("use storage_driver = \"auto\"")
-        } else if zfspool && f.zfs_version.is_none() {
+        } else if zfspool && f.zfs().is_none() {
             check(id, Level::Warn, title, shown)
                 .fix("check that the zfs module is loaded (/sys/module/zfs/version) so that auto can decide")
         } else if d == Driver::FuseOverlayfs

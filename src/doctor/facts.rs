@@ -310,3 +310,28 @@ pub fn parse_facts(text: &str) -> HostFacts {
         .collect();
     f
 }
+
+impl HostFacts {
+    /// What the node's release can do, from `pveversion -v` ([`crate::release`]).
+    pub fn caps(&self) -> crate::release::Caps {
+        let text: String = self
+            .pve_versions
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\n"))
+            .collect();
+        crate::release::Caps::from_versions(&crate::release::parse_pveversion(&text))
+    }
+
+    /// The ZFS version: the loaded module's, else the installed package's.
+    pub fn zfs(&self) -> Option<String> {
+        self.zfs_version.clone().or_else(|| {
+            let text = format!(
+                "zfsutils-linux: {}",
+                self.pve_versions.get("zfsutils-linux")?
+            );
+            crate::release::parse_pveversion(&text)
+                .zfs
+                .map(|v| v.to_string())
+        })
+    }
+}

@@ -41,8 +41,25 @@ pub const LINK_PACKAGE_SCRIPT: &str = include_str!("../scripts/link-package-fuse
 /// runs fetching at once do not collide. Args: URL, destination, expected SHA-256.
 pub const FETCH_SCRIPT: &str = include_str!("../scripts/node-fetch-fuse-overlayfs.sh");
 
-/// In-container script (see its use in [`Step::actions`]).
-pub const DAEMON_SCRIPT: &str = include_str!("../scripts/write-daemon-json.sh");
+/// Puts a pushed file in place, after checking that the push really wrote it: `pct push` exits
+/// 0 when its task fails, so the staged file's presence, size and SHA-256 are the proof. With
+/// `backup` = 1 the file it replaces is kept as `DEST.provision-backup`.
+/// Args: staged file, destination, expected size in bytes, expected SHA-256, backup (0/1).
+pub const PLACE_SCRIPT: &str = include_str!("../scripts/place-pushed-file.sh");
+
+/// The [`PLACE_SCRIPT`] command for `bytes` staged at `tmp`.
+fn place(tmp: &str, dest: &str, bytes: &[u8], backup: bool) -> Cmd {
+    sh(
+        PLACE_SCRIPT,
+        &[
+            tmp,
+            dest,
+            &bytes.len().to_string(),
+            &sha256_hex(bytes),
+            if backup { "1" } else { "0" },
+        ],
+    )
+}
 
 /// In-container script (see its use in [`Step::actions`]).
 pub const RESTART_SCRIPT: &str = include_str!("../scripts/restart-docker.sh");
@@ -282,7 +299,7 @@ impl Step {
                         content: Content::Bytes(Arc::new(bytes)),
                         sha256: Some(sha),
                     },
-                    Action::Inside(sh(DAEMON_SCRIPT, &[&tmp, DAEMON_JSON]), None),
+                    Action::Inside(place(&tmp, DAEMON_JSON, content.as_bytes(), true), None),
                 ]
             }
             Step::RestartDocker { .. } => vec![Action::Inside(sh(RESTART_SCRIPT, &[]), None)],
@@ -300,7 +317,7 @@ impl Step {
                         content: Content::Bytes(bytes.clone()),
                         sha256: Some(sha256_hex(bytes)),
                     },
-                    Action::Inside(Cmd::new("mv").args(["-f", &tmp, dest]), None),
+                    Action::Inside(place(&tmp, dest, bytes, false), None),
                 ]
             }
             Step::RunCommands { commands, marker } => {
@@ -326,10 +343,10 @@ impl Step {
 }
 
 /// How an action shows in a plan: the node-level argv that runs (pct exec / pct push form).
-pub fn action_argv(a: &Action, vmid: u32) -> Vec<String> {
+pub fn action_argv(a: &Action, vmid: u32, keep_env: bool) -> Vec<String> {
     match a {
         Action::Node(c) => c.argv(),
-        Action::Inside(c, _) => pct::exec(vmid, c).argv(),
+        Action::Inside(c, _) => pct::exec(vmid, keep_env, c).argv(),
         Action::Put {
             dest,
             mode,

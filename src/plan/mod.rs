@@ -9,10 +9,12 @@
 
 use crate::cmd::pct::{self, NODE_TMP_DIR};
 use crate::cmd::{Cmd, Output};
+use crate::error::InputError;
 use crate::facts::{
     CtConfig, Guest, InsideFacts, NodeFacts, TemplateFacts, parse_property_string, split_tags,
 };
 use crate::profile::{Driver, FuseSource, Profile, TOOL_TAG};
+use crate::release::{Caps, GuestOs, newest_accepted_ubuntu_lts};
 use crate::request::{Options, Request};
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -67,8 +69,12 @@ pub const KNOWN_TEMPLATES: &[(&str, &str)] = &[
         "ubuntu-22.04",
         "ubuntu-22.04-standard_22.04-1_amd64.tar.zst",
     ),
+    (
+        "ubuntu-26.04",
+        "ubuntu-26.04-standard_26.04-1_amd64.tar.zst",
+    ),
     ("debian-12", "debian-12-standard_12.12-1_amd64.tar.zst"),
-    ("debian-13", "debian-13-standard_13.1-2_amd64.tar.zst"),
+    ("debian-13", "debian-13-standard_13.6-1_amd64.tar.zst"),
 ];
 
 /// Keys that a running container takes at once; others become pending (pve-reference.md).
@@ -86,7 +92,13 @@ pub const HOT_KEYS: &[&str] = &[
     "swap",
     "cpulimit",
     "cpuunits",
+    // Network devices are hot-plugged (bridge, tag, firewall, ip, hwaddr...).
+    "net0",
 ];
+
+/// The line provision adds to the description of a container it adopted, whose own
+/// description it keeps.
+pub const ADOPTED_MARKER: &str = "(adopted and managed by provision)";
 
 /// Facts about where files come from on the node.
 #[derive(Clone, Debug, Default, Serialize)]

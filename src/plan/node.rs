@@ -2,7 +2,7 @@
 //! touched), then template, create, set, resize, start and reboot.
 
 use super::driver::rootfs_storage;
-use super::pve_config::{differs, size_gib};
+use super::pve_config::differs;
 use super::*;
 
 /// Which existing guest, if any, the request means. Errors on ambiguity and on anything that
@@ -85,17 +85,18 @@ pub fn plan_node(
     proposed_vmid: u32,
     opts: &Options,
 ) -> Result<NodePlan> {
-    let p = &req.profile;
     let mut plan = NodePlan {
         hostname: req.hostname.clone(),
         ..NodePlan::default()
     };
+    let pinned = for_this_node(&req.profile, nf, ct, &mut plan)?;
+    let p = pinned.as_ref().unwrap_or(&req.profile);
     plan.notes.extend(p.warnings.iter().cloned());
     // An existing container's root disk decides the driver, wherever the profile now points.
     choose_driver(p, nf, ct, &mut plan)?;
     check_rootfs_storage(p, nf, existing)?;
     let Some(g) = existing else {
-        plan_create(req, tf, proposed_vmid, &mut plan)?;
+        plan_create(req, p, tf, &nf.caps, proposed_vmid, &mut plan)?;
         return Ok(plan);
     };
     plan.exists = true;
@@ -103,8 +104,10 @@ pub fn plan_node(
     plan.node = g.node.clone();
     plan.running = g.status == "running";
     let cfg = ct.cloned().unwrap_or_default();
-    if let Some(u) = cfg.effective("unprivileged") {
-        let have = u == "1";
+    // PVE writes `unprivileged: 1` only for unprivileged containers: a config read without the
+    // key is a privileged container.
+    if !cfg.current.is_empty() {
+        let have = cfg.effective("unprivileged") == Some("1");
         if have != p.unprivileged {
             bail!(
                 "container {} is {} but the profile wants it {}; PVE cannot change this (unprivileged is read-only): destroy and re-create it",
@@ -120,6 +123,9 @@ pub fn plan_node(
     }
     let (set, why) = config_changes(p, g, &cfg, &mut plan.already);
     let will_pend = forecast_pending(&cfg, &set, plan.running);
+    if plan.running && set.iter().any(|(k, _)| k.starts_with("net")) {
+        plan.notes.push("net0 changes apply at once on a running container (PVE hot-plugs the interface): its network restarts, and a new address or VLAN cuts current connections".into());
+    }
     let setting = !set.is_empty();
     if setting {
         plan.steps.push(Step::Set { set, why });
@@ -127,6 +133,45 @@ pub fn plan_node(
     plan_rootfs(p, &cfg, &mut plan);
     plan_start(&mut plan, will_pend, setting, opts);
     Ok(plan)
+}
+
+/// What this node decides about the profile: `rootfs.storage = "auto"` pinned to a storage
+/// (None: the profile names one), the release the plan is for, and an MTU the bridge cannot
+/// take refused up front (PVE refuses to start such a container).
+fn for_this_node(
+    profile: &Profile,
+    nf: &NodeFacts,
+    ct: Option<&CtConfig>,
+    plan: &mut NodePlan,
+) -> Result<Option<Profile>> {
+    let pinned =
+        crate::rootdisk::pin_storage(profile, &nf.storages, rootfs_storage(ct).as_deref())?;
+    let p = match &pinned {
+        Some((q, why)) => {
+            plan.notes.push(why.clone());
+            q
+        }
+        None => profile,
+    };
+    if nf.pve {
+        plan.notes.push(format!("node: {}", nf.caps.describe()));
+    }
+    if let (Some(want), Some(bridge)) = (p.network.mtu, nf.bridge_mtu.get(&p.network.bridge))
+        && u32::from(want) > *bridge
+    {
+        return Err(InputError {
+            file: format!("profile {}", p.name),
+            line: 0,
+            col: 0,
+            field: "network.mtu".into(),
+            message: format!(
+                "{want} is above the MTU of bridge {} ({bridge}); PVE refuses to start such a container (\"net0: MTU size '{want}' is bigger than bridge MTU '{bridge}'\"). Use at most {bridge}, or raise the bridge's MTU on the node",
+                p.network.bridge
+            ),
+        }
+        .into());
+    }
+    Ok(pinned.map(|(q, _)| q))
 }
 
 /// Docker's storage driver: the profile's, or chosen from the storage of the root disk; refuses
@@ -226,15 +271,16 @@ fn check_rootfs_storage(p: &Profile, nf: &NodeFacts, existing: Option<&Guest>) -
 /// A new container: its template (downloaded when missing), create and start.
 fn plan_create(
     req: &Request,
+    p: &Profile,
     tf: Option<&TemplateFacts>,
+    caps: &Caps,
     proposed_vmid: u32,
     plan: &mut NodePlan,
 ) -> Result<()> {
-    let p = &req.profile;
     plan.vmid = req.vmid.unwrap_or(proposed_vmid);
     plan.vmid_auto = req.vmid.is_none();
     let tf_empty = TemplateFacts::default();
-    let (template, tsteps) = resolve_template(p, tf.unwrap_or(&tf_empty), &mut plan.notes)?;
+    let (template, tsteps) = resolve_template(p, tf.unwrap_or(&tf_empty), caps, &mut plan.notes)?;
     plan.steps.extend(tsteps);
     let keys = (!p.ssh_public_keys.is_empty()).then(|| {
         let mut k = p.ssh_public_keys.join("\n");
@@ -261,8 +307,24 @@ fn config_changes(
 ) -> (Vec<(String, String)>, Vec<String>) {
     let mut set = Vec::new();
     let mut why = Vec::new();
+    let adopting = !g.tags.iter().any(|t| t == TOOL_TAG);
     for (k, want) in desired_config(p) {
-        if k == "tags" && !g.tags.iter().any(|t| t == TOOL_TAG) {
+        if k == "description"
+            && let Some(kept) = adopted_description(cfg.effective("description"), adopting)
+        {
+            match kept {
+                Some(text) => {
+                    why.push("description: the container's own text stays; provision adds its marker line".into());
+                    set.push((k, text));
+                }
+                None => already.push(Already {
+                    step: "config".into(),
+                    why: "description: the container's own text (adopted) stays".into(),
+                }),
+            }
+            continue;
+        }
+        if k == "tags" && adopting {
             // Adopting: the container's own tags stay, the profile's and the tool's are added.
             let mut all: Vec<String> = g.tags.clone();
             all.extend(split_tags(&want));
@@ -327,20 +389,24 @@ fn forecast_pending(cfg: &CtConfig, set: &[(String, String)], running: bool) -> 
 fn plan_rootfs(p: &Profile, cfg: &CtConfig, plan: &mut NodePlan) {
     if let Some(rootfs) = cfg.effective("rootfs") {
         let m = parse_property_string(rootfs, "volume");
-        if let Some(have) = m.get("size").and_then(|s| size_gib(s)) {
-            if p.rootfs.size > have + 1e-9 {
+        if let Some(have) = m.get("size").and_then(|s| crate::rootdisk::parse_size(s)) {
+            // What a create of this size allocates, so that a fractional size converges in one
+            // run and stays converged.
+            let want = crate::rootdisk::alloc_bytes(p.rootfs.size);
+            if want > have {
                 plan.steps.push(Step::Resize {
-                    size: format!("{}G", fmt_gib(p.rootfs.size)),
+                    size: crate::rootdisk::resize_arg(p.rootfs.size),
                 });
-            } else if p.rootfs.size + 1e-9 < have {
+            } else if want < have {
                 plan.notes.push(format!(
-                    "the root disk is {have}G, larger than the profile's {}G; PVE cannot shrink it, left as is",
+                    "the root disk is {}, larger than the profile's {}G; PVE cannot shrink it, left as is",
+                    crate::rootdisk::human(have),
                     fmt_gib(p.rootfs.size)
                 ));
             } else {
                 plan.already.push(Already {
                     step: "rootfs".into(),
-                    why: format!("root disk is {have}G"),
+                    why: format!("root disk is {}", crate::rootdisk::human(have)),
                 });
             }
         }
@@ -383,4 +449,16 @@ fn plan_start(plan: &mut NodePlan, will_pend: Vec<String>, setting: bool, opts: 
             why: "the container is running".into(),
         });
     }
+}
+
+/// The description of an adopted container: `None` when the description is not the adopted
+/// kind (the profile's applies), `Some(None)` when it already carries the marker, and
+/// `Some(Some(text))` for the container's own text with the marker line added (when adopting
+/// a container that has a description).
+fn adopted_description(have: Option<&str>, adopting: bool) -> Option<Option<String>> {
+    let have = have.filter(|h| !h.trim().is_empty())?;
+    if have.lines().any(|l| l.trim() == ADOPTED_MARKER) {
+        return Some(None);
+    }
+    adopting.then(|| Some(format!("{}\n{ADOPTED_MARKER}", have.trim_end())))
 }

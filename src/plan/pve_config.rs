@@ -185,16 +185,3 @@ pub(super) fn differs(key: &str, want: &str, have: Option<&str>) -> Option<Strin
     };
     (!same).then(|| format!("{key}: {} -> {want}", have.unwrap_or("(unset)")))
 }
-
-/// Parses a PVE size like `8G`, `512M`, `1T` to GiB.
-pub(super) fn size_gib(s: &str) -> Option<f64> {
-    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
-    let n: f64 = num.parse().ok()?;
-    Some(match unit {
-        "" | "G" => n,
-        "T" => n * 1024.0,
-        "M" => n / 1024.0,
-        "K" => n / 1024.0 / 1024.0,
-        _ => return None,
-    })
-}

@@ -11,13 +11,14 @@ use super::*;
 pub fn after_index_update(
     profile: &Profile,
     tf: &TemplateFacts,
+    caps: &Caps,
     rest: Vec<Step>,
 ) -> Result<Vec<Step>> {
     if tf.available.is_empty() {
         bail!("the template index is still empty after `pveam update`");
     }
     let mut notes = Vec::new();
-    let (volid, mut steps) = resolve_template(profile, tf, &mut notes)?;
+    let (volid, mut steps) = resolve_template(profile, tf, caps, &mut notes)?;
     for mut s in rest {
         match &mut s {
             Step::DownloadTemplate { .. } => continue,

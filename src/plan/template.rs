@@ -42,10 +42,44 @@ pub fn newest_match<'a>(short: &str, names: impl IntoIterator<Item = &'a str>) -
         .map(String::from)
 }
 
+pub use crate::profile::UBUNTU_LTS;
+
 /// Where the template comes from: the volume id to create from, and the steps to get it.
+/// A template whose guest version the node's pve-container refuses at create is refused here,
+/// before any change, with the reason and the fix.
 pub fn resolve_template(
     p: &Profile,
     tf: &TemplateFacts,
+    caps: &Caps,
+    notes: &mut Vec<String>,
+) -> Result<(String, Vec<Step>)> {
+    let (volid, steps) = resolve_template_name(p, tf, caps, notes)?;
+    if let Some(guest) = GuestOs::from_template(&volid)
+        && let Some(refusal) = caps.guest_refusal(&guest)
+    {
+        let offered: Vec<String> = tf.available.iter().chain(&tf.present).cloned().collect();
+        let alternative = newest_accepted_ubuntu_lts(caps, &offered)
+            .map(|n| format!(" (here: {})", n.rsplit('/').next().unwrap_or(n)))
+            .unwrap_or_default();
+        return Err(InputError {
+            file: format!("profile {}", p.name),
+            line: 0,
+            col: 0,
+            field: "template".into(),
+            message: format!(
+                "{volid}: this node's {} refuses it at create (\"{refusal}\"); update pve-container on the node (apt update && apt full-upgrade), or use a template it accepts, e.g. template = \"{UBUNTU_LTS}\"{alternative}",
+                caps.describe()
+            ),
+        }
+        .into());
+    }
+    Ok((volid, steps))
+}
+
+fn resolve_template_name(
+    p: &Profile,
+    tf: &TemplateFacts,
+    caps: &Caps,
     notes: &mut Vec<String>,
 ) -> Result<(String, Vec<Step>)> {
     if let Some((storage, rest)) = p.template.split_once(':') {
@@ -62,7 +96,22 @@ pub fn resolve_template(
         ));
     }
     let storage = &p.template_storage;
-    if let Some(name) = newest_match(&p.template, tf.available.iter().map(String::as_str)) {
+    let lts = p.template == UBUNTU_LTS;
+    let newest = |names: &[String]| {
+        if lts {
+            newest_accepted_ubuntu_lts(caps, names)
+                .map(|n| n.rsplit('/').next().unwrap_or(n).to_string())
+        } else {
+            newest_match(&p.template, names.iter().map(String::as_str))
+        }
+    };
+    if let Some(name) = newest(&tf.available) {
+        if lts {
+            notes.push(format!(
+                "{UBUNTU_LTS}: {name} is the newest Ubuntu LTS that this node's {} accepts",
+                caps.describe()
+            ));
+        }
         let volid = format!("{storage}:vztmpl/{name}");
         if tf.present.iter().any(|v| v == &volid) {
             return Ok((volid, vec![]));
@@ -75,7 +124,7 @@ pub fn resolve_template(
             }],
         ));
     }
-    if let Some(name) = newest_match(&p.template, tf.present.iter().map(String::as_str)) {
+    if let Some(name) = newest(&tf.present) {
         notes.push(format!(
             "the template index lists no {}; using the newest one already on {storage}: {name}",
             p.template
@@ -86,10 +135,15 @@ pub fn resolve_template(
         // Never updated index (or no node at all): update it first; the real run resolves the
         // newest name after the update. The name shown is the newest one known when this
         // version of provision was released.
-        let known = KNOWN_TEMPLATES
-            .iter()
-            .find(|(short, _)| *short == p.template)
-            .map(|(_, n)| n.to_string());
+        let known = if lts {
+            let names: Vec<String> = KNOWN_TEMPLATES.iter().map(|(_, n)| n.to_string()).collect();
+            newest_accepted_ubuntu_lts(caps, &names).cloned()
+        } else {
+            KNOWN_TEMPLATES
+                .iter()
+                .find(|(short, _)| *short == p.template)
+                .map(|(_, n)| n.to_string())
+        };
         let Some(name) = known else {
             bail!(
                 "the template index is empty and {:?} is not a short form provision knows; run `pveam update` on the node or give a volume id like local:vztmpl/NAME.tar.zst",

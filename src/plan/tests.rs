@@ -88,7 +88,9 @@ fn invalid_daemon_json_is_refused_unless_forced() {
 
 #[test]
 fn create_command_is_what_pve_accepts() {
-    let p = docker_profile();
+    let mut p = docker_profile();
+    // plan_node pins `rootfs.storage = "auto"` before the create options are made.
+    p.rootfs.storage = "local-zfs".into();
     let step = Step::Create {
         fixed_vmid: None,
         template: "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst".into(),
@@ -125,7 +127,7 @@ fn create_command_is_what_pve_accepts() {
             "--tags",
             "docker;provision",
             "--description",
-            "Docker-ready unprivileged Ubuntu 22.04 LTS container, Docker on fuse-overlayfs (seed recipe, ZFS < 2.2 nodes) (managed by provision)",
+            "Docker-ready unprivileged Ubuntu LTS container (the newest the node accepts), Docker on fuse-overlayfs (seed recipe, ZFS < 2.2 nodes) (managed by provision)",
         ]
     );
 }
@@ -213,7 +215,12 @@ fn after_index_update_the_index_names_the_template_and_the_guess_is_dropped() {
             "ubuntu-24.04-standard_24.04-2_amd64.tar.zst".into(),
         ],
     };
-    let steps = after_index_update(&p, &tf, vec![guess, create, Step::Start]).unwrap();
+    // A PVE 8.0 node (pve-container 5.0.3): `ubuntu-lts` is 22.04 there.
+    let caps = Caps::from_versions(&crate::release::PveVersions {
+        container: crate::release::Version::parse("5.0.3"),
+        ..Default::default()
+    });
+    let steps = after_index_update(&p, &tf, &caps, vec![guess, create, Step::Start]).unwrap();
     assert_eq!(
         steps,
         vec![
@@ -231,7 +238,7 @@ fn after_index_update_the_index_names_the_template_and_the_guess_is_dropped() {
         ]
     );
     let empty = TemplateFacts::default();
-    let err = after_index_update(&p, &empty, vec![]).unwrap_err();
+    let err = after_index_update(&p, &empty, &Caps::newest(), vec![]).unwrap_err();
     assert!(err.to_string().contains("still empty after `pveam update`"));
 }
 

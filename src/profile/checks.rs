@@ -66,12 +66,7 @@ pub fn check_layer(l: &Layer, idx: &Index) -> Vec<InputError> {
         }
     }
     if let Some(sd) = &l.searchdomain {
-        push_rule(
-            er,
-            idx,
-            "searchdomain",
-            validate::hostname(sd).map_err(|m| m.replace("hostname", "search domain")),
-        );
+        push_rule(er, idx, "searchdomain", validate::search_domains(sd));
     }
     if let Some(keys) = &l.ssh_public_keys {
         for (i, k) in keys.iter().enumerate() {
@@ -313,7 +308,7 @@ fn check_commands(er: &mut Vec<InputError>, idx: &Index, cmds: &[Vec<String>]) {
 
 fn check_description(er: &mut Vec<InputError>, idx: &Index, d: &str) {
     let max = 8192 - DESCRIPTION_SUFFIX.len();
-    let rule = validate::plain_text(d).and_then(|()| {
+    let rule = validate::description(d).and_then(|()| {
         if d.len() > max {
             Err(format!(
                 "the description is {} bytes; PVE keeps at most 8192 and provision adds {DESCRIPTION_SUFFIX:?}, so at most {max}",

@@ -28,6 +28,13 @@ pub const MAX_FILE_BYTES: usize = 1 << 20;
 /// The tag that marks containers made by this tool.
 pub const TOOL_TAG: &str = "provision";
 
+/// The template short form that stands for the newest Ubuntu LTS the node's pve-container
+/// accepts (the default).
+pub const UBUNTU_LTS: &str = "ubuntu-lts";
+
+/// `rootfs.storage = "auto"` (the default): the node decides (see [`crate::rootdisk`]).
+pub const AUTO_STORAGE: &str = "auto";
+
 mod checks;
 mod layers;
 mod load;

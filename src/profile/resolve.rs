@@ -93,11 +93,9 @@ pub fn resolve(
     if !unprivileged {
         warnings.push("this is a PRIVILEGED container (unprivileged = false): root inside is root on the node".to_string());
         if features.keyctl {
-            let i = who(&|l| l.features.as_ref().is_some_and(|f| f.keyctl.is_some()));
-            errors.push(i.error(
-                "features.keyctl",
-                "keyctl is only for unprivileged containers; PVE refuses it on a privileged one",
-            ));
+            // PVE accepts it and leaves a privileged container's seccomp profile as it is
+            // (keyctl is allowed there anyway).
+            warnings.push("features.keyctl has no effect on a privileged container (PVE accepts it; keyctl() is not filtered there)".to_string());
         }
     }
     if net.gateway.is_some() && matches!(net.ip.as_deref(), None | Some("dhcp") | Some("manual")) {
@@ -110,7 +108,14 @@ pub fn resolve(
     if !errors.is_empty() {
         return Err(InputErrors(errors));
     }
-    let mut tags = m.tags.clone().unwrap_or_default();
+    // PVE stores tags lower-cased.
+    let mut tags: Vec<String> = m
+        .tags
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|t| t.to_ascii_lowercase())
+        .collect();
     tags.retain(|t| t != TOOL_TAG);
     tags.sort();
     tags.dedup();
@@ -119,7 +124,10 @@ pub fn resolve(
         description: m.description.clone().unwrap_or_default(),
         hostname: m.hostname.clone(),
         vmid: m.vmid.map(|v| v as u32),
-        template: m.template.clone().unwrap_or_else(|| "ubuntu-24.04".into()),
+        template: m
+            .template
+            .clone()
+            .unwrap_or_else(|| super::UBUNTU_LTS.into()),
         template_storage: m.template_storage.clone().unwrap_or_else(|| "local".into()),
         unprivileged,
         cores: m.cores.unwrap_or(1) as u32,
@@ -133,7 +141,7 @@ pub fn resolve(
         ssh_public_keys: m.ssh_public_keys.clone().unwrap_or_default(),
         root_password: m.root_password.clone(),
         rootfs: Rootfs {
-            storage: rootfs.storage.unwrap_or_else(|| "local-lvm".into()),
+            storage: rootfs.storage.unwrap_or_else(|| super::AUTO_STORAGE.into()),
             size: rootfs.size.unwrap_or(8.0),
         },
         network: Network {

@@ -1,5 +1,6 @@
 new=$1; dest=$2; want=$3
 refuse() { rm -f "$new"; echo "fuse-overlayfs cannot run in this container: $*" >&2; exit 66; }
+if [ ! -f "$new" ]; then echo "$new is not there: the push did not write it (pct push exits 0 even when its task fails)" >&2; exit 70; fi
 if [ -n "$want" ]; then
   have=$(sha256sum "$new" | cut -d' ' -f1)
   if [ "$have" != "$want" ]; then rm -f "$new"; echo "checksum mismatch after push: got $have, expected $want" >&2; exit 65; fi

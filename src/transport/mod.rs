@@ -100,16 +100,51 @@ pub struct CmdFailed {
     pub tail: String,
 }
 
+/// True when `cmd` ran a worker task that failed although the command exited 0. `pct push`,
+/// `pull`, `resize`, `template` and `pveam download` fork their task without waiting for its
+/// result; in a terminal PVE prints the task's error message alone on stderr (the `TASK ERROR:`
+/// line goes to the task log). A push or pull that worked prints nothing on stderr, so any
+/// text there means its task failed. The others can print warnings there: their effect is
+/// checked by the caller (the config read back, `pveam list`), and only an explicit
+/// `TASK ERROR` line counts here.
+pub fn task_failed(cmd: &Cmd, out: &Output) -> bool {
+    if !out.success() {
+        return false;
+    }
+    let sub = cmd.args.first().map(crate::cmd::Arg::shown);
+    let copy = cmd.program == "pct" && matches!(sub, Some("push" | "pull"));
+    let forks = copy
+        || (cmd.program == "pct" && matches!(sub, Some("resize" | "template")))
+        || (cmd.program == "pveam" && sub == Some("download"));
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    forks
+        && ((copy && !text(&out.stderr).trim().is_empty())
+            || [&out.stdout, &out.stderr].iter().any(|b| {
+                text(b)
+                    .lines()
+                    .any(|l| l.trim_start().starts_with("TASK ERROR"))
+            }))
+}
+
 impl std::fmt::Display for CmdFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let first = self.tail.lines().last().unwrap_or("").trim();
-        write!(
-            f,
-            "{}: `{}` exited with status {}",
-            self.label,
-            short(&self.cmd),
-            self.status
-        )?;
+        if self.status == 0 {
+            write!(
+                f,
+                "{}: `{}` exited 0, but its task failed",
+                self.label,
+                short(&self.cmd)
+            )?;
+        } else {
+            write!(
+                f,
+                "{}: `{}` exited with status {}",
+                self.label,
+                short(&self.cmd),
+                self.status
+            )?;
+        }
         if !first.is_empty() {
             write!(f, ": {first}")?;
         }
@@ -133,7 +168,7 @@ pub fn short(s: &str) -> String {
 /// the status and carries the tail of the output for reports.
 pub fn run_ok(t: &dyn Transport, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output> {
     let out = t.run(cmd, stdin)?;
-    if !out.success() {
+    if !out.success() || task_failed(cmd, &out) {
         return Err(CmdFailed {
             label: t.label(),
             cmd: cmd.to_string(),

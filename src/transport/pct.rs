@@ -16,6 +16,8 @@ pub struct Pct {
     pub node: Arc<dyn Transport>,
     /// Its VMID.
     pub vmid: u32,
+    /// The node's pct has `exec --keep-env` ([`crate::release::Caps::exec_keep_env`]).
+    pub keep_env: bool,
 }
 
 impl Transport for Pct {
@@ -24,7 +26,8 @@ impl Transport for Pct {
     }
 
     fn run(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output> {
-        self.node.run(&pct::exec(self.vmid, cmd), stdin)
+        self.node
+            .run(&pct::exec(self.vmid, self.keep_env, cmd), stdin)
     }
 
     fn put(&self, bytes: &[u8], dest: &str, mode: u32) -> Result<()> {

@@ -102,6 +102,49 @@ pub struct FakeState {
     pub created_order: Vec<u32>,
     /// Make `pveam update` fail the way it does on a node: this message, and exit status 0.
     pub pveam_update_fails: bool,
+    /// What `pveam version -v` prints (a PVE 9.1 node by default); None: the command does not
+    /// exist here (exit 127).
+    pub pveversion: Option<String>,
+    /// `pct push` to a destination containing this fails the way its task does on a node:
+    /// nothing written, exit status 0, and the task's error on stderr when `push_task_error`
+    /// is true (silent otherwise).
+    pub push_task_fails: Option<String>,
+    /// See `push_task_fails`.
+    pub push_task_error: bool,
+    /// `pct resize` fails in its task (exit 0, the storage's error on stderr, nothing changed).
+    pub resize_task_fails: bool,
+    /// Bridges and their MTU (`vmbr0` 1500).
+    pub bridges: BTreeMap<String, u32>,
+}
+
+/// `pveversion -v` of a PVE 9.1 node.
+pub const PVE91_VERSIONS: &str = "proxmox-ve: 9.1.0 (running kernel: 6.17.2-1-pve)\npve-manager: 9.1.1 (running version: 9.1.1/42db4a6cf33dac83)\npve-container: 6.0.18\nlxc-pve: 6.0.5-3\nlibpve-storage-perl: 9.1.0\n";
+
+/// `pveversion -v` of a PVE node at pve-container `container`, with the pve-manager of the
+/// release that shipped it (no ZFS line: the fake's `zfs_version` decides).
+pub fn versions_with_container(container: &str) -> String {
+    let c = provision::release::Version::parse(container);
+    let at_least = |v: &str| {
+        c.as_ref().is_some_and(|c| {
+            *c >= provision::release::Version::parse(v).unwrap_or_else(|| unreachable!())
+        })
+    };
+    let manager = if !at_least("5.0.0") {
+        "7.4-3"
+    } else if !at_least("5.0.8") {
+        "8.0.3"
+    } else if !at_least("5.0.11") {
+        "8.1.3"
+    } else if !at_least("5.2.2") {
+        "8.2.2"
+    } else if !at_least("6.0.0") {
+        "8.4.0"
+    } else {
+        "9.1.1"
+    };
+    format!(
+        "proxmox-ve: {manager} (running kernel: 6.5.11-4-pve)\npve-manager: {manager} (running version: {manager}/b46aac3b42da5d15)\npve-container: {container}\nlxc-pve: 5.0.2-4\nlibpve-storage-perl: 8.0.5\n"
+    )
 }
 
 /// The fake node.
@@ -172,6 +215,11 @@ impl FakeNode {
                     steal_vmid_once: None,
                     created_order: Vec::new(),
                     pveam_update_fails: false,
+                    pveversion: Some(PVE91_VERSIONS.to_string()),
+                    push_task_fails: None,
+                    push_task_error: true,
+                    resize_task_fails: false,
+                    bridges: BTreeMap::from([("vmbr0".to_string(), 1500)]),
                 }),
                 Condvar::new(),
             )),
@@ -207,7 +255,9 @@ impl FakeNode {
 pub fn is_changing(argv: &[String]) -> bool {
     let a: Vec<&str> = argv.iter().map(String::as_str).collect();
     match a.as_slice() {
-        ["pvesh", ..] | ["pvesm", ..] | ["sha256sum", ..] | ["cat", ..] => false,
+        ["pvesh", ..] | ["pvesm", ..] | ["sha256sum", ..] | ["cat", ..] | ["pveversion", ..] => {
+            false
+        }
         ["pveam", "list" | "available", ..] => false,
         ["pct", "status" | "config" | "list" | "pending", ..] => false,
         ["pct", "exec", _, rest @ ..] => {
@@ -217,7 +267,8 @@ pub fn is_changing(argv: &[String]) -> bool {
                 .skip_while(|w| *w != "--")
                 .skip(1)
                 .collect();
-            match inner.as_slice() {
+            let inner = strip_env(&inner);
+            match inner {
                 ["sh", "-c", script, ..] => {
                     !(script.contains("os_id=") || script.contains(plan::VERIFY_SCRIPT))
                 }
@@ -312,6 +363,14 @@ impl Drop for FakeLock {
         let mut st = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
         st.locks.remove(&self.name);
         self.shared.1.notify_all();
+    }
+}
+
+/// The command under `env -i PATH=...` (how a node without `pct exec --keep-env` runs it).
+fn strip_env<'a, 'b>(inner: &'b [&'a str]) -> &'b [&'a str] {
+    match inner {
+        ["env", "-i", path, rest @ ..] if path.starts_with("PATH=") => rest,
+        _ => inner,
     }
 }
 
@@ -598,12 +657,41 @@ impl FakeState {
                 })
             }),
             ["pct", "resize", id, "rootfs", size] => {
-                let size = size.to_string();
+                // As pve-container: `+N` grows, else absolute; shrinking and the same size are
+                // refused before the task (non-zero); the task's own failure exits 0.
+                let (grow, num) = size.strip_prefix('+').map_or((false, *size), |n| (true, n));
+                let Some(req) = provision::rootdisk::parse_size(num) else {
+                    return Output::fail(255, format!("unable to parse size '{size}'\n"));
+                };
+                let task_fails = self.resize_task_fails;
                 self.with_ct(id, move |ct| {
-                    if let Some(r) = ct.config.get_mut("rootfs") {
-                        let vol = r.split(',').next().unwrap_or("").to_string();
-                        *r = format!("{vol},size={size}");
+                    let Some(r) = ct.config.get_mut("rootfs") else {
+                        return Output::fail(255, "no rootfs\n".to_string());
+                    };
+                    let vol = r.split(',').next().unwrap_or("").to_string();
+                    let cur = r
+                        .split(',')
+                        .find_map(|p| p.strip_prefix("size="))
+                        .and_then(provision::rootdisk::parse_size)
+                        .unwrap_or(0);
+                    let new = if grow { cur + req } else { req };
+                    if new < cur {
+                        return Output::fail(255, "unable to shrink disk size\n".to_string());
                     }
+                    if new == cur {
+                        return Output::fail(
+                            255,
+                            "disk is already at specified size\n".to_string(),
+                        );
+                    }
+                    if task_fails {
+                        return Output {
+                            status: 0,
+                            stdout: Vec::new(),
+                            stderr: b"lvextend failed: insufficient free space\n".to_vec(),
+                        };
+                    }
+                    *r = format!("{vol},size={}", provision::rootdisk::format_size(new));
                     ok("")
                 })
             }
@@ -625,6 +713,24 @@ impl FakeState {
                     }
                 }
             }
+            ["pct", "push", _, _, dest, ..]
+                if self
+                    .push_task_fails
+                    .as_deref()
+                    .is_some_and(|m| dest.contains(m)) =>
+            {
+                // In a terminal PVE prints the task's error alone on stderr.
+                let text = if self.push_task_error {
+                    format!("failed to open {dest} for writing: No space left on device\n")
+                } else {
+                    String::new()
+                };
+                Output {
+                    status: 0,
+                    stdout: Vec::new(),
+                    stderr: text.into_bytes(),
+                }
+            }
             ["pct", "push", id, src, dest, "--perms", mode] => {
                 let Some(bytes) = self.node_files.get(*src).cloned() else {
                     return Output::fail(
@@ -642,13 +748,32 @@ impl FakeState {
                     ok("")
                 })
             }
+            ["cat", path] if path.starts_with("/sys/class/net/") && path.ends_with("/mtu") => {
+                let bridge = path.split('/').nth(4).unwrap_or("");
+                match self.bridges.get(bridge) {
+                    Some(m) => ok(format!("{m}\n")),
+                    None => Output::fail(1, format!("cat: {path}: No such file or directory\n")),
+                }
+            }
+            ["pveversion", "-v"] => match &self.pveversion {
+                Some(v) => ok(v.clone()),
+                None => Output::fail(127, "pveversion: command not found\n".to_string()),
+            },
             ["pct", "exec", id, rest @ ..] => {
-                let inner: Vec<String> = rest
+                let before: Vec<&str> = rest.iter().copied().take_while(|w| *w != "--").collect();
+                if before.contains(&"--keep-env") && !self.has_keep_env() {
+                    return Output::fail(
+                        255,
+                        "Unknown option: keep-env\n400 unable to parse option\npct exec <vmid> [<extra-args>]\n".to_string(),
+                    );
+                }
+                let all: Vec<&str> = rest
                     .iter()
-                    .skip_while(|w| **w != "--")
+                    .copied()
+                    .skip_while(|w| *w != "--")
                     .skip(1)
-                    .map(|s| s.to_string())
                     .collect();
+                let inner: Vec<String> = strip_env(&all).iter().map(|s| s.to_string()).collect();
                 let stdin = stdin.map(<[u8]>::to_vec);
                 self.with_ct(id, move |ct| {
                     if !ct.running {
@@ -662,6 +787,12 @@ impl FakeState {
                 format!("fake node: unknown command {:?}\n", argv.join(" ")),
             ),
         }
+    }
+
+    /// The fake's pct knows `exec --keep-env` (pve-container 5.0.9 and later).
+    fn has_keep_env(&self) -> bool {
+        let v = provision::release::parse_pveversion(self.pveversion.as_deref().unwrap_or(""));
+        provision::release::Caps::from_versions(&v).exec_keep_env
     }
 
     fn with_ct(&mut self, id: &str, f: impl FnOnce(&mut FakeCt) -> Output) -> Output {
@@ -729,9 +860,14 @@ impl FakeState {
                             format!("storage '{storage}' does not support container directories\n"),
                         );
                     }
+                    // PVE allocates int(GiB * 1024) MiB and writes the size as format_size.
+                    let gib: f64 = size.parse().unwrap_or(0.0);
                     ct.config.insert(
                         "rootfs".into(),
-                        format!("{storage}:vm-{vmid}-disk-0,size={size}G"),
+                        format!(
+                            "{storage}:vm-{vmid}-disk-0,size={}",
+                            provision::rootdisk::format_size(provision::rootdisk::alloc_bytes(gib))
+                        ),
                     );
                 }
                 "ssh-public-keys" => {
@@ -763,6 +899,10 @@ impl FakeState {
         ct.config
             .entry("unprivileged".into())
             .or_insert_with(|| "1".into());
+        // PVE writes `unprivileged: 1` only for unprivileged containers.
+        if ct.config.get("unprivileged").map(String::as_str) == Some("0") {
+            ct.config.remove("unprivileged");
+        }
         ct.config.insert("arch".into(), "amd64".into());
         self.cts.insert(vmid, ct);
         self.created_order.push(vmid);
@@ -846,7 +986,10 @@ fn exec_inside(ct: &mut FakeCt, inner: &[String], stdin: Option<&[u8]>) -> Outpu
                 b if b == plan::PUSH_CHECK_SCRIPT => {
                     let (new, dest, want) = (args[0], args[1], args.get(2).copied().unwrap_or(""));
                     let Some((bytes, mode)) = ct.files.remove(new) else {
-                        return Output::fail(1, format!("{new}: No such file\n"));
+                        return Output::fail(
+                            70,
+                            format!("{new} is not there: the push did not write it\n"),
+                        );
                     };
                     if !want.is_empty() && sha(&bytes) != want {
                         return Output::fail(65, "checksum mismatch after push\n");
@@ -861,18 +1004,27 @@ fn exec_inside(ct: &mut FakeCt, inner: &[String], stdin: Option<&[u8]>) -> Outpu
                     ct.files.insert(dest.to_string(), (bytes, mode));
                     ok("")
                 }
-                b if b == plan::DAEMON_SCRIPT => {
-                    let (new, dest) = (args[0], args[1]);
-                    if let Some(old) = ct.files.get(dest).cloned() {
+                b if b == plan::PLACE_SCRIPT => {
+                    let (new, dest, size, want, backup) =
+                        (args[0], args[1], args[2], args[3], args[4]);
+                    let Some((bytes, mode)) = ct.files.get(new).cloned() else {
+                        return Output::fail(
+                            70,
+                            format!("{new} is not there: the push did not write it\n"),
+                        );
+                    };
+                    if bytes.len().to_string() != size || sha(&bytes) != want {
+                        ct.files.remove(new);
+                        return Output::fail(65, "checksum mismatch after push\n");
+                    }
+                    if backup == "1"
+                        && let Some(old) = ct.files.get(dest).cloned()
+                    {
                         ct.files.insert(format!("{dest}.provision-backup"), old);
                     }
-                    match ct.files.remove(new) {
-                        Some(f) => {
-                            ct.files.insert(dest.to_string(), f);
-                            ok("")
-                        }
-                        None => Output::fail(1, format!("mv: cannot stat '{new}'\n")),
-                    }
+                    ct.files.remove(new);
+                    ct.files.insert(dest.to_string(), (bytes, mode));
+                    ok("")
                 }
                 b if b == plan::RESTART_SCRIPT => {
                     if !ct.docker_installed {

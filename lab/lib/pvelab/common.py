@@ -15,11 +15,9 @@ import time
 DEFAULT_STATE = "/var/lib/provision-lab"
 DEFAULT_CACHE = "/var/cache/provision-lab"
 LAB_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-# The real parameter schemas of `pct create` / `pct set` (generated from the PVE sources) are
-# read where the project keeps them, beside the repository: ../shared/pve-schema. They are not
-# copied into the repository. PROVISION_PVE_SCHEMA overrides the directory.
-SCHEMA_DIR = os.environ.get("PROVISION_PVE_SCHEMA") or os.path.join(
-    os.path.dirname(os.path.dirname(LAB_DIR)), "shared", "pve-schema")
+# The real parameter schemas of `pct create` / `pct set` (generated from the PVE 9.x sources),
+# vendored in lab/pve-schema/ (see its README). release.py narrows them per release.
+SCHEMA_DIR = os.path.join(LAB_DIR, "pve-schema")
 
 # PVE's own idea of "root inside an unprivileged container": uid/gid 0 -> 100000.
 ID_BASE = 100000

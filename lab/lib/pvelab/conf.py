@@ -11,16 +11,20 @@ import urllib.parse
 
 from .common import PVEError, atomic_write, node_name, sp
 
-# PVE::Tools::encode_text: escape control/high-bit characters and ':'
-_UNSAFE = re.compile(r"[^\x20-\x39\x3b-\x7e]")
+# PVE::Tools::encode_text: escape control/high-bit characters and ':' - and '%' from
+# libpve-common-perl 8.2.2 (fix #5486; before it a literal "%41" came back as "A").
+_UNSAFE_OLD = re.compile(r"[^\x20-\x39\x3b-\x7e]")
+_UNSAFE = re.compile(r"[^\x20-\x24\x26-\x39\x3b-\x7e]")
 
 
 def encode_text(s):
+    from . import release
+    unsafe = _UNSAFE if release.percent_encodes_description() else _UNSAFE_OLD
     raw = s.encode("utf-8")
     out = []
     for b in raw:
         c = chr(b)
-        if _UNSAFE.match(c):
+        if unsafe.match(c):
             out.append("%%%02X" % b)
         else:
             out.append(c)
@@ -28,7 +32,7 @@ def encode_text(s):
 
 
 def decode_text(s):
-    return urllib.parse.unquote(s)
+    return urllib.parse.unquote(s, errors="replace")
 
 
 def conf_dir():

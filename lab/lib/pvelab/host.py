@@ -24,8 +24,9 @@ BRIDGE = "vmbr0"
 BRIDGE_ALIAS = "provision-lab"
 NFT_TABLE = "provision_lab"
 DEFAULT_SUBNET = "10.199.77.0/24"
-SUITE = "bookworm"
-TEMPLATE_GLOB = "debian-12-standard_*_amd64.tar.zst"
+SUITE = "bookworm"  # the host's own suite: how the mirror is found in its apt sources
+# Debian templates the lab builds: major -> suite (Debian 12 is PROVISION_LAB_TEMPLATE)
+DEBIAN_SUITES = {12: "bookworm", 13: "trixie"}
 TEMPLATE_PACKAGES = [
     "systemd-sysv", "dbus", "iproute2", "ca-certificates", "openssh-server",
     "ifupdown", "isc-dhcp-client", "procps", "less",
@@ -300,6 +301,8 @@ table inet %(t)s {
 
 
 def nft_table_exists():
+    if shutil.which("nft") is None:  # a fresh machine before the first `up`
+        return False
     return subprocess.run(["nft", "list", "table", "inet", NFT_TABLE],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
 
@@ -428,13 +431,14 @@ def teardown_network(prev):
 
 # ---------------------------------------------------------------- template
 
-def cached_template():
-    c = sorted(glob.glob(os.path.join(cache_dir(), TEMPLATE_GLOB)))
+def cached_template(major=12):
+    c = sorted(glob.glob(os.path.join(cache_dir(), "debian-%d-standard_*_amd64.tar.zst" % major)))
     return c[-1] if c else None
 
 
-def build_template():
-    """debootstrap --variant=minbase bookworm, cleaned and packed like a PVE template."""
+def build_template(major=12):
+    """debootstrap --variant=minbase SUITE, cleaned and packed like a PVE template."""
+    suite = DEBIAN_SUITES[major]
     os.makedirs(cache_dir(), exist_ok=True)
     for stale in glob.glob(os.path.join(cache_dir(), "build.*")):
         shutil.rmtree(stale, ignore_errors=True)
@@ -442,15 +446,16 @@ def build_template():
     os.makedirs(root)
     mirror = debian_mirror()
     try:
-        with Stage("debootstrap"):
+        with Stage("debootstrap %s" % suite):
             run(["debootstrap", "--variant=minbase", "--include=" + ",".join(TEMPLATE_PACKAGES),
-                 SUITE, root, mirror], stdout=sys.stderr)
+                 suite, root, mirror], stdout=sys.stderr)
         with Stage("template: configure"):
-            configure_template_tree(root)
+            configure_template_tree(root, suite)
         ver = open(os.path.join(root, "etc/debian_version")).read().strip()
-        if not re.fullmatch(r"12\.\d+", ver):
-            ver = "12.0"
-        name = "debian-12-standard_%s-1_amd64.tar.zst" % ver
+        # the name like PVE's (debian-13-standard_13.1-1); a testing tree ("trixie/sid") is 13.0
+        if not re.fullmatch(r"%d\.\d+" % major, ver):
+            ver = "%d.0" % major
+        name = "debian-%d-standard_%s-1_amd64.tar.zst" % (major, ver)
         dest = os.path.join(cache_dir(), name)
         with Stage("template: pack"):
             tmp = dest + ".part"
@@ -468,7 +473,7 @@ def build_template():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def configure_template_tree(root):
+def configure_template_tree(root, suite=SUITE):
     def w(rel, text, mode=0o644):
         p = os.path.join(root, rel)
         os.makedirs(os.path.dirname(p), exist_ok=True)
@@ -476,10 +481,10 @@ def configure_template_tree(root):
             f.write(text)
         os.chmod(p, mode)
 
-    # apt sources: the host's own entries for this suite (read at build time)
+    # apt sources: the host's own entries for its suite, renamed to the template's suite
     lines = []
     for uri, suites, comps in apt_sources():
-        s = [x for x in suites if x.startswith(SUITE)]
+        s = [suite + x[len(SUITE):] for x in suites if x.startswith(SUITE)]
         if s:
             lines.append("Types: deb\nURIs: %s\nSuites: %s\nComponents: %s\n"
                          "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"

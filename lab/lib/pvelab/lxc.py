@@ -411,7 +411,8 @@ def stop(vmid, kill=True, timeout=60):
 
 def attach_cmd(vmid, argv, keep_env=True, extra=()):
     cmd = ["lxc-attach", "-P", lxcpath(), "-n", str(vmid)]
-    cmd.append("--keep-env" if keep_env else "--clear-env")
+    if keep_env is not None:  # None: neither flag (pct before pve-container 5.0.9)
+        cmd.append("--keep-env" if keep_env else "--clear-env")
     cmd += list(extra)
     return cmd + ["--"] + list(argv)
 
@@ -436,20 +437,16 @@ def interfaces(vmid):
     pid = init_pid(vmid)
     if not pid:
         return []
-    r = _q(["nsenter", "-t", str(pid), "-n", "ip", "-j", "addr", "show"])
+    r = _q(["nsenter", "-t", str(pid), "--net", "--", "ip", "--json", "a"])
     try:
         data = json.loads(r.stdout or "[]")
     except ValueError:
         return []
     out = []
     for link in data:
-        e = {"name": link.get("ifname"), "hwaddr": link.get("address", "00:00:00:00:00:00")}
-        for a in link.get("addr_info", []):
-            if a.get("family") == "inet" and "inet" not in e:
-                e["inet"] = "%s/%s" % (a["local"], a["prefixlen"])
-            elif a.get("family") == "inet6" and "inet6" not in e:
-                e["inet6"] = "%s/%s" % (a["local"], a["prefixlen"])
-        out.append(e)
+        out.append({"name": link.get("ifname"), "hwaddr": link.get("address"),
+                    "addrs": [(a["family"], a["local"], a["prefixlen"]) for a in link.get("addr_info", [])
+                              if "local" in a]})
     return out
 
 

@@ -1,7 +1,7 @@
 """`pct` of the lab node: the PVE container toolkit's CLI, strict like a node.
 
 Parameters of create/set are validated generically against the real schemas
-(../shared/pve-schema/pct-*.json); the other subcommands carry their small schemas here.
+(lab/pve-schema/pct-*.json, narrowed per release by release.py); the other subcommands carry their small schemas here.
 Error texts follow pve-container / pve-common; where the lab had to choose a wording
 it says so in lab/README.md.
 """
@@ -15,7 +15,7 @@ import sys
 import time
 
 from . import conf as pveconf
-from . import lxc, schema, storage
+from . import lxc, release, schema, storage, task
 from .common import ConfigLock, PVEError, node_name, param_error, require_lab
 
 VMID = {"name": "vmid", "type": "integer", "format": "pve-vmid", "minimum": 100, "maximum": 999999999}
@@ -134,16 +134,23 @@ def check_keyctl(features, unprivileged, usage):
 
 
 def read_ssh_keys(path):
+    """pct reads the file; the API checks each non-empty line with `ssh-keygen -l`
+    (PVE::Tools::validate_ssh_public_keys), so a comment line is refused too."""
+    import tempfile
     try:
         with open(path) as f:
             text = f.read()
     except OSError as e:
         raise PVEError("unable to open file '%s' - %s" % (path, e.strerror))
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
+    for line in text.split("\n"):
+        if re.fullmatch(r"\s*", line):
             continue
-        if not re.search(r"(^|\s)(ssh-(rsa|dss|ed25519)|ecdsa-sha2-nistp\d+|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)\s+[A-Za-z0-9+/]+=*(\s|$)", line):
+        with tempfile.NamedTemporaryFile("w", prefix="pve-sshkey.") as t:
+            t.write(line)
+            t.flush()
+            r = subprocess.run(["ssh-keygen", "-l", "-f", t.name], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        if r.returncode != 0:
             raise PVEError("SSH public key validation error")
     return text
 
@@ -169,7 +176,8 @@ def cmd_create(args):
     for k in ("bwlimit", "ignore-unpack-errors", "restore", "unique", "pool", "ha-managed", "debug"):
         opts.pop(k, None)
     storage_id = opts.pop("storage", "local")
-    unpriv = opts.pop("unprivileged", "1") == "1"
+    # default 0 up to pve-container 6.0.5, 1 from 6.0.6 (PVE 9.0)
+    unpriv = opts.pop("unprivileged", release.default_unprivileged()) == "1"
     node = node_name()
 
     def check_unused():
@@ -246,7 +254,9 @@ def cmd_create(args):
         created = []
         keys = lxc.SSHHostKeys(conf.get("hostname", "CT%d" % vmid))
         try:
-            vol = "%s:%d/vm-%d-disk-0.raw" % (rsid, vmid, vmid)
+            storage.activate(rsid)
+            storage.write_fault(rsid, "allocating a volume")
+            vol = storage.volume_name(rsid, vmid, 0)
             root_path, _ = storage.volume_path(vol)
             os.makedirs(os.path.dirname(root_path), exist_ok=True)
             created.append(root_path)
@@ -256,14 +266,20 @@ def cmd_create(args):
             out("Total bytes read: %d (%.0fMiB, extracted in %.1fs)" % (
                 os.path.getsize(tpl_path), os.path.getsize(tpl_path) / 1048576, time.monotonic() - t))
             out("Detected container architecture: amd64")
+            ostype, warning = release.detect_guest(root_path)  # PVE::LXC::Setup->new
+            if warning:
+                sys.stderr.write("WARN: %s\n" % warning)
             root["volume"] = vol
-            root["size"] = format_size(int(gib * (1 << 30)))
+            # pve-container alloc: int(GiB * 1024) * 1024 KiB (whole MiB, truncated).
+            root["size"] = format_size(int(gib * 1024) * (1 << 20))
             conf["rootfs"] = schema.print_property_string(root, fmt_root)
             disk = 1
             for k, mp in sorted(mps.items()):
                 if not mp["volume"].startswith("/"):
                     mm = re.fullmatch(r"([^:]+):(\d+(?:\.\d+)?)", mp["volume"])
-                    mvol = "%s:%d/vm-%d-disk-%d.raw" % (mm.group(1), vmid, vmid, disk)
+                    storage.activate(mm.group(1))
+                    storage.write_fault(mm.group(1), "allocating a volume")
+                    mvol = storage.volume_name(mm.group(1), vmid, disk)
                     disk += 1
                     mpath, _ = storage.volume_path(mvol)
                     os.makedirs(mpath)
@@ -271,10 +287,10 @@ def cmd_create(args):
                     if unpriv:
                         os.chown(mpath, lxc.ID_BASE, lxc.ID_BASE)
                     mp["volume"] = mvol
-                    mp["size"] = format_size(int(float(mm.group(2)) * (1 << 30)))
+                    mp["size"] = format_size(int(float(mm.group(2)) * 1024) * (1 << 20))
                 conf[k] = schema.print_property_string(mp, props[k]["format"])
             conf.setdefault("arch", "amd64")
-            conf["ostype"] = detect_ostype(root_path)
+            conf["ostype"] = ostype
             conf.setdefault("hostname", "CT%d" % vmid)
             conf.setdefault("memory", "512")
             conf.setdefault("swap", "512")
@@ -308,17 +324,6 @@ def cmd_create(args):
         if start_after:
             do_start(vmid, locked=True)
     return 0
-
-
-def detect_ostype(rootfs):
-    try:
-        osr = open(os.path.join(rootfs, "etc/os-release")).read()
-        m = re.search(r"^ID=\"?([a-z]+)", osr, re.M)
-        if m and m.group(1) in ("debian", "ubuntu", "alpine", "centos", "fedora", "devuan", "archlinux"):
-            return m.group(1)
-    except OSError:
-        pass
-    return "unmanaged"
 
 
 def prompt_password():
@@ -675,7 +680,7 @@ def destroy_volumes(vmid, conf):
                 continue
             victims.append(path)
     for sid in storage.STORAGES:
-        victims.append(os.path.join(storage.path_of(sid), "images", str(vmid)))
+        victims += storage.vm_volume_dirs(sid, vmid)
     trash = None
     for p in victims:
         if not os.path.lexists(p):
@@ -718,29 +723,43 @@ def cmd_resize(args):
     """Grow a volume. The lab's volumes are directories: only the recorded size changes."""
     o = small("resize", args)
     vmid, disk, size = int(o["vmid"]), o["disk"], o["size"]
-    with ConfigLock(vmid):
+    ext = size.startswith("+")
+    request = schema._parse_size(size.lstrip("+"))
+
+    def load_and_check():
         conf = pveconf.load(vmid)
+        if conf.get("lock"):
+            raise PVEError("CT %d is locked (%s)" % (vmid, conf["lock"]))
         if o.get("digest") and o["digest"] != conf["digest"]:
             raise PVEError("detected modified configuration - file changed by other user? Try again.")
         if not conf.get(disk):
-            raise PVEError("disk '%s' does not exist" % disk)
+            raise PVEError("disk '%s' does not exist" % disk)  # lab wording
         fmt = schema.load_api_schema("pct-create")[disk]["format"]
         mp = schema.parse_property_string(fmt, conf[disk])
         if mp["volume"].startswith("/"):
             raise PVEError("you can't resize a mount point which is not a volume")
+        sid, _ = storage.parse_volume_id(mp["volume"])
+        storage.activate(sid)
         cur = schema._parse_size(mp.get("size", "0")) or 0
-        new = schema._parse_size(size.lstrip("+"))
-        if size.startswith("+"):
-            new += cur
+        new = int(cur + request if ext else request)
         if new < cur:
             raise PVEError("unable to shrink disk size")
         if new == cur:
-            return 0
-        mp["size"] = format_size(new)
-        conf.pop("digest", None)
-        conf[disk] = schema.print_property_string(mp, fmt)
-        pveconf.write(vmid, conf)
-    return 0
+            raise PVEError("disk is already at specified size")
+        return conf, fmt, mp, sid, new
+
+    load_and_check()  # early checks before forking + locking: these exit non-zero
+
+    def worker():
+        with ConfigLock(vmid):
+            conf, fmt, mp, sid, new = load_and_check()
+            storage.write_fault(sid, "resizing volume '%s'" % mp["volume"])
+            mp["size"] = format_size(new)
+            conf.pop("digest", None)
+            conf[disk] = schema.print_property_string(mp, fmt)
+            pveconf.write(vmid, conf)
+    # resize runs in a worker without $upid_exit: a failure inside it exits 0
+    return task.run(worker)
 
 
 # ---------------------------------------------------------------- exec / push / pull
@@ -752,111 +771,227 @@ def require_running(vmid, msg=None):
 
 
 def cmd_exec(args):
-    props = SMALL["exec"]
+    props = exec_props("exec")
     o = schema.getopt(args, props, ["vmid"], USAGE["exec"], list_param="extra-args")
     schema.validate(o, props, USAGE["exec"], skip=("extra-args",))
     vmid = int(o["vmid"])
-    require_running(vmid)
+    ensure_exists(vmid)
+    if not check_running(vmid):
+        raise PVEError("container '%d' not running!" % vmid)
     cmd = o.get("extra-args") or []
     if not cmd:
         raise PVEError("missing command")
-    keep = o.get("keep-env", "1") == "1"
     sys.stdout.flush()
-    return subprocess.call(lxc.attach_cmd(vmid, cmd, keep))
+    return subprocess.call(attach(vmid, cmd, o), env=attach_env())
 
 
 def cmd_enter(args):
-    o = small("enter", args)
+    props = exec_props("enter")
+    o = schema.parse_and_validate(args, props, ["vmid"], USAGE["enter"])
     vmid = int(o["vmid"])
-    require_running(vmid)
-    return subprocess.call(lxc.attach_cmd(vmid, ["/bin/bash", "-l"], o.get("keep-env", "1") == "1"))
+    ensure_exists(vmid)
+    if not check_running(vmid):
+        raise PVEError("container '%d' not running!" % vmid)
+    return subprocess.call(attach(vmid, ["/bin/bash", "-l"], o), env=attach_env())
 
 
-def parse_perms(p):
-    if p is None:
-        return None
+def exec_props(cmd):
+    """--keep-env exists from pve-container 5.0.9 on; older pct refuses it as unknown."""
+    props = dict(SMALL[cmd])
+    if not release.has_keep_env():
+        props.pop("keep-env")
+    return props
+
+
+def attach(vmid, argv, o):
+    if not release.has_keep_env():
+        return lxc.attach_cmd(vmid, argv, keep_env=None)  # lxc-attach's own default (keep)
+    return lxc.attach_cmd(vmid, argv, o.get("keep-env", "1") == "1")
+
+
+def attach_env():
+    env = dict(os.environ)
+    if release.has_keep_env():  # 5.0.9 also scrubs these (fix #5194)
+        env.pop("SSL_CERT_FILE", None)
+        env.pop("SSL_CERT_DIR", None)
+    return env
+
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+
+
+def _open_ns(pid, kind, what):
     try:
-        return int(p, 16) if p.lower().startswith("0x") else int(p, 8)
-    except ValueError:
-        raise PVEError("invalid permission mode '%s'" % p)
+        return os.open("/proc/%d/ns/%s" % (pid, kind), os.O_RDONLY)
+    except OSError:
+        raise PVEError("failed to open the container's %s namespace" % what)
 
 
-PUSH_SH = r'''
-dst=$1; mode=$2; owner=$3; group=$4
-case "$dst" in */*) dir=${dst%/*}; [ -n "$dir" ] || dir=/ ;; *) dir=. ;; esac
-case "$owner" in ''|*[!0-9]*) [ -z "$owner" ] || id -u -- "$owner" >/dev/null 2>&1 || { echo "invalid user '$owner'" >&2; exit 4; } ;; esac
-case "$group" in ''|*[!0-9]*) [ -z "$group" ] || getent group -- "$group" >/dev/null 2>&1 || { echo "invalid group '$group'" >&2; exit 4; } ;; esac
-[ -d "$dir" ] || { echo "failed to open $dst for writing: No such file or directory" >&2; exit 3; }
-[ -d "$dst" ] && { echo "failed to open $dst for writing: Is a directory" >&2; exit 3; }
-umask "$UMASK"
-cat > "$dst" || { echo "failed to write $dst" >&2; exit 3; }
-if [ -n "$owner" ]; then chown -- "$owner" "$dst" || exit 4; fi
-if [ -n "$group" ]; then chgrp -- "$group" "$dst" || exit 4; fi
-if [ -n "$mode" ]; then chmod "$mode" "$dst" || exit 5; fi
-exit 0
-'''
+def _setns(fd, nstype, what):
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        if libc.setns(fd, nstype) != 0:
+            raise PVEError("failed to enter the container's %s namespace" % what)
+    finally:
+        os.close(fd)
+
+
+def in_worker(fn):
+    """Run fn() in a forked child, like fork_worker's child (setns() must not touch the parent).
+    Raises PVEError with the child's error message."""
+    rfd, wfd = os.pipe()
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(rfd)
+        code = 0
+        try:
+            fn()
+        except PVEError as e:
+            os.write(wfd, e.render().rstrip("\n").encode(errors="replace"))
+            code = 1
+        except BaseException as e:  # noqa: B902 - a lab bug must not leave a half-dead child
+            os.write(wfd, ("provision-lab internal error: %r" % e).encode(errors="replace"))
+            code = 1
+        finally:
+            try:
+                sys.stdout.flush()
+            except Exception:
+                pass
+            os._exit(code)
+    os.close(wfd)
+    msg = b""
+    while True:
+        chunk = os.read(rfd, 65536)
+        if not chunk:
+            break
+        msg += chunk
+    os.close(rfd)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise PVEError(msg.decode(errors="replace") or "worker failed")
+
+
+def create_file(path, perms, user, group):
+    """pct.pm create_file: resolve owner, open (new files 0666 & ~umask), chmod/chown; returns fd."""
+    import grp
+    import pwd
+    uid = gid = None
+    if user is not None:
+        if re.fullmatch(r"\d+", user):
+            uid = int(user)
+        else:
+            try:
+                uid = pwd.getpwnam(user).pw_uid
+            except KeyError:
+                raise PVEError("failed to get uid for: %s" % user)
+    if group is not None:
+        if re.fullmatch(r"\d+", group):
+            gid = int(group)
+        else:
+            try:
+                gid = grp.getgrnam(group).gr_gid
+            except KeyError:
+                raise PVEError("failed to get gid for: %s" % group)
+    mode = None
+    if perms is not None:
+        p = perms if perms.startswith("0") else "0" + perms
+        try:  # strtoul(perms, 0): 0x.. hex, 0.. octal
+            mode = int(p, 16) if p.lower().startswith("0x") else int(p, 8)
+        except ValueError:
+            raise PVEError("invalid mode: '%s'" % p)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0)
+        if mode is None:
+            um = os.umask(0)
+            os.umask(um)
+            mode = 0o666 & ~um
+    except OSError:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        except OSError as e:
+            raise PVEError("failed to create file: %s: %s" % (path, e.strerror))
+    if mode is not None:
+        os.fchmod(fd, mode)
+    if uid is not None or gid is not None:
+        st = os.fstat(fd)
+        try:
+            os.fchown(fd, st.st_uid if uid is None else uid, st.st_gid if gid is None else gid)
+        except OSError as e:
+            raise PVEError("failed to change file owner: %s" % e.strerror)
+    return fd
+
+
+def copy_fd(src, dst):
+    """File::Copy::copy as pct calls it: the result is not checked, so a write error (a full
+    disk) ends the copy silently and the task still succeeds, leaving a truncated file."""
+    while True:
+        try:
+            buf = os.read(src, 1 << 16)
+        except OSError:
+            return
+        if not buf:
+            return
+        try:
+            while buf:
+                n = os.write(dst, buf)
+                buf = buf[n:]
+        except OSError:
+            return
 
 
 def cmd_push(args):
     o = small("push", args)
     vmid = int(o["vmid"])
     src, dst = o["file"], o["destination"]
-    perms = parse_perms(o.get("perms"))
-    ensure_exists(vmid)
-    if not check_running(vmid):
-        raise PVEError("can only push files to a running CT")
-    if not dst.startswith("/"):
-        raise PVEError("destination must be an absolute path")
-    try:
-        fsrc = open(src, "rb")
-    except OSError as e:
-        raise PVEError("failed to open %s for reading" % src if e.errno != 21 else "%s: Is a directory" % src)
-    um = os.umask(0)
-    os.umask(um)
-    with fsrc:
-        cmd = lxc.attach_cmd(vmid, ["/bin/sh", "-c", PUSH_SH, "sh", dst,
-                                    "%o" % perms if perms is not None else "",
-                                    o.get("user", ""), o.get("group", "")], keep_env=False,
-                              extra=["--set-var=UMASK=%03o" % um])
-        r = subprocess.run(cmd, stdin=fsrc, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if r.returncode != 0:
-        raise PVEError(r.stderr.decode(errors="replace").strip() or "pushing %s failed" % dst)
-    return 0
+    with ConfigLock(vmid):
+        conf = pveconf.load(vmid)
+        if not check_running(vmid):
+            raise PVEError("can only push files to a running CT")
+        unpriv = conf.get("unprivileged") == "1"
+        pid = lxc.init_pid(vmid)
+
+        def worker():
+            try:
+                sfd = os.open(src, os.O_RDONLY)
+            except OSError:
+                raise PVEError("failed to open %s for reading" % src)
+            mntns = _open_ns(pid, "mnt", "mount")
+            userns = _open_ns(pid, "user", "user") if unpriv else None
+            _setns(mntns, CLONE_NEWNS, "mount")
+            os.chdir("/")
+            if unpriv:
+                _setns(userns, CLONE_NEWUSER, "user")
+                os.setgid(0)
+                os.setuid(0)
+            dfd = create_file(dst, o.get("perms"), o.get("user"), o.get("group"))
+            copy_fd(sfd, dfd)
+        # a worker without $upid_exit: a failed copy exits 0
+        return task.run(lambda: in_worker(worker))
 
 
 def cmd_pull(args):
     o = small("pull", args)
     vmid = int(o["vmid"])
     src, dst = o["path"], o["destination"]
-    perms = parse_perms(o.get("perms"))
-    ensure_exists(vmid)
-    if not check_running(vmid):
-        raise PVEError("can only pull files from a running CT")
-    parent = os.path.dirname(os.path.abspath(dst))
-    if not os.path.isdir(parent):
-        raise PVEError("failed to open %s for writing: No such file or directory" % dst)
-    sh = '[ -f "$1" ] || { [ -e "$1" ] && echo "$1: not a regular file" >&2 || echo "failed to open $1: No such file or directory" >&2; exit 3; }; exec cat -- "$1"'
-    tmp = dst + ".pct-pull.%d" % os.getpid()
-    with open(tmp, "wb") as f:
-        r = subprocess.run(lxc.attach_cmd(vmid, ["/bin/sh", "-c", sh, "sh", src], keep_env=False),
-                           stdout=f, stderr=subprocess.PIPE)
-    if r.returncode != 0:
-        os.unlink(tmp)
-        raise PVEError(r.stderr.decode(errors="replace").strip() or "pulling %s failed" % src)
-    if perms is not None:
-        os.chmod(tmp, perms)
-    if o.get("user") or o.get("group"):
-        import grp
-        import pwd
-        try:
-            uid = int(o["user"]) if (o.get("user") or "").isdigit() else (pwd.getpwnam(o["user"]).pw_uid if o.get("user") else -1)
-            gid = int(o["group"]) if (o.get("group") or "").isdigit() else (grp.getgrnam(o["group"]).gr_gid if o.get("group") else -1)
-        except KeyError as e:
-            os.unlink(tmp)
-            raise PVEError("invalid user or group %s" % e)
-        os.chown(tmp, uid, gid)
-    os.rename(tmp, dst)
-    return 0
+    with ConfigLock(vmid):
+        pveconf.load(vmid)
+        if not check_running(vmid):
+            raise PVEError(release.pull_stopped_line())
+        pid = lxc.init_pid(vmid)
+
+        def worker():
+            dfd = create_file(dst, o.get("perms"), o.get("user"), o.get("group"))
+            _setns(_open_ns(pid, "mnt", "mount"), CLONE_NEWNS, "mount")
+            os.chdir("/")
+            try:
+                sfd = os.open(src, os.O_RDONLY)
+            except OSError as e:
+                raise PVEError("failed to open %s: %s" % (src, e.strerror))
+            copy_fd(sfd, dfd)
+        return task.run(lambda: in_worker(worker))
 
 
 # ---------------------------------------------------------------- main

@@ -5,7 +5,7 @@ import os
 import shutil
 import sys
 
-from . import schema, storage
+from . import release, schema, storage, task
 from .common import PVEError, cache_dir, param_error, require_lab
 
 USAGE = {
@@ -19,8 +19,25 @@ SECTION = {"type": "string", "enum": ["system", "mail", "turnkeylinux"], "option
 STORE = {"type": "string", "format": "pve-storage-id"}
 
 
+# Ubuntu `system` templates of pve-manager's shipped aplinfo.dat (pve-releases.md section 5): listed
+# in the index like a node lists them, but the lab cannot download them (it reaches only the
+# Debian mirror), so `pveam download` of one fails like a download that cannot reach its server.
+UBUNTU_INDEX = [
+    "ubuntu-22.04-standard_22.04-1_amd64.tar.zst",
+    "ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
+    "ubuntu-25.04-standard_25.04-1.1_amd64.tar.zst",
+    "ubuntu-26.04-standard_26.04-1_amd64.tar.zst",
+]
+URL = "lab-index://images/system/%s"  # where a node's index points (the lab names no real host)
+
+
+def built_templates():
+    """Debian templates the lab built (labctl up): name -> path in the template cache."""
+    return {os.path.basename(p): p for p in glob.glob(os.path.join(cache_dir(), "debian-*-standard_*_amd64.tar.*"))}
+
+
 def available_templates():
-    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(cache_dir(), "*-standard_*_amd64.tar.*")))
+    return sorted(set(built_templates()) | set(UBUNTU_INDEX))
 
 
 def cmd_update(args):
@@ -36,7 +53,10 @@ def cmd_available(args):
     if o.get("section") not in (None, "system"):
         return 0
     for t in available_templates():
-        print("%-15s %s" % ("system", t))
+        if release.pveam_arch_column():  # pve-manager 9.2.7 added the architecture
+            print("%-15s %-60s %s" % ("system", t, "amd64"))
+        else:
+            print("%-15s %s" % ("system", t))
     return 0
 
 
@@ -62,25 +82,44 @@ def cmd_download(args):
                                   ["storage", "template"], USAGE["download"])
     require_lab()
     sid, name = o["storage"], o["template"]
-    storage.check_exists(sid)
     if name not in available_templates():
         raise param_error({"template": "no such template"}, USAGE["download"])
+    storage.check_exists(sid)
     if "vztmpl" not in storage.STORAGES[sid]["content"]:
         raise PVEError("storage '%s' does not support templates" % sid)
-    src = os.path.join(cache_dir(), name)
+    # From here on PVE runs a worker without $upid_exit: a failed download exits 0.
+    return task.run(lambda: download(sid, name))
+
+
+def download(sid, name):
     d = storage.template_dir(sid)
-    os.makedirs(d, exist_ok=True)
     dest = os.path.join(d, name)
-    if os.path.exists(dest) and os.path.getsize(dest) == os.path.getsize(src):
-        print("file '%s' already exists - no need to download" % dest)
-        return 0
-    print("downloading lab-cache:%s to %s" % (name, dest))
+    url = URL % name
+    print("downloading %s to %s" % (url, dest))
+    src = built_templates().get(name)
+    if os.path.isfile(dest) and src and os.path.getsize(dest) == os.path.getsize(src):
+        sys.stdout.write("calculating checksum of existing file...")
+        print("OK, got correct file already, no need to download")
+        return
+    storage.activate(sid)
+    storage.write_fault(sid, "download of '%s'" % name)
+    if src is None:
+        # what wget prints when the template server cannot be reached
+        sys.stderr.write("--  %s\nprovision-lab: the lab node reaches only the Debian mirror; "
+                         "'%s' is listed in its index but cannot be downloaded here\n" % (url, name))
+        raise PVEError("download failed: command 'wget --progress=dot:giga -O %s.tmp_dwnl.%d %s' failed: "
+                       "exit code 4" % (dest, os.getpid(), url))
+    os.makedirs(d, exist_ok=True)
     tmp = dest + ".tmp_dwnl.%d" % os.getpid()
-    shutil.copyfile(src, tmp)
-    print("calculating checksum...OK, checksum verified")
-    os.rename(tmp, dest)
-    print("download of 'lab-cache:%s' to '%s' finished" % (name, dest))
-    return 0
+    try:
+        shutil.copyfile(src, tmp)
+        sys.stdout.write("calculating checksum...")
+        print("OK, checksum verified")
+        os.rename(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    print("download of '%s' to '%s' finished" % (url, dest))
 
 
 def cmd_remove(args):

@@ -6,7 +6,7 @@ import re
 import sys
 
 from . import conf as pveconf
-from . import lxc, pct, schema, storage
+from . import lxc, pct, release, schema, storage
 from .common import PVEError, node_name, param_error, require_lab
 
 USAGE_GET = "pvesh get <api_path> [OPTIONS] [FORMAT_OPTIONS]"
@@ -80,20 +80,21 @@ def routes():
     n = r"(?P<node>[^/]+)"
     v = r"(?P<vmid>[^/]+)"
     return [
-        (r"/version", {}, lambda m, o: {"version": "9.1.1", "release": "9.1", "repoid": "provision-lab"}),
+        (r"/version", {}, lambda m, o: version()),
         (r"/nodes", {}, lambda m, o: [dict(node_resource(), id="node/%s" % node_name(), ssl_fingerprint="")]),
         (r"/nodes/%s" % n, {}, lambda m, o: [{"name": x} for x in ("lxc", "status", "storage", "version")]),
         (r"/nodes/%s/status" % n, {}, lambda m, o: {"uptime": node_resource()["uptime"],
                                                      "cpuinfo": {"cpus": os.cpu_count() or 1},
                                                      "memory": {"total": _memtotal()},
-                                                     "pveversion": "pve-manager/9.1.1/provision-lab"}),
-        (r"/nodes/%s/version" % n, {}, lambda m, o: {"version": "9.1.1", "release": "9.1", "repoid": "provision-lab"}),
+                                                     "pveversion": release.manager_text(),
+                                                     "kversion": "Linux %s" % release.info()["kernel"]}),
+        (r"/nodes/%s/version" % n, {}, lambda m, o: version()),
         (r"/nodes/%s/storage" % n, {"content": CONTENT, "storage": {"type": "string", "format": "pve-storage-id", "optional": True},
                                     "enabled": {"type": "boolean", "optional": True},
                                     "format": {"type": "boolean", "optional": True},
                                     "target": {"type": "string", "optional": True}},
-         lambda m, o: [dict(s, total=s["total"], used=s["used"], avail=s["avail"])
-                       for s in storage.status_list(o.get("content"), o.get("storage"))]),
+         lambda m, o: [{k: v for k, v in s.items() if k != "used_fraction" or s["active"]}
+                       for s in storage.status_list(o.get("content"), o.get("storage"), warn=sys.stderr.write)]),
         (r"/nodes/%s/storage/(?P<sid>[^/]+)/content" % n, {"content": CONTENT, "vmid": VMID_OPT}, storage_content),
         (r"/nodes/%s/lxc" % n, {}, lambda m, o: ct_list()),
         (r"/nodes/%s/lxc/%s" % (n, v), {}, lambda m, o: _ct(m) and [{"subdir": s} for s in
@@ -103,7 +104,7 @@ def routes():
         (r"/nodes/%s/lxc/%s/config" % (n, v), {"current": {"type": "boolean", "optional": True},
                                                "snapshot": {"type": "string", "optional": True}}, ct_config),
         (r"/nodes/%s/lxc/%s/pending" % (n, v), {}, lambda m, o: pct.pending_items(_ct(m))),
-        (r"/nodes/%s/lxc/%s/interfaces" % (n, v), {}, ct_interfaces),
+        (r"/nodes/%s/lxc/%s/interfaces" % (n, v), {}, ct_interfaces) if release.has_interfaces_api() else None,
         (r"/cluster/nextid", {"vmid": VMID_OPT}, nextid),
         (r"/cluster/resources", {"type": {"type": "string", "enum": ["vm", "storage", "node", "sdn"], "optional": True}},
          resources),
@@ -150,24 +151,42 @@ def ct_config(m, o):
     return {k: (schema.typed(k, v, props) if k != "digest" else v) for k, v in c.items()}
 
 
+def version():
+    return {"version": release.info()["manager"], "release": release.short(), "repoid": release.repoid()}
+
+
 def ct_interfaces(m, o):
+    """PVE::LXC::get_interfaces: a stopped CT has no PID, so the call returns nothing (null)."""
     vmid = _ct(m)
     if not lxc.is_running(vmid):
-        raise PVEError("CT %d not running" % vmid)
-    return lxc.interfaces(vmid)
+        return None
+    res = []
+    for i in lxc.interfaces(vmid):
+        e = {"name": i["name"], "hwaddr": i["hwaddr"]}
+        for fam, addr, plen in i["addrs"]:
+            e[fam] = "%s/%s" % (addr, plen)  # the last address of each family wins, as in PVE
+        if release.interfaces_all_addresses():
+            e["hardware-address"] = i["hwaddr"]
+            e["ip-addresses"] = [{"ip-address-type": fam, "ip-address": addr, "prefix": plen}
+                                 for fam, addr, plen in i["addrs"]]
+        res.append(e)
+    return res
 
 
 def nextid(m, o):
+    """An integer, as the API schema says (`returns => { type => 'integer' }`)."""
     used = set(pveconf.list_vmids())
     if o.get("vmid"):
         v = int(o["vmid"])
         if v in used:
             raise param_error({"vmid": "VM %d already exists" % v}, USAGE_GET)
-        return str(v)
+        return v
     i = 100
     while i in used:
         i += 1
-    return str(i)
+    if i >= 1000000:
+        raise PVEError("unable to get any free VMID in range [100, 1000000]")
+    return i
 
 
 def resources(m, o):
@@ -235,7 +254,10 @@ def cmd_get(args):
     p = "/" + path.strip("/")
     p = re.sub(r"/+", "/", p)
     require_lab()
-    for rx, params, handler in routes():
+    for route in routes():
+        if route is None:
+            continue
+        rx, params, handler = route
         m = re.fullmatch(rx, p)
         if not m:
             continue
@@ -249,7 +271,8 @@ def cmd_get(args):
         data = handler(m, o)
         sys.stdout.write(render(data, o.get("output-format", "text")))
         return 0
-    raise PVEError("no 'get' handler for '%s'" % p)
+    sys.stderr.write("No 'get' handler defined for '%s'\n" % path)
+    return 1
 
 
 def usage_all(err):

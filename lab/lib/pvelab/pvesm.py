@@ -1,10 +1,10 @@
 """`pvesm` of the lab node: `status` (and `list`) over the two lab storages."""
 
-import os
+import re
 import sys
 
-from . import schema, storage
-from .common import require_lab
+from . import release, schema, storage
+from .common import PVEError, require_lab
 
 CONTENT = {"type": "string", "optional": True, "enum": ["backup", "images", "iso", "rootdir", "snippets", "vztmpl", "import"]}
 STORE = {"type": "string", "format": "pve-storage-id", "optional": True}
@@ -23,13 +23,16 @@ def cmd_status(args):
     require_lab()
     if o.get("storage"):
         storage.check_exists(o["storage"])
-    rows = storage.status_list(o.get("content"), o.get("storage"))
+    rows = storage.status_list(o.get("content"), o.get("storage"), warn=sys.stderr.write)
     width = max([len(r["storage"]) for r in rows] + [0]) + 1
-    print(("%-" + str(width) + "s %10s %10s %15s %15s %15s %8s") % ("Name", "Type", "Status", "Total", "Used", "Available", "%"))
+    # libpve-storage-perl 9.0.14 put the unit into the headings
+    cols = ("Total (KiB)", "Used (KiB)", "Available (KiB)") if release.pvesm_units_header() else ("Total", "Used", "Available")
+    print(("%-" + str(width) + "s %10s %10s %15s %15s %15s %8s") % (("Name", "Type", "Status") + cols + ("%",)))
     for r in rows:
         per = (r["used"] * 100.0 / r["total"]) if r["total"] else 0
         print(("%-" + str(width) + "s %10s %10s %15d %15d %15d % 7.2f%%") % (
-            r["storage"], r["type"], "active", r["total"] // 1024, r["used"] // 1024, r["avail"] // 1024, per))
+            r["storage"], r["type"], "active" if r["active"] else "inactive",
+            r["total"] // 1024, r["used"] // 1024, r["avail"] // 1024, per))
     return 0
 
 
@@ -39,22 +42,41 @@ def cmd_list(args):
                                   ["storage"], USAGE["list"])
     require_lab()
     sid = o["storage"]
-    storage.check_exists(sid)
+    storage.activate(sid)
     rows = []
     for t in storage.list_templates(sid):
-        rows.append((t["volid"], t["format"], "vztmpl", t["size"], ""))
-    base = os.path.join(storage.path_of(sid), "images")
-    if os.path.isdir(base):
-        for vmid in sorted(os.listdir(base), key=lambda x: int(x) if x.isdigit() else 0):
-            for v in sorted(os.listdir(os.path.join(base, vmid))):
-                rows.append(("%s:%s/%s" % (sid, vmid, v), "subvol", "rootdir", 0, vmid))
+        rows.append((t["volid"], t["format"], "vztmpl", t["size"], None))
+    for volid, vmid, fmt in storage.list_volumes(sid):
+        rows.append((volid, fmt, "rootdir" if fmt == "subvol" else "images", volume_size(volid), vmid))
     if o.get("content"):
         rows = [r for r in rows if r[2] == o["content"]]
     if o.get("vmid"):
-        rows = [r for r in rows if r[4] == o["vmid"]]
-    print("%-50s %-6s %-10s %12s %s" % ("Volid", "Format", "Type", "Size", "VMID"))
+        rows = [r for r in rows if r[4] == int(o["vmid"])]
+    # pve-storage's print_content: widths from the data; VMID rows first, then the rest by format
+    namew = max([len(r[0]) for r in rows] + [5])
+    sizew = max([len(str(r[3])) for r in rows] + [1])
+    fmt = "%%-%ds %%-7s %%-9s %%%ds" % (namew, sizew)
+    print((fmt + " %s") % ("Volid", "Format", "Type", "Size", "VMID"))
     for r in rows:
-        print("%-50s %-6s %-10s %12d %s" % r)
+        if r[4]:
+            print((fmt + " %d") % r)
+    for r in sorted([r for r in rows if not r[4]], key=lambda r: r[1]):
+        print(fmt % r[:4])
+    return 0
+
+
+def volume_size(volid):
+    """The size recorded in the owning CT's config (the lab's volumes are directories)."""
+    from . import conf as pveconf
+    m = re.search(r"(\d+)", volid.split(":", 1)[1])
+    try:
+        conf = pveconf.load(int(m.group(1)))
+    except (PVEError, AttributeError, ValueError):
+        return 0
+    for k, v in conf.items():
+        if (k == "rootfs" or re.fullmatch(r"mp\d+", k)) and (v.startswith(volid + ",") or v == volid):
+            sm = re.search(r"(?:^|,)size=([^,]+)", v)
+            return schema._parse_size(sm.group(1)) if sm else 0
     return 0
 
 
@@ -62,6 +84,7 @@ def cmd_path(args):
     o = schema.parse_and_validate(args, {"volume": {"type": "string"}}, ["volume"], USAGE["path"])
     require_lab()
     path, _ = storage.volume_path(o["volume"])
+    storage.activate(storage.parse_volume_id(o["volume"])[0])
     print(path)
     return 0
 

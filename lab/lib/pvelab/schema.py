@@ -1,4 +1,4 @@
-"""PVE's parameter handling, re-done generically from the JSON schemas in ../shared/pve-schema/.
+"""PVE's parameter handling, re-done generically from the JSON schemas in lab/pve-schema/.
 
 Mirrors PVE::JSONSchema (pve-common): Getopt::Long parsing (--opt/-opt, --opt=value,
 unique prefixes, case-insensitive, permuted positionals, booleans with optional value,
@@ -20,8 +20,10 @@ _cache = {}
 
 def load_api_schema(name):
     """pct-create / pct-set: returns {param_name: schema} with indexed families expanded."""
-    if name in _cache:
-        return _cache[name]
+    from . import release
+    key = (name, release.name())
+    if key in _cache:
+        return _cache[key]
     with open(os.path.join(SCHEMA_DIR, name + ".json")) as f:
         raw = json.load(f)
     props = {}
@@ -42,7 +44,8 @@ def load_api_schema(name):
                 props[q["name"]] = q
         else:
             props[p["name"]] = p
-    _cache[name] = props
+    props = release.apply_schema(props)
+    _cache[key] = props
     return props
 
 
