@@ -419,15 +419,15 @@ fn converge_inner(
     let t0 = Instant::now();
     let inside = facts::gather_inside(ct.as_ref(), &file_dests)?;
     tracing::debug!("ct/{vmid}: ready and facts read in {:?}", t0.elapsed());
-    let ip = plan::plan_inside(
-        &req.profile,
-        node_plan.driver,
-        &inside,
-        &src,
+    let ip = plan::plan_inside(&plan::InsideInput {
+        profile: &req.profile,
+        driver: node_plan.driver,
+        facts: &inside,
+        sources: &src,
         files,
         password,
-        &ctx.opts,
-    )?;
+        opts: &ctx.opts,
+    })?;
     r.report.already.extend(ip.already.iter().cloned());
     r.report.notes.extend(ip.notes.iter().cloned());
     for step in &ip.steps {

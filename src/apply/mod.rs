@@ -220,15 +220,15 @@ pub fn prepare(
             .max(100),
         _ => req.vmid.unwrap_or(0),
     };
-    let node_plan = plan::plan_node(
+    let node_plan = plan::plan_node(&plan::NodeInput {
         req,
-        nf,
-        existing.as_ref(),
-        ct.as_ref(),
-        tf.as_ref(),
-        proposed,
-        &ctx.opts,
-    )?;
+        facts: nf,
+        existing: existing.as_ref(),
+        ct: ct.as_ref(),
+        templates: tf.as_ref(),
+        proposed_vmid: proposed,
+        opts: &ctx.opts,
+    })?;
     let key = format!(
         "{:?}/{:?}",
         node_plan.driver, req.profile.docker.fuse_overlayfs

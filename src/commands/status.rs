@@ -295,15 +295,15 @@ fn entry_status(targets: &Targets, i: usize, e: &Entry) -> EntryStatus {
             return s;
         }
     };
-    let np = match plan::plan_node(
-        &e.request,
-        &t.facts,
-        Some(g),
-        Some(&cfg),
-        None,
-        g.vmid,
-        &opts,
-    ) {
+    let np = match plan::plan_node(&plan::NodeInput {
+        req: &e.request,
+        facts: &t.facts,
+        existing: Some(g),
+        ct: Some(&cfg),
+        templates: None,
+        proposed_vmid: g.vmid,
+        opts: &opts,
+    }) {
         Ok(np) => np,
         Err(err) => {
             s.state = State::Conflict;
