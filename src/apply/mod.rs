@@ -11,7 +11,7 @@ use crate::facts::{self, Guest, InsideFacts, NodeFacts, TemplateFacts};
 use crate::plan::{self, Action, Content, InsidePlan, NodePlan, ProfileFiles, SourceFacts, Step};
 use crate::profile::{Driver, FuseSource};
 use crate::progress::Line;
-use crate::report::{ContainerReport, Failure, Outcome, StepReport};
+use crate::report::{ContainerReport, Failure, Outcome, StepReport, StepStatus};
 use crate::request::{Options, Request};
 use crate::transport::pct::Pct;
 use crate::transport::{CmdFailed, Transport, run_ok};
