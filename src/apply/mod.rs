@@ -141,7 +141,7 @@ impl Ctx {
         created: bool,
     ) -> Result<Arc<dyn Transport>> {
         let access = &req.profile.access;
-        if access.method != "ssh" {
+        if access.method != crate::profile::AccessMethod::Ssh {
             return Ok((self.container)(vmid));
         }
         let static_ip = Some(req.profile.network.ip.as_str()).filter(|ip| ip.contains('/'));

@@ -326,7 +326,7 @@ fn entry_status(targets: &Targets, i: usize, e: &Entry) -> EntryStatus {
         (true, false) => State::Stopped,
     };
     s.expected_driver = np.driver.map(|d| d.as_str().to_string());
-    if e.request.profile.docker.install == "none" {
+    if e.request.profile.docker.install == crate::profile::DockerInstall::None {
         s.docker = DockerState::NotWanted;
     } else if running {
         let ct = Pct {

@@ -44,7 +44,7 @@ pub(super) fn template_storage(p: &Profile) -> String {
 }
 
 pub(super) fn uses_docker(p: &Profile) -> bool {
-    p.docker.install != "none"
+    p.docker.install != crate::profile::DockerInstall::None
 }
 
 pub(super) fn gib(kib: u64) -> String {

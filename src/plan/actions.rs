@@ -274,19 +274,12 @@ fn set_actions(id: &str, set: &[(String, String)]) -> Vec<Action> {
 }
 
 /// The install script with the Docker method (and docker-ce repository) and the packages.
-fn install_actions(docker: &Option<String>, packages: &[String]) -> Vec<Action> {
-    let (method, repo) = match docker.as_deref() {
-        Some(m) if m.starts_with("docker-ce ") => (
-            "docker-ce".to_string(),
-            Some(m["docker-ce ".len()..].to_string()),
-        ),
-        Some(m) => (m.to_string(), None),
-        None => ("none".to_string(), None),
+fn install_actions(docker: &Option<DockerSource>, packages: &[String]) -> Vec<Action> {
+    let mut args: Vec<&str> = match docker {
+        Some(DockerSource::Distro) => vec!["distro"],
+        Some(DockerSource::DockerCe { repository }) => vec!["docker-ce", repository],
+        None => vec!["none"],
     };
-    let mut args: Vec<&str> = vec![&method];
-    if let Some(r) = &repo {
-        args.push(r);
-    }
     args.extend(packages.iter().map(String::as_str));
     vec![Action::Inside(sh(INSTALL_SCRIPT, &args), None)]
 }

@@ -2,6 +2,7 @@
 //! daemon.json, files, commands, password and verification.
 
 use super::*;
+use crate::profile::DockerInstall;
 
 /// Marker for the profile's commands: their SHA-256.
 pub fn commands_marker(cmds: &[Vec<String>]) -> String {
@@ -34,7 +35,9 @@ pub struct InsideInput<'a> {
 pub fn plan_inside(i: &InsideInput<'_>) -> Result<InsidePlan> {
     let (p, f) = (i.profile, i.facts);
     let mut plan = InsidePlan::default();
-    let docker = i.driver.filter(|_| p.docker.install != "none");
+    let docker = i
+        .driver
+        .filter(|_| p.docker.install != crate::profile::DockerInstall::None);
     if let Some(driver) = docker {
         plan_docker(i, driver, &mut plan)?;
     }
@@ -77,12 +80,16 @@ fn plan_packages(
             why: "dockerd is installed".into(),
         });
         None
-    } else if p.docker.install == "present" {
-        bail!("docker.install = \"present\" but dockerd is not installed in the container");
-    } else if p.docker.install == "docker-ce" {
-        Some(format!("docker-ce {}", p.docker.repository))
     } else {
-        Some(p.docker.install.clone())
+        match p.docker.install {
+            DockerInstall::Present => {
+                bail!("docker.install = \"present\" but dockerd is not installed in the container")
+            }
+            DockerInstall::DockerCe => Some(DockerSource::DockerCe {
+                repository: p.docker.repository.clone(),
+            }),
+            DockerInstall::Distro | DockerInstall::None => Some(DockerSource::Distro),
+        }
     };
     if p.docker.verify_image.is_empty() && !f.busybox {
         pkgs.push("busybox-static".to_string());

@@ -163,7 +163,7 @@ fn choose_driver(
         .find(|s| s.name == disk_storage)
         .map(|s| s.kind.as_str());
     let (auto_driver, auto_reason) = decide_driver(disk_kind, nf.zfs_version.as_deref());
-    if p.docker.install != "none" {
+    if p.docker.install != crate::profile::DockerInstall::None {
         match p.docker.storage_driver {
             Driver::Auto => {
                 plan.driver = Some(auto_driver);

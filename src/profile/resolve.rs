@@ -20,7 +20,7 @@ pub fn resolve(
     let feat = m.features.clone().unwrap_or_default();
     let dock = m.docker.clone().unwrap_or_default();
     let fo = dock.fuse_overlayfs.clone().unwrap_or_default();
-    let install = dock.install.clone().unwrap_or_else(|| "none".into());
+    let install = DockerInstall::parse(dock.install.as_deref().unwrap_or("none"));
     let driver = Driver::parse(dock.storage_driver.as_deref().unwrap_or("auto"));
     let unprivileged = m.unprivileged.unwrap_or(true);
     let mut features = Features {
@@ -33,7 +33,7 @@ pub fn resolve(
     cross_field_rules(
         &CrossFields {
             layers,
-            install: &install,
+            install,
             driver,
             unprivileged,
             fuse_asked: feat.fuse,
@@ -137,7 +137,7 @@ fn resolve_fuse_source(
 /// The merged values that rules across fields look at.
 struct CrossFields<'a> {
     layers: &'a [(Layer, Index)],
-    install: &'a str,
+    install: DockerInstall,
     driver: Driver,
     unprivileged: bool,
     /// `features.fuse` as the layers set it (None: not set).
@@ -156,7 +156,7 @@ fn cross_field_rules(
 ) {
     let (layers, install, driver, unprivileged) = (c.layers, c.install, c.driver, c.unprivileged);
     let net = c.network;
-    if install != "none" {
+    if install != DockerInstall::None {
         if driver == Driver::FuseOverlayfs || driver == Driver::Auto {
             if c.fuse_asked == Some(false) && driver == Driver::FuseOverlayfs {
                 let i = last_setter(layers, &|l| {
@@ -181,7 +181,7 @@ fn cross_field_rules(
             warnings.push("Docker in an unprivileged container needs features.keyctl = true (runc uses keyctl)".to_string());
         }
     }
-    if install == "docker-ce" && c.repository.is_none() {
+    if install == DockerInstall::DockerCe && c.repository.is_none() {
         let i = last_setter(layers, &|l| {
             l.docker.as_ref().is_some_and(|d| d.install.is_some())
         });
@@ -228,7 +228,10 @@ fn network(net: NetworkLayer) -> Network {
 /// `[access]` with its defaults.
 fn access(a: AccessLayer) -> Access {
     Access {
-        method: a.method.unwrap_or_else(|| "pct".into()),
+        method: match a.method.as_deref() {
+            Some("ssh") => AccessMethod::Ssh,
+            _ => AccessMethod::Pct,
+        },
         address: a.address,
         port: a.port.unwrap_or(22) as u16,
         identity: a.identity,
