@@ -17,7 +17,7 @@ use crate::facts::{self, NodeFacts};
 use crate::labfile::Entry;
 use crate::plan::{self, ProfileFiles};
 use crate::progress::{Line, Progress};
-use crate::report::{ContainerReport, Failure, Outcome, RunReport};
+use crate::report::{ContainerReport, Failure, Outcome, RunReport, StepStatus};
 use crate::transport::Transport;
 use anyhow::Result;
 use std::panic::AssertUnwindSafe;
@@ -168,6 +168,7 @@ pub fn failed_report(name: &str, step: &str, message: String, left: &str) -> Con
         left: left.to_string(),
         usage: false,
         known_issue: None,
+        interrupted: false,
     });
     r
 }
@@ -290,11 +291,8 @@ pub fn converge_all(
             Some(mut r) => {
                 // Interrupted before any of its steps ran: nothing was changed, so it is as
                 // good as not started.
-                let nothing_ran = !r.steps.iter().any(|s| s.status == "done");
-                let by_interrupt = r
-                    .failure
-                    .as_ref()
-                    .is_some_and(|f| f.message.contains("interrupted"));
+                let nothing_ran = !r.steps.iter().any(|s| s.status == StepStatus::Done);
+                let by_interrupt = r.failure.as_ref().is_some_and(|f| f.interrupted);
                 if interrupted && nothing_ran && by_interrupt && r.outcome == Outcome::Failed {
                     r.outcome = Outcome::Skipped;
                     let left = r.failure.take().map(|f| f.left).unwrap_or_default();

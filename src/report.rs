@@ -53,13 +53,33 @@ pub struct StepReport {
     pub name: String,
     /// Why it ran.
     pub why: String,
-    /// done | failed.
-    pub status: String,
+    /// Whether it worked.
+    pub status: StepStatus,
     /// How long it took.
     pub duration_ms: u64,
     /// A short result line, when the step has one (verification).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub detail: String,
+}
+
+/// How a step ended (`done` / `failed` in JSON).
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// It worked.
+    Done,
+    /// It failed (or did not start: interrupted).
+    Failed,
+}
+
+impl StepStatus {
+    /// `done` or `failed`, as in the JSON report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Done => "done",
+            StepStatus::Failed => "failed",
+        }
+    }
 }
 
 /// Why a container failed.
@@ -79,6 +99,9 @@ pub struct Failure {
     /// A known issue the failure's text shows (docs/known-issues.md): its cause and fix.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub known_issue: Option<crate::known_issues::Diagnosis>,
+    /// The run was interrupted (SIGINT/SIGTERM) before the failing step started.
+    #[serde(skip)]
+    pub interrupted: bool,
 }
 
 /// The outcome of one container.
@@ -155,7 +178,11 @@ impl ContainerReport {
             let _ = writeln!(s, "  storage driver: {d} ({})", self.driver_reason);
         }
         for st in &self.steps {
-            let mark = if st.status == "done" { "✔" } else { "✘" };
+            let mark = if st.status == StepStatus::Done {
+                "✔"
+            } else {
+                "✘"
+            };
             let _ = writeln!(
                 s,
                 "  {mark} {:<24} {:>6.1} s  {}",

@@ -248,7 +248,11 @@ fn container_full(s: &mut String, c: &ContainerReport, w: usize) {
     // "  ✔ NAME(24) 000.0 s  " then the explanation, wrapped under itself.
     let hang = " ".repeat(2 + 2 + 24 + 1 + 8 + 2);
     for st in &c.steps {
-        let mark = if st.status == "done" { "✔" } else { "✘" };
+        let mark = if st.status == crate::report::StepStatus::Done {
+            "✔"
+        } else {
+            "✘"
+        };
         let first = format!(
             "  {mark} {} {:>6.1} s  ",
             pad(&clean(&st.name), 24),

@@ -17,7 +17,7 @@ use provision::error;
 use provision::labfile::{self, Entry, LabFile};
 use provision::profile::Layer;
 use provision::progress::{Mode, Progress};
-use provision::report::{Outcome, RunReport};
+use provision::report::{Outcome, RunReport, StepStatus};
 use provision::request::Options;
 use provision::transport::{LockGuard, Transport};
 use std::collections::BTreeMap;
@@ -481,7 +481,7 @@ fn interrupt_starts_no_new_container_and_lets_the_running_step_finish() {
         first
             .steps
             .iter()
-            .any(|s| s.name == "create" && s.status == "done")
+            .any(|s| s.name == "create" && s.status == StepStatus::Done)
     );
     let f = first.failure.as_ref().unwrap();
     assert!(f.message.contains("interrupted"), "{f:?}");

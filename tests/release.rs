@@ -159,7 +159,11 @@ fn a_push_that_fails_with_exit_0_is_a_failure_of_its_step() {
             "{dest} {task_error}: {}",
             f.message
         );
-        assert!(!r.steps.iter().any(|s| s.name == step && s.status == "done"));
+        assert!(
+            !r.steps
+                .iter()
+                .any(|s| s.name == step && s.status == provision::report::StepStatus::Done)
+        );
         // The next run, with the push working again, completes the container.
         node.with(|s| s.push_task_fails = None);
         let r = run_once(&node, &req, Options::default());

@@ -508,7 +508,7 @@ fn lock_names_cannot_leave_the_lock_directory() {
 /// A container reached over SSH at 127.0.0.1:PORT (the test's sshd), as provision opens it.
 fn container(sshd: &Sshd, known_hosts: &Path, created: bool) -> SshContainer {
     let access = Access {
-        method: "ssh".into(),
+        method: provision::profile::AccessMethod::Ssh,
         address: Some("127.0.0.1".into()),
         port: sshd.port,
         identity: Some(sshd.client_key.display().to_string()),

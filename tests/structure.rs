@@ -178,3 +178,181 @@ fn the_cycle_check_finds_cycles() {
         ["apply", "facts", "plan"]
     );
 }
+
+/// `text` with the contents of comments, strings and char literals blanked (newlines kept), so
+/// that braces can be counted.
+fn blank_literals(text: &str) -> String {
+    let b: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let keep = |c: char| if c == '\n' { '\n' } else { ' ' };
+    while i < b.len() {
+        let c = b[i];
+        let next = b.get(i + 1).copied();
+        if c == '/' && next == Some('/') {
+            while i < b.len() && b[i] != '\n' {
+                out.push(' ');
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            while i < b.len() && !(b[i] == '*' && b.get(i + 1) == Some(&'/')) {
+                out.push(keep(b[i]));
+                i += 1;
+            }
+            out.push_str("  ");
+            i += 2;
+        } else if c == 'r' && (next == Some('"') || next == Some('#')) && !prev_ident(&b, i) {
+            // Raw string: r"..." or r#"..."#.
+            let mut j = i + 1;
+            let mut hashes = 0;
+            while b.get(j) == Some(&'#') {
+                hashes += 1;
+                j += 1;
+            }
+            if b.get(j) != Some(&'"') {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            let close: String = std::iter::once('"')
+                .chain("#".repeat(hashes).chars())
+                .collect();
+            let close: Vec<char> = close.chars().collect();
+            j += 1;
+            while j < b.len() && b[j..].iter().take(close.len()).ne(close.iter()) {
+                j += 1;
+            }
+            for &ch in &b[i..(j + close.len()).min(b.len())] {
+                out.push(keep(ch));
+            }
+            i = j + close.len();
+        } else if c == '"' {
+            out.push(' ');
+            i += 1;
+            while i < b.len() && b[i] != '"' {
+                if b[i] == '\\' {
+                    out.push(' ');
+                    i += 1;
+                }
+                if i < b.len() {
+                    out.push(keep(b[i]));
+                    i += 1;
+                }
+            }
+            out.push(' ');
+            i += 1;
+        } else if c == '\'' && char_literal_len(&b, i).is_some() {
+            let n = char_literal_len(&b, i).unwrap_or(1);
+            out.push_str(&" ".repeat(n));
+            i += n;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn prev_ident(b: &[char], i: usize) -> bool {
+    i > 0 && (b[i - 1].is_alphanumeric() || b[i - 1] == '_')
+}
+
+/// The length of a char literal starting at `i` ('x', '\n', '\u{1b}'), None for a lifetime.
+fn char_literal_len(b: &[char], i: usize) -> Option<usize> {
+    if b.get(i + 1) == Some(&'\\') {
+        let end = (i + 2..b.len().min(i + 12)).find(|&j| b[j] == '\'')?;
+        return Some(end - i + 1);
+    }
+    (b.get(i + 2) == Some(&'\'')).then_some(3)
+}
+
+/// (name, first line, number of lines) of every function with a body in `text`.
+fn functions(text: &str) -> Vec<(String, usize, usize)> {
+    let clean = blank_literals(text);
+    let lines: Vec<&str> = clean.lines().collect();
+    let mut out = Vec::new();
+    for (n, line) in lines.iter().enumerate() {
+        let mut t = line.trim_start();
+        for q in [
+            "pub(crate) ",
+            "pub(super) ",
+            "pub ",
+            "const ",
+            "async ",
+            "unsafe ",
+        ] {
+            t = t.strip_prefix(q).unwrap_or(t);
+        }
+        let Some(rest) = t.strip_prefix("fn ") else {
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let mut depth = 0i32;
+        let mut opened = false;
+        'scan: for (m, l) in lines.iter().enumerate().skip(n) {
+            for ch in l.chars() {
+                match ch {
+                    ';' if !opened && depth == 0 => break 'scan,
+                    '{' => {
+                        depth += 1;
+                        opened = true;
+                    }
+                    '}' => {
+                        depth -= 1;
+                        if opened && depth == 0 {
+                            out.push((name.clone(), n + 1, m - n + 1));
+                            break 'scan;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The longest a function in src/ may be: one that is longer does several things, and a name
+/// for each explains it better than a comment.
+const MAX_FN_LINES: usize = 120;
+
+#[test]
+fn no_function_in_src_is_longer_than_120_lines() {
+    let root = src();
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let mut long = Vec::new();
+    let mut seen = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (name, line, len) in functions(&text) {
+            seen += 1;
+            if len > MAX_FN_LINES {
+                let rel = f.strip_prefix(&root).unwrap().display().to_string();
+                long.push(format!("src/{rel}:{line} fn {name}: {len} lines"));
+            }
+        }
+    }
+    assert!(
+        seen > 300,
+        "only {seen} functions found: the scanner is broken"
+    );
+    assert!(
+        long.is_empty(),
+        "functions longer than {MAX_FN_LINES} lines (split them where a name says what a part \
+         does):\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn the_function_scanner_counts_bodies_not_literals() {
+    let text = "pub fn a() -> &'static str {\n    let s = \"}}}\";\n    let c = '}';\n    // }\n    r#\"{\"#\n}\n\nfn b<'x>(v: &'x str);\n\npub(crate) fn c() {\n    if true {\n    }\n}\n";
+    assert_eq!(
+        functions(text),
+        [("a".to_string(), 1, 6), ("c".to_string(), 10, 4)]
+    );
+}

@@ -106,7 +106,7 @@ fn created(name: &str, vmid: u32, ip: &str, ms: u64) -> ContainerReport {
         c.steps.push(StepReport {
             name: n.into(),
             why: why.replace("runner-N", name),
-            status: "done".into(),
+            status: provision::report::StepStatus::Done,
             duration_ms: ms,
             detail: if n == "verify docker" {
                 "docker run provision-probe:1 printed ok (storage driver overlay2)".into()
@@ -124,7 +124,7 @@ fn failed_at_install(name: &str, vmid: u32, ms: u64) -> ContainerReport {
     c.outcome = Outcome::Failed;
     c.verified = false;
     c.steps.truncate(3);
-    c.steps[2].status = "failed".into();
+    c.steps[2].status = provision::report::StepStatus::Failed;
     c.failure = Some(Failure {
         step: "install docker".into(),
         message: "step \"install docker\": pct exec 302 -- sh -c <script> exited with 100: E: Unable to fetch some archives, maybe run apt-get update or try with --fix-missing?".into(),
@@ -135,6 +135,7 @@ fn failed_at_install(name: &str, vmid: u32, ms: u64) -> ContainerReport {
         ],
         left: format!("container {vmid} was created by this run and is half-made; the next run continues it"),
         usage: false,
+        interrupted: false,
         known_issue: None,
     });
     c

@@ -3,6 +3,32 @@
 
 use super::vmid::create_locked;
 use super::*;
+use crate::release::Caps;
+
+/// The run was interrupted (SIGINT/SIGTERM) before a step or the create started.
+#[derive(Debug)]
+pub enum Interrupted {
+    /// Before this step.
+    BeforeStep(String),
+    /// Before the container was created.
+    BeforeCreate,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Interrupted::BeforeStep(s) => write!(
+                f,
+                "interrupted (SIGINT/SIGTERM) before step {s:?}; run again to continue"
+            ),
+            Interrupted::BeforeCreate => {
+                f.write_str("interrupted before the container was created")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 struct Runner<'a> {
     ctx: &'a Ctx,
@@ -22,14 +48,11 @@ impl Runner<'_> {
             self.report.steps.push(StepReport {
                 name: step.name(),
                 why: "interrupted before it started".into(),
-                status: "failed".into(),
+                status: StepStatus::Failed,
                 duration_ms: 0,
                 detail: String::new(),
             });
-            bail!(
-                "interrupted (SIGINT/SIGTERM) before step {:?}; run again to continue",
-                step.name()
-            );
+            return Err(Interrupted::BeforeStep(step.name()).into());
         }
         self.line.count_step();
         self.phase(&step.name());
@@ -40,9 +63,9 @@ impl Runner<'_> {
             name: step.name(),
             why: step.why(),
             status: if res.is_ok() {
-                "done".into()
+                StepStatus::Done
             } else {
-                "failed".into()
+                StepStatus::Failed
             },
             duration_ms: ms,
             detail: String::new(),
@@ -63,11 +86,14 @@ impl Runner<'_> {
         f: impl FnOnce(&mut Self) -> Result<()>,
     ) -> Result<()> {
         let ctx = self.ctx;
-        let _serial = ctx.template_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = ctx
+            .template_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let done = |k: &str| {
             ctx.templates_done
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .contains(k)
         };
         if done(key) {
@@ -80,7 +106,7 @@ impl Runner<'_> {
         self.step(step, f)?;
         ctx.templates_done
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(key.to_string());
         Ok(())
     }
@@ -185,7 +211,8 @@ pub fn converge(
     };
     let mut res = converge_inner(&mut r, req, nf, password, files);
     if let Err(e) = &res
-        && e.chain().any(|c| c.is::<CreatedMeanwhile>())
+        && e.chain()
+            .any(<dyn std::error::Error + 'static>::is::<CreatedMeanwhile>)
     {
         // Another run created this very container after our facts were read (it held the
         // container's lock meanwhile): read the guest list again and converge what exists.
@@ -224,7 +251,7 @@ pub fn converge(
                 .steps
                 .iter()
                 .rev()
-                .find(|s| s.status == "failed")
+                .find(|s| s.status == StepStatus::Failed)
                 .map_or_else(|| r.phase.clone(), |s| s.name.clone());
             let mut left = match (r.created, report.vmid) {
                 (Some(v), _) => format!(
@@ -248,7 +275,7 @@ pub fn converge(
                     Err(de) => {
                         left = format!(
                             "container {v} was created by this run; rollback failed: {de:#}"
-                        )
+                        );
                     }
                 }
             }
@@ -259,6 +286,9 @@ pub fn converge(
                 message,
                 tail,
                 usage: crate::error::is_input_error(&e) && r.created.is_none() && !r.changed,
+                interrupted: e
+                    .chain()
+                    .any(<dyn std::error::Error + 'static>::is::<Interrupted>),
                 left,
             });
             line.finish(
@@ -306,6 +336,8 @@ pub fn destroy(node: &dyn Transport, vmid: u32) -> Result<()> {
     Ok(())
 }
 
+/// One container, from its node facts to a verified Docker: the node part of its plan, then the
+/// inside part from the facts read inside.
 fn converge_inner(
     r: &mut Runner<'_>,
     req: &Request,
@@ -331,139 +363,11 @@ fn converge_inner(
         src,
         src_steps,
     } = prep;
-    r.report.driver = node_plan.driver.map(|d| d.as_str().to_string());
-    r.report.driver_reason = node_plan.driver_reason.clone();
-    r.report.notes.extend(node_plan.notes.iter().cloned());
-    r.report.already.extend(node_plan.already.iter().cloned());
-    r.report.pending = node_plan.pending.clone();
-    if node_plan.exists {
-        r.report.vmid = Some(node_plan.vmid);
-        r.line.vmid(node_plan.vmid);
-    }
-    if !node_plan.node.is_empty() {
-        r.report.node = Some(node_plan.node.clone());
-    }
-    // Steps in the plan, for the progress view: the in-container part of a new container as a
-    // fresh one needs it (refined once it is planned from what is inside).
-    let inside_guess = match node_plan.exists {
-        true => 0,
-        false => plan::plan_inside(
-            &req.profile,
-            node_plan.driver,
-            &InsideFacts::fresh(),
-            &src,
-            files,
-            password,
-            &ctx.opts,
-        )
-        .map_or(0, |p| p.steps.len()),
-    };
-    r.line
-        .planned(src_steps.len() + node_plan.steps.len() + inside_guess);
-    for s in &src_steps {
-        if let Step::FetchFuseOverlayfs { sha256, .. } = s {
-            // One download per run, whatever the number of containers.
-            let ct = (ctx.container)(0);
-            let key = format!("fuse-overlayfs:{sha256}");
-            r.once(&key, s, "downloaded earlier in this run", |r| {
-                r.run_actions(s, 0, ct.as_ref()).map(|_| ())
-            })?;
-            continue;
-        }
-        let ct = (ctx.container)(0);
-        r.step(s, |r| r.run_actions(s, 0, ct.as_ref()).map(|_| ()))?;
-    }
-    let mut vmid = node_plan.vmid;
+    r.report_node_plan(&node_plan);
+    r.plan_progress(req, &node_plan, &src, &src_steps, files, password);
+    r.run_source_steps(&src_steps)?;
     let steps = std::mem::take(&mut node_plan.steps);
-    let mut i = 0;
-    let mut steps = steps;
-    while i < steps.len() {
-        let step = steps[i].clone();
-        match &step {
-            Step::UpdateTemplateIndex => {
-                // Once per run: parallel workers that all found the index empty update it once.
-                r.once("pveam update", &step, "updated earlier in this run", |r| {
-                    let limit = r.ctx.opts.step_timeouts.of(step.kind());
-                    let update = Cmd::new("pveam").arg("update").with_timeout(limit);
-                    let out = r.ctx.node.run(&update, None)?;
-                    if plan::pveam_update_failed(&out) {
-                        bail!(
-                            "pveam update failed (it exits 0 even then): {}",
-                            out.tail(5).trim()
-                        );
-                    }
-                    Ok(())
-                })?;
-                let tf = facts::gather_templates(ctx.node.as_ref(), &req.profile.template_storage)?;
-                ctx.template_facts
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(req.profile.template_storage.clone(), tf.clone());
-                // The download planned before the update named a guess; the index decides now.
-                let rest = steps.split_off(i + 1);
-                steps.extend(plan::after_index_update(&req.profile, &tf, &nf.caps, rest)?);
-            }
-            Step::DownloadTemplate { storage, name } => {
-                let key = format!("{storage}:vztmpl/{name}");
-                let ct = (ctx.container)(0);
-                r.once(&key, &step, "downloaded earlier in this run", |r| {
-                    let outs = r.run_actions(&step, 0, ct.as_ref())?;
-                    let listed = outs
-                        .last()
-                        .map(|o| facts::parse_pveam_list(&o.stdout_text()))
-                        .unwrap_or_default();
-                    if !listed.contains(&key) {
-                        bail!("pveam download reported success but {key} is not in `pveam list {storage}`");
-                    }
-                    Ok(())
-                })?;
-            }
-            Step::Create { fixed_vmid, .. } => {
-                if ctx.cancel.load(Ordering::SeqCst) {
-                    bail!("interrupted before the container was created");
-                }
-                let fixed = *fixed_vmid;
-                vmid = r.step(&step, |r| create_locked(r.ctx, &step, fixed))?;
-                r.created = Some(vmid);
-                r.report.vmid = Some(vmid);
-                r.line.vmid(vmid);
-            }
-            Step::Resize { size } => {
-                // `pct resize` exits 0 when its storage task fails: the config says what
-                // really happened.
-                let ct = (ctx.container)(vmid);
-                let node_name = node_plan.node.clone();
-                r.step(&step, |r| {
-                    r.run_actions(&step, vmid, ct.as_ref())?;
-                    check_resized(r.ctx.node.as_ref(), &node_name, vmid, size)
-                })?;
-            }
-            _ => {
-                let ct = (ctx.container)(vmid);
-                r.step(&step, |r| {
-                    r.run_actions(&step, vmid, ct.as_ref()).map(|_| ())
-                })?;
-                if let Step::Set { .. } = step
-                    && node_plan.running
-                {
-                    // What PVE kept pending is read back, not guessed.
-                    r.phase("read pending changes");
-                    let cfg = facts::gather_ct(ctx.node.as_ref(), &node_plan.node, vmid)?;
-                    let rest = steps.split_off(i + 1);
-                    let next =
-                        plan::after_pending(rest, plan::pending_keys(&cfg), ctx.opts.restart);
-                    steps.extend(next.steps);
-                    r.report.already.extend(next.already);
-                    if !ctx.opts.restart {
-                        r.report.pending = next.pending;
-                    }
-                    r.report.notes.extend(next.note);
-                }
-            }
-        }
-        i += 1;
-    }
-    // Inside.
+    let vmid = r.run_node_steps(req, &nf.caps, &node_plan, steps)?;
     let node_name = Some(node_plan.node.as_str())
         .filter(|n| !n.is_empty())
         .or(nf.local_node.as_deref());
@@ -474,15 +378,15 @@ fn converge_inner(
     let inside = facts::gather_inside(ct.as_ref(), &file_dests)?;
     tracing::debug!("ct/{vmid}: ready and facts read in {:?}", t0.elapsed());
     r.report.addresses = crate::addresses::container_addresses(&inside.addresses);
-    let ip = plan::plan_inside(
-        &req.profile,
-        node_plan.driver,
-        &inside,
-        &src,
+    let ip = plan::plan_inside(&plan::InsideInput {
+        profile: &req.profile,
+        driver: node_plan.driver,
+        facts: &inside,
+        sources: &src,
         files,
         password,
-        &ctx.opts,
-    )?;
+        opts: &ctx.opts,
+    })?;
     r.report.already.extend(ip.already.iter().cloned());
     r.report.notes.extend(ip.notes.iter().cloned());
     r.line.plan_rest(ip.steps.len());
@@ -496,4 +400,191 @@ fn converge_inner(
         }
     }
     Ok(())
+}
+
+impl Runner<'_> {
+    /// What the node plan found, into the report.
+    fn report_node_plan(&mut self, node_plan: &NodePlan) {
+        self.report.driver = node_plan.driver.map(|d| d.as_str().to_string());
+        self.report.driver_reason = node_plan.driver_reason.clone();
+        self.report.notes.extend(node_plan.notes.iter().cloned());
+        self.report
+            .already
+            .extend(node_plan.already.iter().cloned());
+        self.report.pending = node_plan.pending.clone();
+        if node_plan.exists {
+            self.report.vmid = Some(node_plan.vmid);
+            self.line.vmid(node_plan.vmid);
+        }
+        if !node_plan.node.is_empty() {
+            self.report.node = Some(node_plan.node.clone());
+        }
+    }
+
+    /// Steps in the plan, for the progress view: the in-container part of a new container as
+    /// a fresh one needs it (refined once it is planned from what is inside).
+    fn plan_progress(
+        &mut self,
+        req: &Request,
+        node_plan: &NodePlan,
+        src: &SourceFacts,
+        src_steps: &[Step],
+        files: &ProfileFiles,
+        password: Option<&str>,
+    ) {
+        let inside_guess = match node_plan.exists {
+            true => 0,
+            false => plan::plan_inside(&plan::InsideInput {
+                profile: &req.profile,
+                driver: node_plan.driver,
+                facts: &InsideFacts::fresh(),
+                sources: src,
+                files,
+                password,
+                opts: &self.ctx.opts,
+            })
+            .map_or(0, |p| p.steps.len()),
+        };
+        self.line
+            .planned(src_steps.len() + node_plan.steps.len() + inside_guess);
+    }
+
+    /// Gets the fuse-overlayfs binary onto the node (one download per run).
+    fn run_source_steps(&mut self, src_steps: &[Step]) -> Result<()> {
+        let ct = (self.ctx.container)(0);
+        for s in src_steps {
+            if let Step::FetchFuseOverlayfs { sha256, .. } = s {
+                // One download per run, whatever the number of containers.
+                let key = format!("fuse-overlayfs:{sha256}");
+                self.once(&key, s, "downloaded earlier in this run", |r| {
+                    r.run_actions(s, 0, ct.as_ref()).map(|_| ())
+                })?;
+                continue;
+            }
+            self.step(s, |r| r.run_actions(s, 0, ct.as_ref()).map(|_| ()))?;
+        }
+        Ok(())
+    }
+
+    /// Runs the node steps; the planner re-plans the rest where the node's answer decides it.
+    /// Returns the container's VMID (chosen at create time for a new one).
+    fn run_node_steps(
+        &mut self,
+        req: &Request,
+        caps: &Caps,
+        node_plan: &NodePlan,
+        mut steps: Vec<Step>,
+    ) -> Result<u32> {
+        let ctx = self.ctx;
+        let mut vmid = node_plan.vmid;
+        let mut i = 0;
+        while i < steps.len() {
+            let step = steps[i].clone();
+            match &step {
+                Step::UpdateTemplateIndex => {
+                    self.update_template_index(&step)?;
+                    let tf =
+                        facts::gather_templates(ctx.node.as_ref(), &req.profile.template_storage)?;
+                    ctx.template_facts
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(req.profile.template_storage.clone(), tf.clone());
+                    // The download planned before the update named a guess; the index decides.
+                    let rest = steps.split_off(i + 1);
+                    steps.extend(plan::after_index_update(&req.profile, &tf, caps, rest)?);
+                }
+                Step::DownloadTemplate { storage, name } => {
+                    self.download_template(&step, storage, name)?;
+                }
+                Step::Create { fixed_vmid, .. } => {
+                    if ctx.cancel.load(Ordering::SeqCst) {
+                        return Err(Interrupted::BeforeCreate.into());
+                    }
+                    let fixed = *fixed_vmid;
+                    vmid = self.step(&step, |r| create_locked(r.ctx, &step, fixed))?;
+                    self.created = Some(vmid);
+                    self.report.vmid = Some(vmid);
+                    self.line.vmid(vmid);
+                }
+                Step::Resize { size } => {
+                    // `pct resize` exits 0 when its storage task fails: the config says what
+                    // really happened.
+                    let ct = (ctx.container)(vmid);
+                    let node_name = node_plan.node.clone();
+                    self.step(&step, |r| {
+                        r.run_actions(&step, vmid, ct.as_ref())?;
+                        check_resized(r.ctx.node.as_ref(), &node_name, vmid, size)
+                    })?;
+                }
+                _ => {
+                    let ct = (ctx.container)(vmid);
+                    self.step(&step, |r| {
+                        r.run_actions(&step, vmid, ct.as_ref()).map(|_| ())
+                    })?;
+                    if let Step::Set { .. } = step
+                        && node_plan.running
+                    {
+                        let rest = steps.split_off(i + 1);
+                        steps.extend(self.read_back_pending(node_plan, vmid, rest)?);
+                    }
+                }
+            }
+            i += 1;
+        }
+        Ok(vmid)
+    }
+
+    /// `pveam update`, once per run: parallel workers that all found the index empty update it
+    /// once. Its exit status lies; its output says whether it worked.
+    fn update_template_index(&mut self, step: &Step) -> Result<()> {
+        self.once("pveam update", step, "updated earlier in this run", |r| {
+            let limit = r.ctx.opts.step_timeouts.of(step.kind());
+            let update = Cmd::new("pveam").arg("update").with_timeout(limit);
+            let out = r.ctx.node.run(&update, None)?;
+            if plan::pveam_update_failed(&out) {
+                bail!(
+                    "pveam update failed (it exits 0 even then): {}",
+                    out.tail(5).trim()
+                );
+            }
+            Ok(())
+        })
+    }
+
+    /// `pveam download`, once per run per template, checked by listing the storage after.
+    fn download_template(&mut self, step: &Step, storage: &str, name: &str) -> Result<()> {
+        let key = format!("{storage}:vztmpl/{name}");
+        let ct = (self.ctx.container)(0);
+        self.once(&key, step, "downloaded earlier in this run", |r| {
+            let outs = r.run_actions(step, 0, ct.as_ref())?;
+            let listed = outs
+                .last()
+                .map(|o| facts::parse_pveam_list(&o.stdout_text()))
+                .unwrap_or_default();
+            if !listed.contains(&key) {
+                bail!("pveam download reported success but {key} is not in `pveam list {storage}`");
+            }
+            Ok(())
+        })
+    }
+
+    /// After `pct set` on a running container, what PVE kept pending is read back, not guessed;
+    /// the planner decides the rest (reboot or report).
+    fn read_back_pending(
+        &mut self,
+        node_plan: &NodePlan,
+        vmid: u32,
+        rest: Vec<Step>,
+    ) -> Result<Vec<Step>> {
+        let ctx = self.ctx;
+        self.phase("read pending changes");
+        let cfg = facts::gather_ct(ctx.node.as_ref(), &node_plan.node, vmid)?;
+        let next = plan::after_pending(rest, plan::pending_keys(&cfg), ctx.opts.restart);
+        self.report.already.extend(next.already);
+        if !ctx.opts.restart {
+            self.report.pending = next.pending;
+        }
+        self.report.notes.extend(next.note);
+        Ok(next.steps)
+    }
 }

@@ -118,15 +118,15 @@ pub fn dry_plan(
             InsideFacts::fresh()
         }
     };
-    let ip: InsidePlan = plan::plan_inside(
-        &req.profile,
-        np.driver,
-        &inside,
-        &prep.src,
+    let ip: InsidePlan = plan::plan_inside(&plan::InsideInput {
+        profile: &req.profile,
+        driver: np.driver,
+        facts: &inside,
+        sources: &prep.src,
         files,
         password,
-        &ctx.opts,
-    )?;
+        opts: &ctx.opts,
+    })?;
     let mut steps = prep.src_steps.clone();
     steps.extend(np.steps.iter().cloned());
     let keep_env = nf.caps.exec_keep_env;

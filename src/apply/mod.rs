@@ -11,7 +11,7 @@ use crate::facts::{self, Guest, InsideFacts, NodeFacts, TemplateFacts};
 use crate::plan::{self, Action, Content, InsidePlan, NodePlan, ProfileFiles, SourceFacts, Step};
 use crate::profile::{Driver, FuseSource};
 use crate::progress::Line;
-use crate::report::{ContainerReport, Failure, Outcome, StepReport};
+use crate::report::{ContainerReport, Failure, Outcome, StepReport, StepStatus};
 use crate::request::{Options, Request};
 use crate::transport::pct::Pct;
 use crate::transport::{CmdFailed, Transport, run_ok};
@@ -167,7 +167,7 @@ impl Ctx {
         created: bool,
     ) -> Result<Arc<dyn Transport>> {
         let access = &req.profile.access;
-        if access.method != "ssh" {
+        if access.method != crate::profile::AccessMethod::Ssh {
             return Ok((self.container)(vmid));
         }
         let static_ip = Some(req.profile.network.ip.as_str()).filter(|ip| ip.contains('/'));
@@ -260,15 +260,15 @@ pub fn prepare(
             .max(100),
         _ => req.vmid.unwrap_or(0),
     };
-    let node_plan = plan::plan_node(
+    let node_plan = plan::plan_node(&plan::NodeInput {
         req,
-        nf,
-        existing.as_ref(),
-        ct.as_ref(),
-        tf.as_ref(),
-        proposed,
-        &ctx.opts,
-    )?;
+        facts: nf,
+        existing: existing.as_ref(),
+        ct: ct.as_ref(),
+        templates: tf.as_ref(),
+        proposed_vmid: proposed,
+        opts: &ctx.opts,
+    })?;
     let key = format!(
         "{:?}/{:?}",
         node_plan.driver, req.profile.docker.fuse_overlayfs

@@ -40,10 +40,31 @@ pub fn next_vmid(node: &dyn Transport) -> Result<u32> {
     })
 }
 
-/// True when a failed `pct create` says the VMID is taken (a concurrent creator won).
-fn vmid_taken(err: &anyhow::Error) -> bool {
-    let text = format!("{err:#}");
-    text.contains("already exists") || text.contains("can't lock file")
+/// `pct create` failed because its VMID was taken meanwhile (a concurrent creator won).
+#[derive(Debug)]
+pub struct VmidTaken(pub u32);
+
+impl std::fmt::Display for VmidTaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VMID {} was taken by someone else", self.0)
+    }
+}
+
+impl std::error::Error for VmidTaken {}
+
+/// The one place that reads the node's words: a failed `pct create` whose output says the
+/// VMID exists (or its config is locked by another creator) becomes [`VmidTaken`].
+fn classify_create_failure(err: anyhow::Error, vmid: u32) -> anyhow::Error {
+    let taken = err.chain().any(|c| {
+        c.downcast_ref::<CmdFailed>().is_some_and(|f| {
+            f.tail.contains("already exists") || f.tail.contains("can't lock file")
+        })
+    });
+    if taken {
+        err.context(VmidTaken(vmid))
+    } else {
+        err
+    }
 }
 
 /// The node's `vmid` lock, shared by the workers of one run.
@@ -208,12 +229,12 @@ pub(super) fn create_locked(ctx: &Ctx, step: &Step, fixed: Option<u32>) -> Resul
                     tracing::warn!("could not remove the temporary key file on the node: {e:#}");
                 }
             } else if res.is_ok() {
-                res = r.map(|_| ());
+                res = r.map(|_| ()).map_err(|e| classify_create_failure(e, vmid));
             }
         }
         match res {
             Ok(()) => return Ok(vmid),
-            Err(e) if fixed.is_none() && vmid_taken(&e) => {
+            Err(e) if fixed.is_none() && e.downcast_ref::<VmidTaken>().is_some() => {
                 tracing::info!("VMID {vmid} was taken meanwhile; trying the next free one");
                 tried.insert(vmid);
                 last_err = Some(e);

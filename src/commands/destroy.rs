@@ -338,7 +338,7 @@ pub fn run_with(
 /// address belonged to it and must not refuse the next container there.
 fn forget_host_key(req: &crate::request::Request) {
     let p = &req.profile;
-    if p.access.method != "ssh" {
+    if p.access.method != crate::profile::AccessMethod::Ssh {
         return;
     }
     let static_ip = Some(p.network.ip.as_str()).filter(|ip| ip.contains('/'));

@@ -228,7 +228,7 @@ pub fn hosts(g: &GlobalArgs, entries: &[&Entry], st: &status::StatusReport) -> R
             ipv6,
             groups: groups_of(e),
             user: "root".into(),
-            port: if access.method == "ssh" {
+            port: if access.method == crate::profile::AccessMethod::Ssh {
                 access.port
             } else {
                 22

@@ -308,15 +308,15 @@ fn entry_status(targets: &Targets, i: usize, e: &Entry) -> EntryStatus {
             return s;
         }
     };
-    let np = match plan::plan_node(
-        &e.request,
-        &t.facts,
-        Some(g),
-        Some(&cfg),
-        None,
-        g.vmid,
-        &opts,
-    ) {
+    let np = match plan::plan_node(&plan::NodeInput {
+        req: &e.request,
+        facts: &t.facts,
+        existing: Some(g),
+        ct: Some(&cfg),
+        templates: None,
+        proposed_vmid: g.vmid,
+        opts: &opts,
+    }) {
         Ok(np) => np,
         Err(err) => {
             s.state = State::Conflict;
@@ -346,7 +346,7 @@ fn entry_status(targets: &Targets, i: usize, e: &Entry) -> EntryStatus {
             Err(err) => s.message = Some(format!("cannot read its addresses: {err:#}")),
         }
     }
-    if e.request.profile.docker.install == "none" {
+    if e.request.profile.docker.install == crate::profile::DockerInstall::None {
         s.docker = DockerState::NotWanted;
     } else if running {
         let ct = Pct {

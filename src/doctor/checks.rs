@@ -44,7 +44,7 @@ pub(super) fn template_storage(p: &Profile) -> String {
 }
 
 pub(super) fn uses_docker(p: &Profile) -> bool {
-    p.docker.install != "none"
+    p.docker.install != crate::profile::DockerInstall::None
 }
 
 pub(super) fn gib(kib: u64) -> String {
@@ -458,6 +458,8 @@ pub(super) fn pvesm_unavailable(f: &HostFacts) -> Option<String> {
     (!f.tools.contains_key("pvesm")).then(|| "not checked: pvesm is not available here".to_string())
 }
 
+/// The root disk storages the profiles name (present, active, room for the new disks), then the
+/// template storages.
 pub(super) fn check_storages(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
     let mut out = Vec::new();
     // Root disks: storage -> (GiB asked for new containers, count).
@@ -524,7 +526,13 @@ pub(super) fn check_storages(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
             out.push(check(id, Level::Ok, title, found));
         }
     }
-    // Template storages.
+    out.extend(check_template_storages(f, reqs));
+    out
+}
+
+/// The template storages the profiles name: present, active, with room for a template.
+fn check_template_storages(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
+    let mut out = Vec::new();
     let tstores: BTreeSet<String> = reqs.iter().map(|r| template_storage(&r.profile)).collect();
     for name in tstores {
         let id = format!("template-storage:{name}");

@@ -129,7 +129,7 @@ pub fn facts_cmd(reqs: &[Request]) -> Cmd {
     for r in reqs {
         let p = &r.profile;
         args.insert(format!("tmpl={}", template_storage(p)));
-        if p.docker.install != "none"
+        if p.docker.install != crate::profile::DockerInstall::None
             && matches!(
                 p.docker.storage_driver,
                 Driver::FuseOverlayfs | Driver::Auto

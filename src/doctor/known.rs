@@ -32,7 +32,10 @@ fn known_check(id: &str, level: Level, detail: String) -> Check {
 }
 
 fn check_lxc_pve(f: &HostFacts, reqs: &[Request]) -> Option<Check> {
-    if !reqs.iter().any(|r| r.profile.docker.install != "none") {
+    if !reqs
+        .iter()
+        .any(|r| r.profile.docker.install != crate::profile::DockerInstall::None)
+    {
         return None;
     }
     let v = f.pve_versions.get("lxc-pve")?.split_whitespace().next()?;
@@ -54,7 +57,8 @@ fn check_lxc_pve(f: &HostFacts, reqs: &[Request]) -> Option<Check> {
 }
 
 fn docker_reqs(reqs: &[Request]) -> impl Iterator<Item = &Request> {
-    reqs.iter().filter(|r| r.profile.docker.install != "none")
+    reqs.iter()
+        .filter(|r| r.profile.docker.install != crate::profile::DockerInstall::None)
 }
 
 fn names(reqs: &[&Request]) -> String {

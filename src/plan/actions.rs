@@ -204,122 +204,21 @@ impl Step {
                 template,
                 options,
                 ssh_keys,
-            } => {
-                let mut acts = Vec::new();
-                let keyfile = format!("{NODE_TMP_DIR}/ssh-keys-{id}");
-                if let Some(k) = ssh_keys {
-                    acts.push(Action::PutNode {
-                        dest: keyfile.clone(),
-                        bytes: Arc::new(k.clone().into_bytes()),
-                    });
-                }
-                let mut c = Cmd::new("pct").args(["create", &id, template]);
-                for (k, v) in options {
-                    c = c.arg(format!("--{k}"));
-                    c = c.arg(if k == "ssh-public-keys" {
-                        keyfile.clone()
-                    } else {
-                        v.clone()
-                    });
-                }
-                acts.push(Action::Node(c));
-                if ssh_keys.is_some() {
-                    acts.push(Action::Node(Cmd::new("rm").args(["-f", "--", &keyfile])));
-                }
-                acts
-            }
-            Step::Set { set, .. } => {
-                let mut c = Cmd::new("pct").args(["set", &id]);
-                let mut delete = Vec::new();
-                for (k, v) in set {
-                    // An empty value means "none": PVE removes a key with --delete.
-                    if v.is_empty() {
-                        delete.push(k.clone());
-                    } else {
-                        c = c.arg(format!("--{k}")).arg(v.clone());
-                    }
-                }
-                if !delete.is_empty() {
-                    c = c.arg("--delete").arg(delete.join(","));
-                }
-                vec![Action::Node(c)]
-            }
+            } => create_actions(&id, template, options, ssh_keys),
+            Step::Set { set, .. } => set_actions(&id, set),
             Step::Resize { size } => vec![Action::Node(
                 Cmd::new("pct").args(["resize", &id, "rootfs", size]),
             )],
             Step::Start => vec![Action::Node(Cmd::new("pct").args(["start", &id]))],
             Step::Reboot { .. } => vec![Action::Node(Cmd::new("pct").args(["reboot", &id]))],
-            Step::InstallPackages { docker, packages } => {
-                let (method, repo) = match docker.as_deref() {
-                    Some(m) if m.starts_with("docker-ce ") => (
-                        "docker-ce".to_string(),
-                        Some(m["docker-ce ".len()..].to_string()),
-                    ),
-                    Some(m) => (m.to_string(), None),
-                    None => ("none".to_string(), None),
-                };
-                let mut args: Vec<&str> = vec![&method];
-                if let Some(r) = &repo {
-                    args.push(r);
-                }
-                args.extend(packages.iter().map(String::as_str));
-                vec![Action::Inside(sh(INSTALL_SCRIPT, &args), None)]
-            }
-            Step::PushFuseOverlayfs { content, sha256 } => {
-                let tmp = format!("{FUSE_DEST}.provision-new");
-                vec![
-                    Action::Inside(Cmd::new("mkdir").args(["-p", "/usr/local/bin"]), None),
-                    Action::Put {
-                        dest: tmp.clone(),
-                        mode: 0o755,
-                        content: content.clone(),
-                        sha256: sha256.clone(),
-                    },
-                    Action::Inside(
-                        sh(
-                            PUSH_CHECK_SCRIPT,
-                            &[&tmp, FUSE_DEST, sha256.as_deref().unwrap_or("")],
-                        ),
-                        None,
-                    ),
-                ]
-            }
+            Step::InstallPackages { docker, packages } => install_actions(docker, packages),
+            Step::PushFuseOverlayfs { content, sha256 } => push_fuse_actions(content, sha256),
             Step::LinkPackageFuseOverlayfs => {
                 vec![Action::Inside(sh(LINK_PACKAGE_SCRIPT, &[FUSE_DEST]), None)]
             }
-            Step::WriteDaemonJson { content, .. } => {
-                let tmp = format!("{DAEMON_JSON}.provision-new");
-                let bytes = content.as_bytes().to_vec();
-                let sha = sha256_hex(&bytes);
-                vec![
-                    Action::Inside(Cmd::new("mkdir").args(["-p", "/etc/docker"]), None),
-                    Action::Put {
-                        dest: tmp.clone(),
-                        mode: 0o644,
-                        content: Content::Bytes(Arc::new(bytes)),
-                        sha256: Some(sha),
-                    },
-                    Action::Inside(place(&tmp, DAEMON_JSON, content.as_bytes(), true), None),
-                ]
-            }
+            Step::WriteDaemonJson { content, .. } => daemon_json_actions(content),
             Step::RestartDocker { .. } => vec![Action::Inside(sh(RESTART_SCRIPT, &[]), None)],
-            Step::WriteFile { dest, mode, bytes } => {
-                let tmp = format!("{dest}.provision-new");
-                let parent = dest
-                    .rsplit_once('/')
-                    .map(|(p, _)| if p.is_empty() { "/" } else { p })
-                    .unwrap_or("/");
-                vec![
-                    Action::Inside(Cmd::new("mkdir").args(["-p", parent]), None),
-                    Action::Put {
-                        dest: tmp.clone(),
-                        mode: *mode,
-                        content: Content::Bytes(bytes.clone()),
-                        sha256: Some(sha256_hex(bytes)),
-                    },
-                    Action::Inside(place(&tmp, dest, bytes, false), None),
-                ]
-            }
+            Step::WriteFile { dest, mode, bytes } => write_file_actions(dest, mode, bytes),
             Step::RunCommands { commands, marker } => {
                 let mut acts: Vec<Action> = commands
                     .iter()
@@ -340,6 +239,126 @@ impl Step {
             )],
         }
     }
+}
+
+/// `pct create` with the SSH keys passed through a node file that is removed again.
+fn create_actions(
+    id: &str,
+    template: &str,
+    options: &[(String, String)],
+    ssh_keys: &Option<String>,
+) -> Vec<Action> {
+    let mut acts = Vec::new();
+    let keyfile = format!("{NODE_TMP_DIR}/ssh-keys-{id}");
+    if let Some(k) = ssh_keys {
+        acts.push(Action::PutNode {
+            dest: keyfile.clone(),
+            bytes: Arc::new(k.clone().into_bytes()),
+        });
+    }
+    let mut c = Cmd::new("pct").args(["create", id, template]);
+    for (k, v) in options {
+        c = c.arg(format!("--{k}"));
+        c = c.arg(if k == "ssh-public-keys" {
+            keyfile.clone()
+        } else {
+            v.clone()
+        });
+    }
+    acts.push(Action::Node(c));
+    if ssh_keys.is_some() {
+        acts.push(Action::Node(Cmd::new("rm").args(["-f", "--", &keyfile])));
+    }
+    acts
+}
+
+/// `pct set`; an empty value removes the key (`--delete`).
+fn set_actions(id: &str, set: &[(String, String)]) -> Vec<Action> {
+    let mut c = Cmd::new("pct").args(["set", id]);
+    let mut delete = Vec::new();
+    for (k, v) in set {
+        // An empty value means "none": PVE removes a key with --delete.
+        if v.is_empty() {
+            delete.push(k.clone());
+        } else {
+            c = c.arg(format!("--{k}")).arg(v.clone());
+        }
+    }
+    if !delete.is_empty() {
+        c = c.arg("--delete").arg(delete.join(","));
+    }
+    vec![Action::Node(c)]
+}
+
+/// The install script with the Docker method (and docker-ce repository) and the packages.
+fn install_actions(docker: &Option<DockerSource>, packages: &[String]) -> Vec<Action> {
+    let mut args: Vec<&str> = match docker {
+        Some(DockerSource::Distro) => vec!["distro"],
+        Some(DockerSource::DockerCe { repository }) => vec!["docker-ce", repository],
+        None => vec!["none"],
+    };
+    args.extend(packages.iter().map(String::as_str));
+    vec![Action::Inside(sh(INSTALL_SCRIPT, &args), None)]
+}
+
+/// Push the binary to a temporary name, check it there, then move it in place.
+fn push_fuse_actions(content: &Content, sha256: &Option<String>) -> Vec<Action> {
+    let tmp = format!("{FUSE_DEST}.provision-new");
+    vec![
+        Action::Inside(Cmd::new("mkdir").args(["-p", "/usr/local/bin"]), None),
+        Action::Put {
+            dest: tmp.clone(),
+            mode: 0o755,
+            content: content.clone(),
+            sha256: sha256.clone(),
+        },
+        Action::Inside(
+            sh(
+                PUSH_CHECK_SCRIPT,
+                &[&tmp, FUSE_DEST, sha256.as_deref().unwrap_or("")],
+            ),
+            None,
+        ),
+    ]
+}
+
+/// Write daemon.json to a temporary name, check it arrived whole, keep a backup of the old one,
+/// move it in place.
+fn daemon_json_actions(content: &str) -> Vec<Action> {
+    let tmp = format!("{DAEMON_JSON}.provision-new");
+    let bytes = content.as_bytes().to_vec();
+    let place_it = place(&tmp, DAEMON_JSON, &bytes, true);
+    let sha = sha256_hex(&bytes);
+    vec![
+        Action::Inside(Cmd::new("mkdir").args(["-p", "/etc/docker"]), None),
+        Action::Put {
+            dest: tmp.clone(),
+            mode: 0o644,
+            content: Content::Bytes(Arc::new(bytes)),
+            sha256: Some(sha),
+        },
+        Action::Inside(place_it, None),
+    ]
+}
+
+/// Write a file to a temporary name, check it arrived whole and rename it (a failed write
+/// leaves the old file whole).
+fn write_file_actions(dest: &str, mode: &u32, bytes: &Arc<Vec<u8>>) -> Vec<Action> {
+    let tmp = format!("{dest}.provision-new");
+    let parent = dest
+        .rsplit_once('/')
+        .map(|(p, _)| if p.is_empty() { "/" } else { p })
+        .unwrap_or("/");
+    vec![
+        Action::Inside(Cmd::new("mkdir").args(["-p", parent]), None),
+        Action::Put {
+            dest: tmp.clone(),
+            mode: *mode,
+            content: Content::Bytes(bytes.clone()),
+            sha256: Some(sha256_hex(bytes)),
+        },
+        Action::Inside(place(&tmp, dest, bytes, false), None),
+    ]
 }
 
 /// How an action shows in a plan: the node-level argv that runs (pct exec / pct push form).

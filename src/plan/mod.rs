@@ -162,6 +162,27 @@ impl Drop for Secret {
     }
 }
 
+/// Where Docker is installed from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DockerSource {
+    /// The distribution's packages.
+    Distro,
+    /// docker-ce from Docker's apt repository at this URL.
+    DockerCe {
+        /// The repository URL.
+        repository: String,
+    },
+}
+
+impl std::fmt::Display for DockerSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DockerSource::Distro => f.write_str("distro"),
+            DockerSource::DockerCe { repository } => write!(f, "docker-ce {repository}"),
+        }
+    }
+}
+
 /// A unit of work with a name, a reason and its actions.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
@@ -213,8 +234,8 @@ pub enum Step {
     },
     /// Install Docker and helper packages.
     InstallPackages {
-        /// Install Docker itself (distro or docker-ce).
-        docker: Option<String>,
+        /// Install Docker itself, and from where.
+        docker: Option<DockerSource>,
         /// Other packages.
         packages: Vec<String>,
     },

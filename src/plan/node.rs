@@ -73,18 +73,37 @@ pub fn find_existing<'a>(
     }
 }
 
-/// The node part of the plan. `proposed_vmid` is the node's next free VMID (for display; the
-/// real choice happens under the lock at create time). `ct` is the existing container's config.
-#[allow(clippy::too_many_arguments)]
-pub fn plan_node(
-    req: &Request,
-    nf: &NodeFacts,
-    existing: Option<&Guest>,
-    ct: Option<&CtConfig>,
-    tf: Option<&TemplateFacts>,
-    proposed_vmid: u32,
-    opts: &Options,
-) -> Result<NodePlan> {
+/// What the node plan is made from.
+#[derive(Clone, Copy)]
+pub struct NodeInput<'a> {
+    /// The request.
+    pub req: &'a Request,
+    /// The node's facts.
+    pub facts: &'a NodeFacts,
+    /// The guest the request means, when it exists.
+    pub existing: Option<&'a Guest>,
+    /// Its configuration.
+    pub ct: Option<&'a CtConfig>,
+    /// The template storage's facts (for a new container).
+    pub templates: Option<&'a TemplateFacts>,
+    /// The node's next free VMID, for display (the real choice happens under the lock at
+    /// create time).
+    pub proposed_vmid: u32,
+    /// Plan switches.
+    pub opts: &'a Options,
+}
+
+/// The node part of the plan.
+pub fn plan_node(i: &NodeInput<'_>) -> Result<NodePlan> {
+    let NodeInput {
+        req,
+        facts: nf,
+        existing,
+        ct,
+        templates: tf,
+        proposed_vmid,
+        opts,
+    } = *i;
     let mut plan = NodePlan {
         hostname: req.hostname.clone(),
         ..NodePlan::default()
@@ -189,7 +208,7 @@ fn choose_driver(
         .find(|s| s.name == disk_storage)
         .map(|s| s.kind.as_str());
     let (auto_driver, auto_reason) = decide_driver(disk_kind, nf.zfs_version.as_deref());
-    if p.docker.install != "none" {
+    if p.docker.install != crate::profile::DockerInstall::None {
         match p.docker.storage_driver {
             Driver::Auto => {
                 plan.driver = Some(auto_driver);

@@ -106,7 +106,7 @@ impl Driver {
 #[derive(Serialize, Clone, Debug, PartialEq, Default)]
 pub struct Access {
     /// pct | ssh.
-    pub method: String,
+    pub method: AccessMethod,
     /// Address (ssh), when fixed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
@@ -120,8 +120,8 @@ pub struct Access {
 /// Docker section, resolved.
 #[derive(Serialize, Clone, Debug, PartialEq)]
 pub struct Docker {
-    /// distro | docker-ce | present | none.
-    pub install: String,
+    /// How Docker gets into the container.
+    pub install: DockerInstall,
     /// Storage driver to configure.
     pub storage_driver: Driver,
     /// Where fuse-overlayfs comes from (used when the driver is fuse-overlayfs).
@@ -131,6 +131,53 @@ pub struct Docker {
     /// Docker's apt repository URL (install = docker-ce).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub repository: String,
+}
+
+/// How Docker gets into the container (`docker.install`).
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DockerInstall {
+    /// The distribution's docker.io (and docker-cli where the release splits it).
+    Distro,
+    /// docker-ce from Docker's apt repository (`docker.repository`).
+    DockerCe,
+    /// Already installed: refuse when it is not.
+    Present,
+    /// No Docker: the container only.
+    None,
+}
+
+impl DockerInstall {
+    /// The profile's spelling (checked before: anything else is refused with its place).
+    pub fn parse(s: &str) -> DockerInstall {
+        match s {
+            "distro" => DockerInstall::Distro,
+            "docker-ce" => DockerInstall::DockerCe,
+            "present" => DockerInstall::Present,
+            _ => DockerInstall::None,
+        }
+    }
+
+    /// The profile's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DockerInstall::Distro => "distro",
+            DockerInstall::DockerCe => "docker-ce",
+            DockerInstall::Present => "present",
+            DockerInstall::None => "none",
+        }
+    }
+}
+
+/// How the inside of the container is reached (`access.method`).
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessMethod {
+    /// `pct exec` / `pct push` through the node.
+    #[default]
+    Pct,
+    /// SSH straight into the container.
+    Ssh,
 }
 
 /// Network, resolved.

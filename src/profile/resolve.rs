@@ -13,14 +13,6 @@ pub fn resolve(
     for (l, _) in layers {
         m.overlay(l);
     }
-    // Which layer set a field last: for errors on rules that span fields.
-    let who = |get: &dyn Fn(&Layer) -> bool| -> &Index {
-        layers
-            .iter()
-            .rev()
-            .find(|(l, _)| get(l))
-            .map_or(&layers[layers.len() - 1].1, |(_, i)| i)
-    };
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let rootfs = m.rootfs.clone().unwrap_or_default();
@@ -28,7 +20,7 @@ pub fn resolve(
     let feat = m.features.clone().unwrap_or_default();
     let dock = m.docker.clone().unwrap_or_default();
     let fo = dock.fuse_overlayfs.clone().unwrap_or_default();
-    let install = dock.install.clone().unwrap_or_else(|| "none".into());
+    let install = DockerInstall::parse(dock.install.as_deref().unwrap_or("none"));
     let driver = Driver::parse(dock.storage_driver.as_deref().unwrap_or("auto"));
     let unprivileged = m.unprivileged.unwrap_or(true);
     let mut features = Features {
@@ -37,74 +29,21 @@ pub fn resolve(
         fuse: feat.fuse.unwrap_or(false),
         mknod: feat.mknod.unwrap_or(false),
     };
-    let fuse_source = match fo.source.as_deref().unwrap_or("node") {
-        "package" => FuseSource::Package,
-        "url" => match (&fo.url, &fo.sha256) {
-            (Some(u), Some(s)) => FuseSource::Url {
-                url: u.clone(),
-                sha256: s.to_lowercase(),
-            },
-            _ => {
-                let i = who(&|l| {
-                    l.docker
-                        .as_ref()
-                        .and_then(|d| d.fuse_overlayfs.as_ref())
-                        .is_some_and(|f| f.source.is_some())
-                });
-                errors.push(i.error("docker.fuse_overlayfs", "source = \"url\" needs both `url` and `sha256` (a download is never trusted without its checksum)"));
-                FuseSource::Package
-            }
+    let fuse_source = resolve_fuse_source(&fo, layers, &mut errors);
+    cross_field_rules(
+        &CrossFields {
+            layers,
+            install,
+            driver,
+            unprivileged,
+            fuse_asked: feat.fuse,
+            repository: dock.repository.as_deref(),
+            network: &net,
         },
-        _ => FuseSource::Node {
-            path: fo
-                .path
-                .clone()
-                .unwrap_or_else(|| "/usr/local/bin/fuse-overlayfs".into()),
-            sha256: fo.sha256.clone().map(|s| s.to_lowercase()),
-        },
-    };
-    if install != "none" {
-        if driver == Driver::FuseOverlayfs || driver == Driver::Auto {
-            if feat.fuse == Some(false) && driver == Driver::FuseOverlayfs {
-                let i = who(&|l| l.features.as_ref().is_some_and(|f| f.fuse.is_some()));
-                errors.push(i.error("features.fuse", "fuse-overlayfs needs the container's fuse feature; remove `fuse = false` or choose storage_driver = \"overlay2\""));
-            } else if !features.fuse && driver == Driver::FuseOverlayfs {
-                features.fuse = true;
-                warnings.push(
-                    "features.fuse was not set: enabled it, fuse-overlayfs needs /dev/fuse"
-                        .to_string(),
-                );
-            }
-        }
-        if !features.nesting {
-            warnings.push(
-                "Docker in LXC needs features.nesting = true; without it dockerd usually fails"
-                    .to_string(),
-            );
-        }
-        if unprivileged && !features.keyctl {
-            warnings.push("Docker in an unprivileged container needs features.keyctl = true (runc uses keyctl)".to_string());
-        }
-    }
-    if install == "docker-ce" && dock.repository.is_none() {
-        let i = who(&|l| l.docker.as_ref().is_some_and(|d| d.install.is_some()));
-        errors.push(i.error("docker.install", "install = \"docker-ce\" needs docker.repository: the URL of Docker's apt repository for the container's distribution"));
-    }
-    if !unprivileged {
-        warnings.push("this is a PRIVILEGED container (unprivileged = false): root inside is root on the node".to_string());
-        if features.keyctl {
-            // PVE accepts it and leaves a privileged container's seccomp profile as it is
-            // (keyctl is allowed there anyway).
-            warnings.push("features.keyctl has no effect on a privileged container (PVE accepts it; keyctl() is not filtered there)".to_string());
-        }
-    }
-    if net.gateway.is_some() && matches!(net.ip.as_deref(), None | Some("dhcp") | Some("manual")) {
-        let i = who(&|l| l.network.as_ref().is_some_and(|n| n.gateway.is_some()));
-        errors.push(i.error(
-            "network.gateway",
-            "a gateway goes with a static `ip` (address/prefix), not with dhcp or manual",
-        ));
-    }
+        &mut features,
+        &mut errors,
+        &mut warnings,
+    );
     if !errors.is_empty() {
         return Err(InputErrors(errors));
     }
@@ -144,27 +83,9 @@ pub fn resolve(
             storage: rootfs.storage.unwrap_or_else(|| super::AUTO_STORAGE.into()),
             size: rootfs.size.unwrap_or(8.0),
         },
-        network: Network {
-            bridge: net.bridge.unwrap_or_else(|| "vmbr0".into()),
-            ip: net.ip.unwrap_or_else(|| "dhcp".into()),
-            gateway: net.gateway,
-            ip6: net.ip6,
-            gateway6: net.gateway6,
-            vlan: net.vlan.map(|v| v as u16),
-            firewall: net.firewall.unwrap_or(false),
-            mtu: net.mtu.map(|v| v as u16),
-            hwaddr: net.hwaddr,
-        },
+        network: network(net),
         features,
-        access: {
-            let a = m.access.clone().unwrap_or_default();
-            Access {
-                method: a.method.unwrap_or_else(|| "pct".into()),
-                address: a.address,
-                port: a.port.unwrap_or(22) as u16,
-                identity: a.identity,
-            }
-        },
+        access: access(m.access.clone().unwrap_or_default()),
         docker: Docker {
             install,
             storage_driver: driver,
@@ -177,6 +98,150 @@ pub fn resolve(
         warnings,
         base_dir,
     })
+}
+
+/// The layer that set a field last (`get` says whether a layer sets it): errors on rules that
+/// span fields go there.
+fn last_setter<'a>(layers: &'a [(Layer, Index)], get: &dyn Fn(&Layer) -> bool) -> &'a Index {
+    layers
+        .iter()
+        .rev()
+        .find(|(l, _)| get(l))
+        .map_or(&layers[layers.len() - 1].1, |(_, i)| i)
+}
+
+/// Where fuse-overlayfs comes from; `url` without its checksum is an error.
+fn resolve_fuse_source(
+    fo: &FuseOverlayfsLayer,
+    layers: &[(Layer, Index)],
+    errors: &mut Vec<InputError>,
+) -> FuseSource {
+    match fo.source.as_deref().unwrap_or("node") {
+        "package" => FuseSource::Package,
+        "url" => match (&fo.url, &fo.sha256) {
+            (Some(u), Some(s)) => FuseSource::Url {
+                url: u.clone(),
+                sha256: s.to_lowercase(),
+            },
+            _ => {
+                let i = last_setter(layers, &|l| {
+                    l.docker
+                        .as_ref()
+                        .and_then(|d| d.fuse_overlayfs.as_ref())
+                        .is_some_and(|f| f.source.is_some())
+                });
+                errors.push(i.error("docker.fuse_overlayfs", "source = \"url\" needs both `url` and `sha256` (a download is never trusted without its checksum)"));
+                FuseSource::Package
+            }
+        },
+        _ => FuseSource::Node {
+            path: fo
+                .path
+                .clone()
+                .unwrap_or_else(|| "/usr/local/bin/fuse-overlayfs".into()),
+            sha256: fo.sha256.clone().map(|s| s.to_lowercase()),
+        },
+    }
+}
+
+/// The merged values that rules across fields look at.
+struct CrossFields<'a> {
+    layers: &'a [(Layer, Index)],
+    install: DockerInstall,
+    driver: Driver,
+    unprivileged: bool,
+    /// `features.fuse` as the layers set it (None: not set).
+    fuse_asked: Option<bool>,
+    repository: Option<&'a str>,
+    network: &'a NetworkLayer,
+}
+
+/// Rules that span fields: Docker's needs (fuse, nesting, keyctl, a docker-ce repository),
+/// privileged containers, a gateway without a static address.
+fn cross_field_rules(
+    c: &CrossFields<'_>,
+    features: &mut Features,
+    errors: &mut Vec<InputError>,
+    warnings: &mut Vec<String>,
+) {
+    let (layers, install, driver, unprivileged) = (c.layers, c.install, c.driver, c.unprivileged);
+    let net = c.network;
+    if install != DockerInstall::None {
+        if driver == Driver::FuseOverlayfs || driver == Driver::Auto {
+            if c.fuse_asked == Some(false) && driver == Driver::FuseOverlayfs {
+                let i = last_setter(layers, &|l| {
+                    l.features.as_ref().is_some_and(|f| f.fuse.is_some())
+                });
+                errors.push(i.error("features.fuse", "fuse-overlayfs needs the container's fuse feature; remove `fuse = false` or choose storage_driver = \"overlay2\""));
+            } else if !features.fuse && driver == Driver::FuseOverlayfs {
+                features.fuse = true;
+                warnings.push(
+                    "features.fuse was not set: enabled it, fuse-overlayfs needs /dev/fuse"
+                        .to_string(),
+                );
+            }
+        }
+        if !features.nesting {
+            warnings.push(
+                "Docker in LXC needs features.nesting = true; without it dockerd usually fails"
+                    .to_string(),
+            );
+        }
+        if unprivileged && !features.keyctl {
+            warnings.push("Docker in an unprivileged container needs features.keyctl = true (runc uses keyctl)".to_string());
+        }
+    }
+    if install == DockerInstall::DockerCe && c.repository.is_none() {
+        let i = last_setter(layers, &|l| {
+            l.docker.as_ref().is_some_and(|d| d.install.is_some())
+        });
+        errors.push(i.error("docker.install", "install = \"docker-ce\" needs docker.repository: the URL of Docker's apt repository for the container's distribution"));
+    }
+    if !unprivileged {
+        warnings.push("this is a PRIVILEGED container (unprivileged = false): root inside is root on the node".to_string());
+        if features.keyctl {
+            // PVE accepts it and leaves a privileged container's seccomp profile as it is
+            // (keyctl is allowed there anyway).
+            warnings.push("features.keyctl has no effect on a privileged container (PVE accepts it; keyctl() is not filtered there)".to_string());
+        }
+    }
+    if net.gateway.is_some() && matches!(net.ip.as_deref(), None | Some("dhcp") | Some("manual")) {
+        let i = last_setter(layers, &|l| {
+            l.network.as_ref().is_some_and(|n| n.gateway.is_some())
+        });
+        errors.push(i.error(
+            "network.gateway",
+            "a gateway goes with a static `ip` (address/prefix), not with dhcp or manual",
+        ));
+    }
+}
+
+/// `[network]` with its defaults.
+fn network(net: NetworkLayer) -> Network {
+    Network {
+        bridge: net.bridge.unwrap_or_else(|| "vmbr0".into()),
+        ip: net.ip.unwrap_or_else(|| "dhcp".into()),
+        gateway: net.gateway,
+        ip6: net.ip6,
+        gateway6: net.gateway6,
+        vlan: net.vlan.map(|v| v as u16),
+        firewall: net.firewall.unwrap_or(false),
+        mtu: net.mtu.map(|v| v as u16),
+        hwaddr: net.hwaddr,
+    }
+}
+
+/// `[access]` with its defaults.
+fn access(a: AccessLayer) -> Access {
+    Access {
+        method: match a.method.as_deref() {
+            Some("ssh") => AccessMethod::Ssh,
+            _ => AccessMethod::Pct,
+        },
+        address: a.address,
+        port: a.port.unwrap_or(22) as u16,
+        identity: a.identity,
+    }
 }
 
 /// Loads a profile by name or path, applies command-line overrides (already checked), and

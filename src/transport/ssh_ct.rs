@@ -175,10 +175,10 @@ impl SshContainer {
             match Ssh::connect(target.clone(), &self.opts) {
                 Ok(s) => break s,
                 Err(e) => {
-                    let text = format!("{e:#}");
-                    let transient = text.contains("refused")
-                        || text.contains("timed out")
-                        || text.contains("unreachable");
+                    let transient = e.chain().any(|c| {
+                        c.downcast_ref::<super::ssh::TcpConnectFailed>()
+                            .is_some_and(super::ssh::TcpConnectFailed::is_transient)
+                    });
                     if !transient || Instant::now() >= deadline {
                         return Err(e)
                             .with_context(|| format!("ct/{}: connecting over SSH", self.vmid));

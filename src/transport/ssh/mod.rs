@@ -95,8 +95,13 @@ impl Ssh {
             .to_socket_addrs()
             .with_context(|| format!("ssh:{target}: cannot resolve the host {:?}", target.host))?
             .collect();
-        let tcp = connect_tcp(&addrs, opts.connect_timeout).map_err(|e| {
-            anyhow!("ssh:{target}: cannot connect to {hp} (step: TCP connect): {e}")
+        let tcp = connect_tcp(&addrs, opts.connect_timeout).map_err(|(why, kind)| {
+            anyhow::Error::from(TcpConnectFailed {
+                target: target.to_string(),
+                host_port: hp.clone(),
+                why,
+                kind,
+            })
         })?;
         let _ = tcp.set_nodelay(true);
         let fd = tcp.as_raw_fd();
@@ -510,13 +515,59 @@ impl Drop for SshLock {
 // Connecting
 // ---------------------------------------------------------------------------------------------
 
-fn connect_tcp(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, String> {
-    let mut last = String::from("the host name resolves to no address");
+/// The TCP connection to an SSH server could not be made.
+#[derive(Debug)]
+pub struct TcpConnectFailed {
+    /// `ssh:user@host:port` and `host:port`, for the message.
+    pub target: String,
+    /// Where it tried to connect.
+    pub host_port: String,
+    /// Why, in words.
+    pub why: String,
+    /// The kind of the last error (None: the name resolved to no address).
+    pub kind: Option<io::ErrorKind>,
+}
+
+impl TcpConnectFailed {
+    /// True when a server that is still starting (a container just created) may answer soon:
+    /// refused, no answer, unreachable.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.kind,
+            Some(
+                io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::WouldBlock
+                    | io::ErrorKind::HostUnreachable
+                    | io::ErrorKind::NetworkUnreachable
+            )
+        )
+    }
+}
+
+impl fmt::Display for TcpConnectFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ssh:{}: cannot connect to {} (step: TCP connect): {}",
+            self.target, self.host_port, self.why
+        )
+    }
+}
+
+impl std::error::Error for TcpConnectFailed {}
+
+/// Connects to the first address that answers; the error says why the last one did not.
+fn connect_tcp(
+    addrs: &[SocketAddr],
+    timeout: Duration,
+) -> Result<TcpStream, (String, Option<io::ErrorKind>)> {
+    let mut last = (String::from("the host name resolves to no address"), None);
     for addr in addrs {
         match TcpStream::connect_timeout(addr, timeout) {
             Ok(s) => return Ok(s),
             Err(e) => {
-                last = match e.kind() {
+                let why = match e.kind() {
                     io::ErrorKind::ConnectionRefused => {
                         "connection refused (nothing listens there, or a firewall rejects it)"
                             .to_string()
@@ -526,6 +577,7 @@ fn connect_tcp(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, Str
                     }
                     _ => e.to_string(),
                 };
+                last = (why, Some(e.kind()));
             }
         }
     }
