@@ -23,6 +23,7 @@ pub mod release;
 pub mod report;
 pub mod request;
 pub mod rootdisk;
+pub mod schema;
 pub mod summary;
 pub mod text;
 pub mod transport;

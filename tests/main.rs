@@ -13,6 +13,7 @@ mod lab_release;
 mod plan_cases;
 mod release;
 mod robustness;
+mod schema;
 mod scripts;
 mod secrets;
 mod ssh;

@@ -4,7 +4,7 @@
 use super::*;
 
 /// How the root password is supplied: never on a command line.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum PasswordSource {
     /// Name of an environment variable holding it.
@@ -16,7 +16,7 @@ pub enum PasswordSource {
 }
 
 /// `[rootfs]`.
-#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RootfsLayer {
     /// Storage ID for the root disk (must allow container directories: `rootdir`).
@@ -26,7 +26,7 @@ pub struct RootfsLayer {
 }
 
 /// `[network]`: the container's eth0.
-#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkLayer {
     /// Bridge on the node, e.g. vmbr0.
@@ -50,7 +50,7 @@ pub struct NetworkLayer {
 }
 
 /// `[features]`: LXC features.
-#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeaturesLayer {
     /// Nested containers (Docker needs it).
@@ -64,7 +64,7 @@ pub struct FeaturesLayer {
 }
 
 /// Where the fuse-overlayfs binary comes from.
-#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FuseOverlayfsLayer {
     /// `node` (a file on the PVE node), `url` (downloaded on the node, SHA-256 required) or
@@ -79,7 +79,7 @@ pub struct FuseOverlayfsLayer {
 }
 
 /// `[docker]`.
-#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DockerLayer {
     /// `distro` (distribution packages), `docker-ce` (Docker's repository), `present` (already
@@ -97,7 +97,7 @@ pub struct DockerLayer {
 }
 
 /// `[access]`: how the inside of the container is reached.
-#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLayer {
     /// `pct` (pct exec/push on the node, the default) or `ssh` (straight into the container
@@ -113,7 +113,7 @@ pub struct AccessLayer {
 }
 
 /// One file to write into the container.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileSpec {
     /// Absolute destination inside the container.
@@ -134,7 +134,7 @@ pub(super) fn default_mode() -> String {
 }
 
 /// One profile file as written: every field optional.
-#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Layer {
     /// The profile this one builds on.
