@@ -208,7 +208,7 @@ impl Cx<'_> {
             file: self.file.to_string(),
             line,
             col,
-            message: crate::profile::toml_message(&field, e),
+            message: profile::toml_message(&field, e),
             field,
         }
     }
@@ -791,12 +791,9 @@ mod tests {
         assert_eq!(a.cores, 4);
         assert_eq!(a.network.bridge, "vmbr1");
         assert_eq!(a.network.ip, "10.0.0.5/24");
-        assert_eq!(a.docker.storage_driver, crate::profile::Driver::Auto);
+        assert_eq!(a.docker.storage_driver, profile::Driver::Auto);
         let b = &l.entries[1].request.profile;
-        assert_eq!(
-            b.docker.storage_driver,
-            crate::profile::Driver::FuseOverlayfs
-        );
+        assert_eq!(b.docker.storage_driver, profile::Driver::FuseOverlayfs);
         assert_eq!(b.network.ip, "dhcp");
         assert_eq!(b.network.bridge, "vmbr1");
     }

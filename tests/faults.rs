@@ -644,7 +644,7 @@ fn a_failed_rename_leaves_the_old_file_whole_at_the_destination() {
             assert_eq!(
                 s.cts[&100].files[dest], before,
                 "{fault}: {dest} changed although its rename failed"
-            )
+            );
         });
         // The next run completes the write.
         node.with(|s| s.fail_matching.clear());

@@ -164,7 +164,7 @@ fn invalid_daemon_json_is_refused_and_left_alone() {
         assert_eq!(
             s.cts[&100].files["/etc/docker/daemon.json.provision-backup"].0,
             b"{not json"
-        )
+        );
     });
 }
 

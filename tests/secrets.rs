@@ -59,7 +59,7 @@ impl Transport for Recorder {
     fn put(&self, bytes: &[u8], dest: &str, mode: u32) -> anyhow::Result<()> {
         self.puts
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((dest.to_string(), mode));
         self.inner.put(bytes, dest, mode)
     }

@@ -84,11 +84,14 @@ impl Runner<'_> {
         f: impl FnOnce(&mut Self) -> Result<()>,
     ) -> Result<()> {
         let ctx = self.ctx;
-        let _serial = ctx.template_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = ctx
+            .template_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let done = |k: &str| {
             ctx.templates_done
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .contains(k)
         };
         if done(key) {
@@ -101,7 +104,7 @@ impl Runner<'_> {
         self.step(step, f)?;
         ctx.templates_done
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(key.to_string());
         Ok(())
     }
@@ -206,7 +209,8 @@ pub fn converge(
     };
     let mut res = converge_inner(&mut r, req, nf, password, files);
     if let Err(e) = &res
-        && e.chain().any(|c| c.is::<CreatedMeanwhile>())
+        && e.chain()
+            .any(<dyn std::error::Error + 'static>::is::<CreatedMeanwhile>)
     {
         // Another run created this very container after our facts were read (it held the
         // container's lock meanwhile): read the guest list again and converge what exists.
@@ -269,7 +273,7 @@ pub fn converge(
                     Err(de) => {
                         left = format!(
                             "container {v} was created by this run; rollback failed: {de:#}"
-                        )
+                        );
                     }
                 }
             }
@@ -278,7 +282,9 @@ pub fn converge(
                 message: format!("{e:#}"),
                 tail,
                 usage: crate::error::is_input_error(&e) && r.created.is_none() && !r.changed,
-                interrupted: e.chain().any(|c| c.is::<Interrupted>()),
+                interrupted: e
+                    .chain()
+                    .any(<dyn std::error::Error + 'static>::is::<Interrupted>),
                 left,
             });
             line.finish(
@@ -422,7 +428,7 @@ impl Runner<'_> {
                         facts::gather_templates(ctx.node.as_ref(), &req.profile.template_storage)?;
                     ctx.template_facts
                         .lock()
-                        .unwrap_or_else(|e| e.into_inner())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .insert(req.profile.template_storage.clone(), tf.clone());
                     // The download planned before the update named a guess; the index decides.
                     let rest = steps.split_off(i + 1);

@@ -64,7 +64,7 @@ pub struct Ctx {
     /// Where the host keys of containers reached over SSH are recorded.
     pub container_known_hosts: std::path::PathBuf,
     /// Source facts (fuse-overlayfs checksum on the node), read once per run per source.
-    pub sources: Mutex<std::collections::BTreeMap<String, (SourceFacts, Vec<Step>)>>,
+    pub sources: Mutex<BTreeMap<String, (SourceFacts, Vec<Step>)>>,
 }
 
 impl Ctx {
@@ -72,7 +72,10 @@ impl Ctx {
     /// run) up, skipping the node's guests and what this run proposed already. A real run
     /// chooses at create time, under the lock.
     pub fn propose_vmid(&self, nf: &NodeFacts) -> Result<u32> {
-        let mut p = self.proposed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = self
+            .proposed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let base = match p.0 {
             Some(b) => b,
             None => {
@@ -94,7 +97,7 @@ impl Ctx {
         let mut seen = self
             .template_facts
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(tf) = seen.get(storage) {
             return Ok(tf.clone());
         }
@@ -123,7 +126,7 @@ impl Ctx {
                     vmid,
                 }) as Arc<dyn Transport>
             }),
-            sources: Mutex::new(std::collections::BTreeMap::new()),
+            sources: Mutex::new(BTreeMap::new()),
             container_ssh: crate::transport::ssh::SshOptions::default(),
             container_known_hosts: crate::transport::ssh_ct::containers_known_hosts(),
         }
@@ -236,7 +239,7 @@ pub fn prepare(
     let cached = ctx
         .sources
         .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .get(&key)
         .cloned();
     let (src, src_steps) = match cached {
@@ -245,7 +248,7 @@ pub fn prepare(
             let c = gather_sources(ctx.node.as_ref(), nf, &req.profile, node_plan.driver)?;
             ctx.sources
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(key, c.clone());
             c
         }

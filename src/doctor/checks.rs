@@ -514,7 +514,7 @@ fn check_template_storages(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
                         ),
                     )
                     .fix("set template_storage to one of them, or allow templates on it: pvesm set NAME --content vztmpl,..."),
-                )
+                );
             }
             Some(s) if s.status != "active" => out.push(
                 check(
