@@ -1060,7 +1060,7 @@ fn report(
          lab node has {} CPU(s); parallel creates and `apt-get install`s share them (and the \
          mirror's bandwidth), so node time per container is not comparable across N: compare \
          within a row.\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     println!("## 4. Node commands per container (lab invocation log)\n");
     println!(

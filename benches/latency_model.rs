@@ -1,6 +1,6 @@
 //! Measurement 3: parallel efficiency of `provision apply` against a latency model of a PVE node.
 //!
-//! The in-memory fake node (src/transport/fake.rs) answers every command at once; [`Slow`] wraps
+//! The in-memory fake node (tests/support/fake.rs) answers every command at once; [`Slow`] wraps
 //! it and sleeps, per command kind, the time a real node takes (table [`MODEL`], with where each
 //! number comes from), multiplied by a time scale so that a run takes seconds. Containers are
 //! converged through the library exactly as `provision apply FILE --jobs J` does
@@ -429,7 +429,7 @@ fn main() {
 
     println!("## 3. Latency model: `provision apply` on a modelled PVE node\n");
     println!(
-        "The fake node (src/transport/fake.rs) behind a wrapper that sleeps per command kind \
+        "The fake node (tests/support/fake.rs) behind a wrapper that sleeps per command kind \
          (benches/latency_model.rs), time scale {scale} (1 model second = {:.0} ms here); all \
          times below are model seconds (measured wall / scale). {repeat} run(s) per cell.\n",
         scale * 1000.0

@@ -9,7 +9,7 @@
 # a fresh VMID from `pvesh get /cluster/nextid` (no lock), a bounded wait for the network (polled
 # every 0.2 s, as often as the tool's own wait), the packages the tool installs for this profile
 # (docker.io, fuse3 for fuse-overlayfs's libfuse3, busybox-static for the probe image; the by-hand
-# run in /work/shared/lab-notes.md named libfuse3-3, whose name changes between releases) with
+# run in the lab notes named libfuse3-3, whose name changes between releases) with
 # `--no-install-recommends` as the tool does, and a `docker run` at the end so that it verifies
 # as much as the tool does (no registry is reachable: the image is imported from busybox-static,
 # lab-notes pitfall 5).

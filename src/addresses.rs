@@ -220,7 +220,7 @@ mod tests {
             "garbage",
         ]
         .iter()
-        .map(|s| s.to_string())
+        .map(ToString::to_string)
         .collect();
         assert_eq!(
             container_addresses(&raw),

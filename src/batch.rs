@@ -137,12 +137,16 @@ pub fn pool<T: Sync, R: Send>(
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(item) = items.get(i) else { break };
                     let r = f(i, item);
-                    results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
+                    results
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(r);
                 }
             });
         }
     });
-    results.into_inner().unwrap_or_else(|p| p.into_inner())
+    results
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// One container of an apply run.
@@ -196,7 +200,7 @@ fn wrong_node(t: &Target, e: &Entry) -> Option<String> {
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     let msg = p
         .downcast_ref::<&str>()
-        .map(|s| s.to_string())
+        .map(ToString::to_string)
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_default();
     format!("internal error (a bug in provision): {msg}")
@@ -367,14 +371,14 @@ impl SignalWatch {
             for _ in signals.forever() {
                 if cancel.swap(true, Ordering::SeqCst) {
                     crate::progress::suspend(|| {
-                        eprintln!("interrupted again: stopping the running commands now")
+                        eprintln!("interrupted again: stopping the running commands now");
                     });
                     stop_now();
                 }
                 crate::progress::suspend(|| {
                     eprintln!(
                         "interrupt: no new container is started; running steps finish, then the summary (interrupt again to stop at once)"
-                    )
+                    );
                 });
             }
         });

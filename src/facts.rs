@@ -401,7 +401,7 @@ pub fn gather_node(node: &dyn Transport) -> Result<NodeFacts> {
             None,
         )
         .ok()
-        .filter(|o| o.success())
+        .filter(super::cmd::Output::success)
         .and_then(|o| local_node_name(&o.stdout_text()));
     let storages = match &local_node {
         // One call gives type, state, free space and content of every storage of this node.

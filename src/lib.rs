@@ -3,6 +3,8 @@
 //! The shape: facts are read ([`facts`]), a pure planner decides the steps ([`plan`]), the
 //! applier runs them through a [`transport::Transport`] ([`apply`]), and a report says what
 //! happened ([`report`]). The binary's `main` only parses arguments and calls [`commands`].
+//! What the user asked for is a [`request`]; commands are values ([`cmd`]). Modules import one
+//! another in that direction only (tests/structure.rs checks it); docs/layout.md maps the files.
 
 pub mod addresses;
 pub mod apply;

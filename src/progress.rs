@@ -38,7 +38,10 @@ impl Live {
     fn with<R>(&self, f: impl FnOnce(&mut ViewState, Duration) -> R) -> R {
         let now = self.start.elapsed();
         f(
-            &mut self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            &mut self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
             now,
         )
     }
@@ -168,7 +171,7 @@ impl Progress {
     /// the screen.
     pub fn finish(&self) {
         if let Some(l) = &self.live {
-            l.with(|v, now| v.close(now));
+            l.with(ViewState::close);
         }
         if let Some(b) = &self.bar {
             b.finish();

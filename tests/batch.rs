@@ -638,7 +638,7 @@ fn apply_args(path: &Path, only: &[&str], jobs: usize) -> ApplyArgs {
     ApplyArgs {
         file: FileArgs {
             file: path.to_path_buf(),
-            only: only.iter().map(|s| s.to_string()).collect(),
+            only: only.iter().map(ToString::to_string).collect(),
         },
         jobs,
         change: ChangeArgs::default(),
@@ -883,7 +883,7 @@ fn destroy_judges_duplicates_and_vms_without_guessing() {
         name: name.into(),
         node: "pve1".into(),
         status: "running".into(),
-        tags: tags.iter().map(|t| t.to_string()).collect(),
+        tags: tags.iter().map(ToString::to_string).collect(),
         kind: kind.into(),
     };
     let l = lab(
@@ -1065,7 +1065,7 @@ fn the_binary_changes_nothing_without_pve_and_says_so() {
     // On a real PVE node (pct in /usr/sbin) this test would apply the example: not there.
     if ["/usr/sbin/pct", "/usr/bin/pct", "/sbin/pct", "/bin/pct"]
         .iter()
-        .any(|p| std::path::Path::new(p).exists())
+        .any(|p| Path::new(p).exists())
     {
         eprintln!("a real PVE node: not the place for this test");
         return;

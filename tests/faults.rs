@@ -9,6 +9,7 @@
 //! A `provision` killed by SIGINT/SIGTERM is simulated here by a fault that stops the run at a
 //! given command: the process-level signal test needs a real node and belongs to the LXC lab.
 
+use crate::support::converge::converge_with;
 use crate::support::fake::{FakeCt, FakeNode, fake_node};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
@@ -16,7 +17,6 @@ use provision::apply::{self, Ctx};
 use provision::facts;
 use provision::plan::{self, ProfileFiles};
 use provision::profile::{self, Driver, FeaturesLayer, FileSpec, Layer};
-use provision::progress::Line;
 use provision::report::{ContainerReport, Outcome};
 use provision::request::{Options, Request};
 use provision::transport::Transport;
@@ -70,18 +70,9 @@ fn run(
     opts: Options,
     rollback: bool,
 ) -> ContainerReport {
-    let t: Arc<dyn Transport> = node.clone();
-    let mut ctx = Ctx::new(t.clone(), opts);
+    let mut ctx = Ctx::new(node.clone(), opts);
     ctx.rollback = rollback;
-    let nf = facts::gather_node(t.as_ref()).expect("node facts");
-    apply::converge(
-        &ctx,
-        req,
-        &nf,
-        Some(PASSWORD),
-        files,
-        &Line::silent(&req.hostname),
-    )
+    converge_with(&ctx, req, Some(PASSWORD), files)
 }
 
 /// The changing commands run through the node (the fake's `<put>` records are not commands and
@@ -537,8 +528,7 @@ fn an_interrupted_run_starts_no_new_container() {
     let t: Arc<dyn Transport> = node.clone();
     let ctx = Ctx::new(t.clone(), Options::default());
     ctx.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
-    let nf = facts::gather_node(t.as_ref()).unwrap();
-    let r = apply::converge(&ctx, &req, &nf, None, &files, &Line::silent("web1"));
+    let r = converge_with(&ctx, &req, None, &files);
     assert!(r.outcome.failed(), "{}", r.text());
     let f = r.failure.expect("failure");
     assert!(f.message.contains("interrupted"), "{}", f.message);
@@ -650,7 +640,7 @@ fn a_failed_rename_leaves_the_old_file_whole_at_the_destination() {
             assert_eq!(
                 s.cts[&100].files[dest], before,
                 "{fault}: {dest} changed although its rename failed"
-            )
+            );
         });
         // The next run completes the write.
         node.with(|s| s.fail_matching.clear());

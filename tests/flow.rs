@@ -1,11 +1,10 @@
 //! The applier against the fake node: the whole single-container flow, idempotence, failures,
 //! rollback and the VMID lock.
 
+use crate::support::converge::{converge_on, converge_with};
 use crate::support::fake::{FakeNode, fake_node};
-use provision::apply::{self, Ctx};
-use provision::facts;
+use provision::apply::Ctx;
 use provision::profile::{self, Layer};
-use provision::progress::Line;
 use provision::report::{ContainerReport, Outcome};
 use provision::request::{Options, Request};
 use provision::transport::Transport;
@@ -21,10 +20,7 @@ pub fn request(name: &str, profile_name: &str, overrides: Layer) -> Request {
 }
 
 pub fn run_once(node: &Arc<FakeNode>, req: &Request, opts: Options) -> ContainerReport {
-    let t: Arc<dyn Transport> = node.clone();
-    let ctx = Ctx::new(t.clone(), opts);
-    let nf = facts::gather_node(t.as_ref()).expect("facts");
-    apply::converge(&ctx, req, &nf, None, &vec![], &Line::silent(&req.hostname))
+    converge_on(node.clone(), req, opts)
 }
 
 #[test]
@@ -165,7 +161,7 @@ fn invalid_daemon_json_is_refused_and_left_alone() {
         assert_eq!(
             s.cts[&100].files["/etc/docker/daemon.json.provision-backup"].0,
             b"{not json"
-        )
+        );
     });
 }
 
@@ -198,8 +194,7 @@ fn rollback_destroys_only_what_this_run_created() {
     let t: Arc<dyn Transport> = node.clone();
     let mut ctx = Ctx::new(t.clone(), Options::default());
     ctx.rollback = true;
-    let nf = facts::gather_node(t.as_ref()).unwrap();
-    let r = apply::converge(&ctx, &req, &nf, None, &vec![], &Line::silent("web1"));
+    let r = converge_with(&ctx, &req, None, &vec![]);
     assert_eq!(r.outcome, Outcome::RolledBack, "{}", r.text());
     node.with(|s| assert!(s.cts.is_empty()));
     // A container that existed before is never destroyed by rollback.
@@ -213,8 +208,7 @@ fn rollback_destroys_only_what_this_run_created() {
             .files
             .remove("/etc/docker/daemon.json");
     });
-    let nf = facts::gather_node(t.as_ref()).unwrap();
-    let r = apply::converge(&ctx, &req, &nf, None, &vec![], &Line::silent("web1"));
+    let r = converge_with(&ctx, &req, None, &vec![]);
     assert_eq!(r.outcome, Outcome::Failed);
     node.with(|s| assert!(s.cts.contains_key(&100)));
 }

@@ -429,7 +429,7 @@ fn two_provision_processes_at_once_never_share_a_vmid() {
     let Some(lab) = lab() else { return };
     let dir = tempfile::tempdir().unwrap();
     let names = ["e2e-race1", "e2e-race2", "e2e-race3"];
-    let _cleanup = Cleanup(lab.clone(), names.iter().map(|s| s.to_string()).collect());
+    let _cleanup = Cleanup(lab.clone(), names.iter().map(ToString::to_string).collect());
     let p = lab.profile(
         dir.path(),
         "plain",

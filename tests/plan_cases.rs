@@ -9,6 +9,7 @@
 //! pointed at it; and the in-container push check and the node download script are run for
 //! real with `sh` on this machine against real, broken and foreign binaries.
 
+use crate::support::converge::converge_on;
 use crate::support::fake::{FakeNode, fake_node};
 use provision::apply::{self, Ctx};
 use provision::facts;
@@ -280,10 +281,7 @@ fn docker_with_fuse(f: FuseOverlayfsLayer) -> Request {
 }
 
 fn converge(node: &Arc<FakeNode>, req: &Request) -> provision::report::ContainerReport {
-    let t: Arc<dyn Transport> = node.clone();
-    let ctx = Ctx::new(t.clone(), Options::default());
-    let nf = facts::gather_node(t.as_ref()).unwrap();
-    apply::converge(&ctx, req, &nf, None, &vec![], &Line::silent("web1"))
+    converge_on(node.clone(), req, Options::default())
 }
 
 #[test]

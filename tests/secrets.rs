@@ -2,6 +2,7 @@
 //! container only on chpasswd's stdin, and never shows in an argv, a plan, a log line, progress,
 //! JSON, a report or an error message. Files the tool writes on the node are owner-only.
 
+use crate::support::converge::converge_with;
 use crate::support::fake::{FakeNode, fake_node};
 use assert_cmd::Command;
 use provision::apply::{self, Ctx};
@@ -10,7 +11,6 @@ use provision::cmd::{Cmd, Output};
 use provision::facts;
 use provision::plan::ProfileFiles;
 use provision::profile::{self, FileSpec, Layer};
-use provision::progress::Line;
 use provision::report::{Outcome, RunReport};
 use provision::request::{Options, Request};
 use provision::transport::local::Local;
@@ -59,7 +59,7 @@ impl Transport for Recorder {
     fn put(&self, bytes: &[u8], dest: &str, mode: u32) -> anyhow::Result<()> {
         self.puts
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((dest.to_string(), mode));
         self.inner.put(bytes, dest, mode)
     }
@@ -96,9 +96,7 @@ fn request() -> (Request, ProfileFiles) {
 }
 
 fn converge(t: Arc<dyn Transport>, req: &Request, files: &ProfileFiles) -> RunReport {
-    let ctx = Ctx::new(t.clone(), Options::default());
-    let nf = facts::gather_node(t.as_ref()).expect("facts");
-    let r = apply::converge(&ctx, req, &nf, Some(PW), files, &Line::silent("web1"));
+    let r = converge_with(&Ctx::new(t, Options::default()), req, Some(PW), files);
     RunReport {
         containers: vec![r],
         notes: vec![],

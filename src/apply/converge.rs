@@ -242,55 +242,7 @@ pub fn converge(
             line.finish(true, report.outcome.word());
         }
         Err(e) => {
-            let tail: Vec<String> = e
-                .chain()
-                .find_map(|c| c.downcast_ref::<CmdFailed>())
-                .map(|c| c.tail.lines().map(String::from).collect())
-                .unwrap_or_default();
-            let step = report
-                .steps
-                .iter()
-                .rev()
-                .find(|s| s.status == StepStatus::Failed)
-                .map_or_else(|| r.phase.clone(), |s| s.name.clone());
-            let mut left = match (r.created, report.vmid) {
-                (Some(v), _) => format!(
-                    "container {v} was created by this run and is half-made; the next run continues it"
-                ),
-                (None, Some(v)) if r.changed => {
-                    format!("container {v} was partly changed; the next run continues it")
-                }
-                (None, Some(v)) => format!("container {v} is as it was"),
-                (None, None) => "nothing was changed".to_string(),
-            };
-            report.outcome = Outcome::Failed;
-            if let (Some(v), true) = (r.created, ctx.rollback) {
-                match destroy(ctx.node.as_ref(), v) {
-                    Ok(()) => {
-                        left = format!(
-                            "container {v}, created by this run, was destroyed (--rollback)"
-                        );
-                        report.outcome = Outcome::RolledBack;
-                    }
-                    Err(de) => {
-                        left = format!(
-                            "container {v} was created by this run; rollback failed: {de:#}"
-                        );
-                    }
-                }
-            }
-            let message = format!("{e:#}");
-            report.failure = Some(Failure {
-                step,
-                known_issue: crate::known_issues::diagnose(&message, &tail),
-                message,
-                tail,
-                usage: crate::error::is_input_error(&e) && r.created.is_none() && !r.changed,
-                interrupted: e
-                    .chain()
-                    .any(<dyn std::error::Error + 'static>::is::<Interrupted>),
-                left,
-            });
+            record_failure(ctx, &mut report, (r.created, r.changed, &r.phase), &e);
             line.finish(
                 false,
                 &format!(
@@ -319,6 +271,61 @@ fn check_resized(node: &dyn Transport, node_name: &str, vmid: u32, size: &str) -
         ),
         None => bail!("pct resize ran, but the container's config shows no root disk size"),
     }
+}
+
+/// The failure into the report: the step (or phase) it happened in, the command's output, what
+/// state was left, and the rollback of a container this run created (`--rollback`).
+fn record_failure(
+    ctx: &Ctx,
+    report: &mut ContainerReport,
+    (created, changed, phase): (Option<u32>, bool, &str),
+    e: &anyhow::Error,
+) {
+    let tail: Vec<String> = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<CmdFailed>())
+        .map(|c| c.tail.lines().map(String::from).collect())
+        .unwrap_or_default();
+    let step = report
+        .steps
+        .iter()
+        .rev()
+        .find(|s| s.status == StepStatus::Failed)
+        .map_or_else(|| phase.to_string(), |s| s.name.clone());
+    let mut left = match (created, report.vmid) {
+        (Some(v), _) => format!(
+            "container {v} was created by this run and is half-made; the next run continues it"
+        ),
+        (None, Some(v)) if changed => {
+            format!("container {v} was partly changed; the next run continues it")
+        }
+        (None, Some(v)) => format!("container {v} is as it was"),
+        (None, None) => "nothing was changed".to_string(),
+    };
+    report.outcome = Outcome::Failed;
+    if let (Some(v), true) = (created, ctx.rollback) {
+        match destroy(ctx.node.as_ref(), v) {
+            Ok(()) => {
+                left = format!("container {v}, created by this run, was destroyed (--rollback)");
+                report.outcome = Outcome::RolledBack;
+            }
+            Err(de) => {
+                left = format!("container {v} was created by this run; rollback failed: {de:#}");
+            }
+        }
+    }
+    let message = format!("{e:#}");
+    report.failure = Some(Failure {
+        step,
+        known_issue: crate::known_issues::diagnose(&message, &tail),
+        message,
+        tail,
+        usage: crate::error::is_input_error(e) && created.is_none() && !changed,
+        interrupted: e
+            .chain()
+            .any(<dyn std::error::Error + 'static>::is::<Interrupted>),
+        left,
+    });
 }
 
 /// Stops (when running) and destroys a container with its disks.

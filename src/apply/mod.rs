@@ -68,7 +68,7 @@ pub struct Ctx {
     /// Where the host keys of containers reached over SSH are recorded.
     pub container_known_hosts: std::path::PathBuf,
     /// Source facts (fuse-overlayfs checksum on the node), read once per run per source.
-    pub sources: Mutex<std::collections::BTreeMap<String, (SourceFacts, Vec<Step>)>>,
+    pub sources: Mutex<BTreeMap<String, (SourceFacts, Vec<Step>)>>,
 }
 
 impl Ctx {
@@ -80,7 +80,10 @@ impl Ctx {
 
     /// The MTU of `bridge` on the node, read the first time in this run.
     pub fn bridge_mtu_of(&self, bridge: &str) -> Result<Option<u32>> {
-        let mut cache = self.bridge_mtu.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self
+            .bridge_mtu
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(m) = cache.get(bridge) {
             return Ok(*m);
         }
@@ -93,7 +96,10 @@ impl Ctx {
     /// run) up, skipping the node's guests and what this run proposed already. A real run
     /// chooses at create time, under the lock.
     pub fn propose_vmid(&self, nf: &NodeFacts) -> Result<u32> {
-        let mut p = self.proposed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = self
+            .proposed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let base = match p.0 {
             Some(b) => b,
             None => {
@@ -115,7 +121,7 @@ impl Ctx {
         let mut seen = self
             .template_facts
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(tf) = seen.get(storage) {
             return Ok(tf.clone());
         }
@@ -149,7 +155,7 @@ impl Ctx {
             }),
             keep_env,
             bridge_mtu: Mutex::default(),
-            sources: Mutex::new(std::collections::BTreeMap::new()),
+            sources: Mutex::new(BTreeMap::new()),
             container_ssh: crate::transport::ssh::SshOptions::default(),
             container_known_hosts: crate::transport::ssh_ct::containers_known_hosts(),
         }
@@ -276,7 +282,7 @@ pub fn prepare(
     let cached = ctx
         .sources
         .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .get(&key)
         .cloned();
     let (src, src_steps) = match cached {
@@ -285,7 +291,7 @@ pub fn prepare(
             let c = gather_sources(ctx.node.as_ref(), nf, &req.profile, node_plan.driver)?;
             ctx.sources
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(key, c.clone());
             c
         }

@@ -98,7 +98,9 @@ struct VmidHold<'a> {
 
 impl VmidLock {
     fn state(&self) -> std::sync::MutexGuard<'_, VmidState> {
-        self.st.lock().unwrap_or_else(|e| e.into_inner())
+        self.st
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Joins the run's hold on the node's lock, taking it when nobody of this run holds it.

@@ -24,13 +24,13 @@ pub fn script(shell: CompletionShell) -> String {
     let mut buf = Vec::new();
     match shell {
         CompletionShell::Bash => {
-            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "provision", &mut buf)
+            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "provision", &mut buf);
         }
         CompletionShell::Zsh => {
-            clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, "provision", &mut buf)
+            clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, "provision", &mut buf);
         }
         CompletionShell::Fish => {
-            clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, "provision", &mut buf)
+            clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, "provision", &mut buf);
         }
     }
     let text = String::from_utf8_lossy(&buf).into_owned();

@@ -119,7 +119,7 @@ pub fn evaluate(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
     out.extend(check_templates(f, reqs));
     out.extend(check_drivers(f, reqs));
     out.extend(check_fuse_sources(f, reqs));
-    out.extend(super::known::checks(f, reqs));
+    out.extend(known::checks(f, reqs));
     out.extend(pin_errors);
     // Ids are unique: two entries that differ only in a setting the id does not show (say, a
     // pinned sha256) get `#2`, `#3`...
@@ -555,7 +555,7 @@ fn check_template_storages(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
                         ),
                     )
                     .fix("set template_storage to one of them, or allow templates on it: pvesm set NAME --content vztmpl,..."),
-                )
+                );
             }
             Some(s) if s.status != "active" => out.push(
                 check(

@@ -190,6 +190,46 @@ pub(super) fn storages(text: &str) -> Vec<Storage> {
         .collect()
 }
 
+/// `/dev/fuse` as `stat` printed it: `kind|major(hex)|minor(hex)|mode(octal)`.
+fn parse_dev_fuse(v: &str) -> Option<DevFuse> {
+    let parts: Vec<&str> = v.split('|').collect();
+    let [kind, major, minor, mode] = parts.as_slice() else {
+        return None;
+    };
+    Some(DevFuse {
+        kind: kind.to_string(),
+        major: u32::from_str_radix(major.trim(), 16).unwrap_or(0),
+        minor: u32::from_str_radix(minor.trim(), 16).unwrap_or(0),
+        mode: u32::from_str_radix(mode.trim(), 8).unwrap_or(0),
+    })
+}
+
+/// The kernel key quota use of uid 100000 (`/proc/key-users`: `keys/max bytes/max`).
+fn parse_key_usage(v: &str) -> Option<KeyUsage> {
+    let w: Vec<&str> = v.split_whitespace().collect();
+    let [_refs, _nkeys, keys, bytes, ..] = w.as_slice() else {
+        return None;
+    };
+    let ((k, mk), (b, mb)) = (pair(keys)?, pair(bytes)?);
+    Some(KeyUsage {
+        keys: k,
+        max_keys: mk,
+        bytes: b,
+        max_bytes: mb,
+    })
+}
+
+/// An existing container: `VMID UNPRIVILEGED HOSTNAME`.
+fn parse_ct(v: &str) -> Option<ExistingCt> {
+    let mut w = v.splitn(3, ' ');
+    let (id, u) = (w.next().and_then(num)?, w.next()?);
+    Some(ExistingCt {
+        vmid: id,
+        unprivileged: u.trim() == "1",
+        hostname: w.next().unwrap_or("").trim().to_string(),
+    })
+}
+
 /// Parses what [`FACTS_SCRIPT`] prints. Unknown lines are ignored, missing ones stay unknown.
 pub fn parse_facts(text: &str) -> HostFacts {
     let mut f = HostFacts::default();
@@ -215,33 +255,11 @@ pub fn parse_facts(text: &str) -> HostFacts {
                 }
             }
             "cgroup_fs" => f.cgroup_fs = v.trim().to_string(),
-            "dev_fuse" => {
-                let parts: Vec<&str> = v.split('|').collect();
-                if let [kind, major, minor, mode] = parts.as_slice() {
-                    f.dev_fuse = Some(DevFuse {
-                        kind: kind.to_string(),
-                        major: u32::from_str_radix(major.trim(), 16).unwrap_or(0),
-                        minor: u32::from_str_radix(minor.trim(), 16).unwrap_or(0),
-                        mode: u32::from_str_radix(mode.trim(), 8).unwrap_or(0),
-                    });
-                }
-            }
+            "dev_fuse" => f.dev_fuse = parse_dev_fuse(v).or(f.dev_fuse.take()),
             "zfs_version" if !v.trim().is_empty() => f.zfs_version = Some(v.trim().to_string()),
             "keys_maxkeys" => f.maxkeys = num(v),
             "keys_maxbytes" => f.maxbytes = num(v),
-            "key_users_100000" => {
-                let w: Vec<&str> = v.split_whitespace().collect();
-                if let [_refs, _nkeys, keys, bytes, ..] = w.as_slice()
-                    && let (Some((k, mk)), Some((b, mb))) = (pair(keys), pair(bytes))
-                {
-                    f.key_usage = Some(KeyUsage {
-                        keys: k,
-                        max_keys: mk,
-                        bytes: b,
-                        max_bytes: mb,
-                    });
-                }
-            }
+            "key_users_100000" => f.key_usage = parse_key_usage(v).or(f.key_usage.take()),
             "subuid_file" => f.subuid_file = true,
             "subgid_file" => f.subgid_file = true,
             "subuid" => f.subuid.extend(id_range(v)),
@@ -285,16 +303,7 @@ pub fn parse_facts(text: &str) -> HostFacts {
             "file_missing" => {
                 f.missing_files.insert(v.to_string());
             }
-            "ct" => {
-                let mut w = v.splitn(3, ' ');
-                if let (Some(id), Some(u)) = (w.next().and_then(num), w.next()) {
-                    f.cts.push(ExistingCt {
-                        vmid: id,
-                        unprivileged: u.trim() == "1",
-                        hostname: w.next().unwrap_or("").trim().to_string(),
-                    });
-                }
-            }
+            "ct" => f.cts.extend(parse_ct(v)),
             _ => {}
         }
     }

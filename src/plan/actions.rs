@@ -11,7 +11,7 @@ fn sh(script: &str, args: &[&str]) -> Cmd {
         .arg("-c")
         .arg(format!("{SH_PRELUDE}{script}"))
         .arg("provision")
-        .args(args.iter().map(|s| s.to_string()))
+        .args(args.iter().map(ToString::to_string))
 }
 
 /// Records `key=value` in the container's /var/lib/provision/state.

@@ -35,9 +35,7 @@ pub struct InsideInput<'a> {
 pub fn plan_inside(i: &InsideInput<'_>) -> Result<InsidePlan> {
     let (p, f) = (i.profile, i.facts);
     let mut plan = InsidePlan::default();
-    let docker = i
-        .driver
-        .filter(|_| p.docker.install != crate::profile::DockerInstall::None);
+    let docker = i.driver.filter(|_| p.docker.install != DockerInstall::None);
     if let Some(driver) = docker {
         plan_docker(i, driver, &mut plan)?;
     }

@@ -239,7 +239,7 @@ fn choose_driver(
                 }
                 _ => "the profile sets storage_driver = \"fuse-overlayfs\"".to_string(),
             };
-            return Err(crate::error::InputErrors(vec![crate::error::InputError::whole(
+            return Err(crate::error::InputErrors(vec![InputError::whole(
                 format!("profile {}", p.name),
                 "features.fuse",
                 format!(

@@ -252,7 +252,7 @@ fn after_pending_the_reboot_applies_exactly_what_pve_kept_pending() {
     let keys = pending_keys(&cfg);
     assert_eq!(keys, ["memory", "mp0"]);
     let reboot = |k: &[&str]| Step::Reboot {
-        keys: k.iter().map(|s| s.to_string()).collect(),
+        keys: k.iter().map(ToString::to_string).collect(),
     };
     // --restart: the planned reboot gets the real keys, or one is added.
     let r = after_pending(vec![reboot(&["features"])], keys.clone(), true);

@@ -63,10 +63,7 @@ pub fn resolve(
         description: m.description.clone().unwrap_or_default(),
         hostname: m.hostname.clone(),
         vmid: m.vmid.map(|v| v as u32),
-        template: m
-            .template
-            .clone()
-            .unwrap_or_else(|| super::UBUNTU_LTS.into()),
+        template: m.template.clone().unwrap_or_else(|| UBUNTU_LTS.into()),
         template_storage: m.template_storage.clone().unwrap_or_else(|| "local".into()),
         unprivileged,
         cores: m.cores.unwrap_or(1) as u32,
@@ -80,7 +77,7 @@ pub fn resolve(
         ssh_public_keys: m.ssh_public_keys.clone().unwrap_or_default(),
         root_password: m.root_password.clone(),
         rootfs: Rootfs {
-            storage: rootfs.storage.unwrap_or_else(|| super::AUTO_STORAGE.into()),
+            storage: rootfs.storage.unwrap_or_else(|| AUTO_STORAGE.into()),
             size: rootfs.size.unwrap_or(8.0),
         },
         network: network(net),

@@ -28,7 +28,7 @@ impl Transport for Local {
     fn run(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output> {
         let argv = cmd.argv_real();
         tracing::debug!(target: "provision::cmd", "run: {cmd}");
-        let t0 = std::time::Instant::now();
+        let t0 = Instant::now();
         let limit = cmd.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])
@@ -141,7 +141,9 @@ static RUNNING: Mutex<Vec<(i32, String)>> = Mutex::new(Vec::new());
 static RUNNING_CHANGED: Condvar = Condvar::new();
 
 fn running() -> MutexGuard<'static, Vec<(i32, String)>> {
-    RUNNING.lock().unwrap_or_else(|e| e.into_inner())
+    RUNNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// One entry of [`RUNNING`], removed when the command has been reaped.
@@ -170,8 +172,9 @@ fn kill_group(pgid: i32, sig: libc::c_int) {
 /// Waits until the child `pid` has exited, without reaping it (so its ID stays taken).
 fn wait_exited(pid: i32) {
     loop {
-        // SAFETY: waitid writes only into the zeroed siginfo_t we own.
+        // SAFETY: siginfo_t is plain data; all zeroes is a valid value.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid writes only into the siginfo_t we own.
         let r = unsafe {
             libc::waitid(
                 libc::P_PID,
@@ -234,7 +237,7 @@ pub fn interrupt_running(grace: Duration) -> Vec<String> {
         }
         list = RUNNING_CHANGED
             .wait_timeout(list, left)
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .0;
     }
     for (g, _) in list.iter() {
@@ -263,7 +266,7 @@ pub fn file_lock(dir: &Path, name: &str, wait: Duration) -> Result<File> {
     loop {
         match file.try_lock() {
             Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => {
+            Err(fs::TryLockError::WouldBlock) => {
                 if Instant::now() >= deadline {
                     bail!(
                         "waited {} s for the lock {} (another provision run holds it)",
@@ -273,7 +276,7 @@ pub fn file_lock(dir: &Path, name: &str, wait: Duration) -> Result<File> {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Err(std::fs::TryLockError::Error(e)) => {
+            Err(fs::TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("locking {}", path.display()));
             }
         }

@@ -203,7 +203,7 @@ impl FakeNode {
                         ),
                     ],
                     templates: BTreeSet::new(),
-                    index: FAKE_INDEX.iter().map(|s| s.to_string()).collect(),
+                    index: FAKE_INDEX.iter().map(ToString::to_string).collect(),
                     index_updated: true,
                     node_files,
                     zfs_version: None,
@@ -228,7 +228,11 @@ impl FakeNode {
 
     /// Runs `f` on the model.
     pub fn with<R>(&self, f: impl FnOnce(&mut FakeState) -> R) -> R {
-        f(&mut self.shared.0.lock().unwrap_or_else(|p| p.into_inner()))
+        f(&mut self
+            .shared
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// The recorded calls.
@@ -287,7 +291,11 @@ impl Transport for FakeNode {
     fn run(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output> {
         let argv = cmd.argv_real();
         let changing = is_changing(&argv);
-        let mut st = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self
+            .shared
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let joined = argv.join(" ");
         let mut injected = st.fail_matching.iter().any(|m| joined.contains(m.as_str()));
         if changing {
@@ -318,7 +326,11 @@ impl Transport for FakeNode {
     }
 
     fn put(&self, bytes: &[u8], dest: &str, _mode: u32) -> Result<()> {
-        let mut st = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self
+            .shared
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         st.calls.push(Call {
             argv: vec!["<put>".into(), dest.into()],
             stdin: Vec::new(),
@@ -331,7 +343,11 @@ impl Transport for FakeNode {
 
     fn lock(&self, name: &str, wait: Duration) -> Result<LockGuard> {
         let deadline = Instant::now() + wait;
-        let mut st = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self
+            .shared
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         while st.locks.contains(name) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -341,7 +357,7 @@ impl Transport for FakeNode {
                 .shared
                 .1
                 .wait_timeout(st, left)
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .0;
         }
         st.locks.insert(name.to_string());
@@ -360,7 +376,11 @@ struct FakeLock {
 
 impl Drop for FakeLock {
     fn drop(&mut self) {
-        let mut st = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self
+            .shared
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         st.locks.remove(&self.name);
         self.shared.1.notify_all();
     }
@@ -607,7 +627,7 @@ impl FakeState {
                         format!("Configuration file 'nodes/pve1/lxc/{id}.conf' does not exist\n"),
                     );
                 };
-                let owned: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+                let owned: Vec<String> = rest.iter().map(ToString::to_string).collect();
                 for (k, v) in opt_pairs(&owned) {
                     if k == "delete" {
                         for key in v.split(',') {
@@ -773,7 +793,7 @@ impl FakeState {
                     .skip_while(|w| *w != "--")
                     .skip(1)
                     .collect();
-                let inner: Vec<String> = strip_env(&all).iter().map(|s| s.to_string()).collect();
+                let inner: Vec<String> = strip_env(&all).iter().map(ToString::to_string).collect();
                 let stdin = stdin.map(<[u8]>::to_vec);
                 self.with_ct(id, move |ct| {
                     if !ct.running {
@@ -837,7 +857,7 @@ impl FakeState {
         if !self.templates.contains(template) {
             return Output::fail(255, format!("volume '{template}' does not exist\n"));
         }
-        let owned: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+        let owned: Vec<String> = rest.iter().map(ToString::to_string).collect();
         let mut ct = FakeCt {
             fuse_usable: true,
             os: ("ubuntu".into(), "24.04".into()),

@@ -1,3 +1,4 @@
+pub mod converge;
 pub mod fake;
 pub mod jobs;
 pub mod pve_path;
