@@ -32,12 +32,7 @@ pub fn next_vmid(node: &dyn Transport) -> Result<u32> {
         None,
     )?;
     let t = out.stdout_text();
-    t.trim().trim_matches('"').parse().with_context(|| {
-        format!(
-            "pvesh get /cluster/nextid printed {:?}, not a VMID",
-            t.trim()
-        )
-    })
+    facts::node_vmid_text(&t).map_err(|m| anyhow::anyhow!("pvesh get /cluster/nextid printed {m}"))
 }
 
 /// `pct create` failed because its VMID was taken meanwhile (a concurrent creator won).

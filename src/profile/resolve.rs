@@ -93,11 +93,23 @@ pub fn resolve(
             verify_image: dock.verify_image.unwrap_or_default(),
             repository: dock.repository.clone().unwrap_or_default(),
         },
-        files: m.files.clone().unwrap_or_default(),
+        files: normal_files(m.files.clone().unwrap_or_default()),
         commands: m.commands.clone().unwrap_or_default(),
         warnings,
         base_dir,
     })
+}
+
+/// `files` with every `dest` in its normal spelling ([`validate::normal_container_path`]; the
+/// layers' checks refused any that has none), so that the plan, the facts read inside and the
+/// staging names all see one path.
+fn normal_files(mut files: Vec<FileSpec>) -> Vec<FileSpec> {
+    for f in &mut files {
+        if let Ok(n) = validate::normal_container_path(&f.dest) {
+            f.dest = n;
+        }
+    }
+    files
 }
 
 /// The layer that set a field last (`get` says whether a layer sets it): errors on rules that
