@@ -110,6 +110,13 @@ impl VmidLock {
     }
 }
 
+/// Runs `f` while this run holds the node's VMID lock (shared with this run's other workers):
+/// no provision process creates a container, so no freed ID is reused, until `f` returns.
+pub fn with_vmid_lock<R>(ctx: &Ctx, f: impl FnOnce() -> R) -> Result<R> {
+    let _hold = ctx.vmids.hold(ctx.node.as_ref(), ctx.lock_wait)?;
+    Ok(f())
+}
+
 impl VmidHold<'_> {
     /// Chooses the ID to create: `fixed`, or the node's next free one that no other worker of
     /// this run is creating and that has not failed in this attempt (`tried`).
