@@ -146,6 +146,8 @@ pub fn load(path: &Path, overrides: &Layer) -> Result<LabFile, InputErrors> {
 #[derive(Default)]
 struct RawDefaults {
     profile: Option<String>,
+    /// `profile` was written (with a wrong type when `profile` is None: already reported).
+    profile_given: bool,
     layer: Layer,
 }
 
@@ -161,6 +163,9 @@ struct RawEntry {
     vmid_base: Option<i64>,
     node: Option<String>,
     host: Option<String>,
+    /// Entry keys that were written, whatever their type: a key given with a wrong type is
+    /// reported as that, never also as missing.
+    given: Vec<String>,
     layer: Layer,
 }
 
@@ -208,7 +213,7 @@ impl Cx<'_> {
             file: self.file.to_string(),
             line,
             col,
-            message: crate::profile::toml_message(&field, e),
+            message: crate::profile::toml_message_in(&field, e, self.text),
             field,
         }
     }
@@ -291,6 +296,7 @@ pub fn parse(
         match &**k.get_ref() {
             "defaults" => {
                 if let Some((mut own, layer)) = cx.split("defaults", v, &["profile"]) {
+                    defaults.profile_given = own.contains_key("profile");
                     defaults.profile = own.remove("profile").and_then(|p| cx.de(p));
                     defaults.layer = layer;
                 }
@@ -317,6 +323,7 @@ pub fn parse(
                         layer,
                         ..RawEntry::default()
                     };
+                    e.given = own.keys().cloned().collect();
                     e.name = own.remove("name").and_then(|v| cx.de(v));
                     e.profile = own.remove("profile").and_then(|v| cx.de(v));
                     e.node = own.remove("node").and_then(|v| cx.de(v));
@@ -400,6 +407,22 @@ fn profile_ref(name: &str, dir: &Path) -> String {
     }
 }
 
+/// The layers of one entry, base first: its profile's chain, then the lab file's `[defaults]`
+/// and the entry, whose paths are relative to the lab file's directory.
+fn entry_layers(
+    chain: Vec<LoadedLayer>,
+    lab: [(&Layer, &str); 2],
+    dir: &Path,
+) -> Vec<(Layer, Index)> {
+    let mut layers: Vec<(Layer, Index)> = chain.into_iter().map(|l| (l.layer, l.index)).collect();
+    for (l, field) in lab {
+        let mut l = l.clone();
+        profile::anchor_paths(&mut l, Some(dir));
+        layers.push((l, marker(field)));
+    }
+    layers
+}
+
 /// Records the errors of loading a profile chain: "no such profile" (reported by
 /// [`profile::load_chain`] against the command line) is moved to `field` in the lab file;
 /// errors inside profile files keep their place there.
@@ -448,10 +471,12 @@ fn check(
         cx.errs.extend(l_errs);
         refuse_layer_keys(cx, p, &e.layer, false);
         let Some(name) = &e.name else {
-            cx.err(
-                p,
-                "missing `name`: the container's hostname (with `{n}` when `count` is set)",
-            );
+            if !e.given.iter().any(|k| k == "name") {
+                cx.err(
+                    p,
+                    "missing `name`: the container's hostname (with `{n}` when `count` is set)",
+                );
+            }
             continue;
         };
         let Some((counted, count)) = entry_count(cx, p, name, e.count) else {
@@ -465,6 +490,9 @@ fn check(
         let (pname, pfield) = match (&e.profile, &defaults.profile) {
             (Some(n), _) => (n.clone(), format!("{p}.profile")),
             (None, Some(n)) => (n.clone(), "defaults.profile".to_string()),
+            (None, None) if e.given.iter().any(|k| k == "profile") || defaults.profile_given => {
+                continue;
+            }
             (None, None) => {
                 cx.err(
                     p,
@@ -494,13 +522,11 @@ fn check(
         } else {
             chain.last().and_then(|l| l.dir.clone())
         };
-        let mut layers: Vec<(Layer, Index)> =
-            chain.into_iter().map(|l| (l.layer, l.index)).collect();
-        layers.push((defaults.layer.clone(), marker("defaults")));
-        layers.push((e.layer.clone(), marker(p)));
+        let sources = format!("{} <- {} {p}", profile::provenance(&chain), cx.idx.file);
+        let mut layers = entry_layers(chain, [(&defaults.layer, "defaults"), (&e.layer, p)], dir);
         layers.push((overrides.clone(), Index::command_line()));
         let profile = match resolve(&pname, &layers, base_dir) {
-            Ok(pr) => pr,
+            Ok(pr) => profile::Profile { sources, ..pr },
             Err(errs) => {
                 let errs = relocate(errs.0, &cx.idx);
                 cx.errs.extend(errs);

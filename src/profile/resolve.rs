@@ -97,6 +97,7 @@ pub fn resolve(
         commands: m.commands.clone().unwrap_or_default(),
         warnings,
         base_dir,
+        sources: String::new(),
     })
 }
 
@@ -259,7 +260,14 @@ fn access(a: AccessLayer) -> Access {
 /// Loads a profile by name or path, applies command-line overrides (already checked), and
 /// resolves it.
 pub fn load(name: &str, overrides: &Layer) -> Result<Profile, InputErrors> {
-    let chain = load_chain(name)?;
+    load_as(name, "--profile", overrides)
+}
+
+/// [`load`] for a name given as the command-line argument `arg` (errors about the name blame
+/// it).
+pub fn load_as(name: &str, arg: &str, overrides: &Layer) -> Result<Profile, InputErrors> {
+    let chain = load_chain_from(name, arg)?;
+    let sources = provenance(&chain);
     let cli_idx = Index::command_line();
     let errs = check_layer(overrides, &cli_idx);
     if !errs.is_empty() {
@@ -281,7 +289,9 @@ pub fn load(name: &str, overrides: &Layer) -> Result<Profile, InputErrors> {
     }
     let mut layers: Vec<(Layer, Index)> = chain.into_iter().map(|l| (l.layer, l.index)).collect();
     layers.push((overrides.clone(), cli_idx));
-    resolve(name, &layers, base_dir)
+    let mut p = resolve(name, &layers, base_dir)?;
+    p.sources = sources;
+    Ok(p)
 }
 
 /// Checks that every `files.source` of a layer names a readable file.
