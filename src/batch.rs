@@ -371,12 +371,12 @@ impl SignalWatch {
             for _ in signals.forever() {
                 if cancel.swap(true, Ordering::SeqCst) {
                     crate::progress::suspend(|| {
-                        eprintln!("interrupted again: stopping the running commands now");
+                        crate::err_outln!("interrupted again: stopping the running commands now");
                     });
                     stop_now();
                 }
                 crate::progress::suspend(|| {
-                    eprintln!(
+                    crate::err_outln!(
                         "interrupt: no new container is started; running steps finish, then the summary (interrupt again to stop at once)"
                     );
                 });
@@ -396,10 +396,10 @@ fn stop_now() -> ! {
     let stopped = crate::transport::local::interrupt_running(crate::transport::local::KILL_GRACE);
     crate::progress::suspend(|| {
         if stopped.is_empty() {
-            eprintln!("no command was running on the node");
+            crate::err_outln!("no command was running on the node");
         }
         for c in &stopped {
-            eprintln!(
+            crate::err_outln!(
                 "stopped: `{}` (its container may be half-made; the next run continues it)",
                 crate::transport::short(c)
             );

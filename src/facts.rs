@@ -121,8 +121,18 @@ pub struct InsideFacts {
     pub fuse_overlayfs_sha256: Option<String>,
     /// /usr/local/bin/fuse-overlayfs is a symlink to the package's binary.
     pub fuse_overlayfs_link: Option<String>,
-    /// Content of /etc/docker/daemon.json, when present.
+    /// Images and containers the running dockerd has (`docker info`), when it answered.
+    pub docker_objects: Option<u64>,
+    /// Images stored per storage driver under /var/lib/docker/image (read even when Docker is
+    /// stopped): driver -> count.
+    pub docker_stored: BTreeMap<String, u64>,
+    /// Content of /etc/docker/daemon.json, when present (lossy when it is not UTF-8: see
+    /// `daemon_json_not_utf8`; such a file is never merged).
     pub daemon_json: Option<String>,
+    /// /etc/docker/daemon.json exists but is not UTF-8 text.
+    pub daemon_json_not_utf8: bool,
+    /// Mode, owner and group of /etc/docker/daemon.json, kept when it is rewritten.
+    pub daemon_json_owner: Option<FileOwner>,
     /// State the tool recorded inside (`/var/lib/provision/state`).
     pub state: BTreeMap<String, String>,
     /// busybox-static is installed (its /bin/busybox runs alone in the local probe image; a
@@ -137,6 +147,36 @@ pub struct InsideFacts {
     /// Global-scope addresses as `DEV ADDRESS/PREFIX` (untrusted; see
     /// [`crate::addresses::container_addresses`]).
     pub addresses: Vec<String>,
+}
+
+/// Permission bits, owner and group of a file inside a container (`stat -c %a:%u:%g`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct FileOwner {
+    /// Permission bits (at most 0o7777).
+    pub mode: u32,
+    /// Owner's uid.
+    pub uid: u32,
+    /// Group's gid.
+    pub gid: u32,
+}
+
+impl FileOwner {
+    /// Parses `MODE:UID:GID` (octal mode, decimal ids), checked: None for anything else.
+    pub fn parse(s: &str) -> Option<FileOwner> {
+        let mut it = s.trim().split(':');
+        let (m, u, g) = (it.next()?, it.next()?, it.next()?);
+        let digits = |x: &str, radix: u32| {
+            (!x.is_empty() && x.len() <= 10 && x.chars().all(|c| c.is_digit(radix)))
+                .then(|| u32::from_str_radix(x, radix).ok())
+                .flatten()
+        };
+        let mode = digits(m, 8).filter(|m| *m <= 0o7777)?;
+        (it.next().is_none()).then_some(FileOwner {
+            mode,
+            uid: digits(u, 10)?,
+            gid: digits(g, 10)?,
+        })
+    }
 }
 
 impl InsideFacts {
@@ -158,6 +198,48 @@ pub fn split_tags(s: &str) -> Vec<String> {
     v
 }
 
+/// A VMID as a node printed it (a JSON number or string, or a line of text), checked: only
+/// decimal digits, within PVE's range 100..=999999999. Never wraps (`4294967396` is not
+/// `100`), never defaults (a missing or odd VMID is an error, not 0). The one conversion for
+/// every VMID read from a node.
+pub fn node_vmid(v: &serde_json::Value) -> Result<u32, String> {
+    match v {
+        serde_json::Value::Number(n) => vmid_digits(&n.to_string()),
+        serde_json::Value::String(s) => vmid_digits(s.trim()),
+        other => Err(format!("{} is not a VMID", shown_json(other))),
+    }
+}
+
+/// [`node_vmid`] for text (`pvesh get /cluster/nextid` prints `"123"` or `123`).
+pub fn node_vmid_text(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let t = t
+        .strip_prefix('"')
+        .and_then(|x| x.strip_suffix('"'))
+        .unwrap_or(t);
+    vmid_digits(t)
+}
+
+fn vmid_digits(t: &str) -> Result<u32, String> {
+    let shown =
+        || crate::error::escape_unsafe(&t.chars().take(40).collect::<String>()).into_owned();
+    if t.is_empty() || t.len() > 12 || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{:?} is not a VMID", shown()));
+    }
+    let n: u64 = t
+        .parse()
+        .map_err(|_| format!("{:?} is not a VMID", shown()))?;
+    let n = i64::try_from(n).map_err(|_| format!("{:?} is not a VMID", shown()))?;
+    crate::validate::vmid(n)?;
+    u32::try_from(n).map_err(|_| format!("VMID {n} does not fit"))
+}
+
+fn shown_json(v: &serde_json::Value) -> String {
+    let t = v.to_string();
+    let t: String = t.chars().take(40).collect();
+    crate::error::escape_unsafe(&t).into_owned()
+}
+
 /// Parses `pvesh get /cluster/resources --type vm --output-format json`.
 pub fn parse_resources(json: &str) -> Result<Vec<Guest>> {
     let v: serde_json::Value =
@@ -171,11 +253,11 @@ pub fn parse_resources(json: &str) -> Result<Vec<Guest>> {
         if kind != "lxc" && kind != "qemu" {
             continue;
         }
-        let vmid = match &g["vmid"] {
-            serde_json::Value::Number(n) => n.as_u64().unwrap_or(0) as u32,
-            serde_json::Value::String(s) => s.parse().unwrap_or(0),
-            _ => 0,
-        };
+        // A guest whose VMID cannot be read is not skipped (something would then be created
+        // or destroyed next to what it really is): the whole list is refused.
+        let vmid = node_vmid(&g["vmid"]).map_err(|m| {
+            anyhow::anyhow!("/cluster/resources lists a {kind} guest whose VMID is wrong: {m}")
+        })?;
         out.push(Guest {
             vmid,
             name: g["name"].as_str().unwrap_or("").to_string(),
@@ -306,6 +388,15 @@ pub fn parse_inside_facts(text: &str) -> Result<InsideFacts> {
             "docker_installed" => f.docker_installed = v == "1",
             "docker_active" => f.docker_active = v == "1",
             "docker_driver" => f.docker_driver = Some(v.to_string()),
+            "docker_objects" => f.docker_objects = count_sum(v),
+            "docker_stored" => {
+                if let Some((d, n)) = v.split_once(' ')
+                    && let Some(n) = count_sum(n)
+                {
+                    f.docker_stored.insert(d.to_string(), n);
+                }
+            }
+            "daemon_json_stat" => f.daemon_json_owner = FileOwner::parse(v),
             "fuse_overlayfs_sha256" => f.fuse_overlayfs_sha256 = Some(v.to_string()),
             "fuse_overlayfs_link" => f.fuse_overlayfs_link = Some(v.to_string()),
             "busybox" => f.busybox = v == "1",
@@ -324,6 +415,7 @@ pub fn parse_inside_facts(text: &str) -> Result<InsideFacts> {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(v.trim())
                     .context("daemon.json facts are not base64")?;
+                f.daemon_json_not_utf8 = std::str::from_utf8(&bytes).is_err();
                 f.daemon_json = Some(String::from_utf8_lossy(&bytes).into_owned());
             }
             _ => {
@@ -337,6 +429,16 @@ pub fn parse_inside_facts(text: &str) -> Result<InsideFacts> {
         bail!("the container's facts script printed nothing usable: {text:?}");
     }
     Ok(f)
+}
+
+/// The sum of whitespace-separated counts (`3 1`), checked; None when any is not a count.
+fn count_sum(s: &str) -> Option<u64> {
+    s.split_whitespace().try_fold(0u64, |acc, w| {
+        (w.len() <= 12 && w.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| w.parse::<u64>().ok())
+            .flatten()
+            .and_then(|n| acc.checked_add(n))
+    })
 }
 
 /// True when an output means "this program does not exist here".
@@ -613,6 +715,48 @@ mod tests {
         assert!(parse_node_storage("not json").is_err());
     }
     use super::*;
+
+    #[test]
+    fn vmids_from_a_node_are_checked_never_wrapped() {
+        use serde_json::json;
+        assert_eq!(node_vmid(&json!(100)), Ok(100));
+        assert_eq!(node_vmid(&json!("999999999")), Ok(999_999_999));
+        assert_eq!(node_vmid_text("\"123\"\n"), Ok(123));
+        for bad in [
+            json!(4_294_967_396_u64),
+            json!(0),
+            json!(99),
+            json!(4_294_967_295_u64),
+            json!(-1),
+            json!("100abc"),
+            json!(100.5),
+            json!("1e3"),
+            json!(" "),
+            json!(null),
+            json!([100]),
+            json!("\u{1b}]0;x\u{7}"),
+        ] {
+            let r = node_vmid(&bad);
+            assert!(r.is_err(), "{bad} gave {r:?}");
+            assert!(!r.unwrap_err().contains('\u{1b}'));
+        }
+        for bad in [
+            "0",
+            "99",
+            "4294967295",
+            "4294967396",
+            "-1",
+            "100abc",
+            "",
+            "\"\"",
+        ] {
+            assert!(node_vmid_text(bad).is_err(), "{bad:?}");
+        }
+        let wrapped =
+            r#"[{"type":"lxc","vmid":4294967396,"name":"web","node":"pve","status":"running"}]"#;
+        let e = parse_resources(wrapped).unwrap_err().to_string();
+        assert!(e.contains("VMID"), "{e}");
+    }
 
     #[test]
     fn resources_parse_lxc_and_qemu_with_tags() {

@@ -5,6 +5,7 @@ use provision::cli::{Cli, Command};
 use provision::{commands, error, progress};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::MakeExt as _;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -17,7 +18,7 @@ fn main() -> ExitCode {
     match res {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            provision::err_outln!("error: {e:#}");
             ExitCode::from(if error::is_input_error(&e) { 2 } else { 1 })
         }
     }
@@ -35,9 +36,23 @@ fn init_logging(verbose: u8) {
         .filter(|v| !v.is_empty())
         .and_then(|v| EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
+    // Log lines carry text from nodes and containers: every field is escaped where it is
+    // formatted (the message too), and colour is used only on a terminal that takes it.
+    let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let v = format!("{value:?}");
+        let v = error::escape_unsafe(&v);
+        if field.name() == "message" {
+            write!(w, "{v}")
+        } else {
+            write!(w, "{}={v}", error::escape_unsafe(field.name()))
+        }
+    })
+    .delimited(" ");
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(provision::text::colour(true))
+        .fmt_fields(fields)
         .with_writer(|| progress::LogWriter)
         .init();
 }

@@ -160,7 +160,7 @@ impl Progress {
             Mode::Silent | Mode::Record => {}
             Mode::Bars => {
                 if let Some(m) = &self.multi {
-                    let _ = m.println(msg);
+                    let _ = m.println(crate::error::for_stream(msg));
                 }
             }
             Mode::Plain => plain(msg),
@@ -185,11 +185,7 @@ fn plain(msg: &str) {
         .unwrap_or_default();
     let secs = now.as_secs();
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    let _ = writeln!(
-        std::io::stderr(),
-        "{h:02}:{m:02}:{s:02}.{:03} {msg}",
-        now.subsec_millis()
-    );
+    crate::err_outln!("{h:02}:{m:02}:{s:02}.{:03} {msg}", now.subsec_millis());
 }
 
 struct LineInner {

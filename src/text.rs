@@ -125,6 +125,32 @@ pub fn secs_tenths(d: Duration) -> String {
     }
 }
 
+/// True when colour may be written to stderr (`stderr = true`) or stdout: the stream is a
+/// terminal, `TERM` is set and not `dumb`, and `NO_COLOR` is not set (no-color.org).
+pub fn colour(stderr: bool) -> bool {
+    use std::io::IsTerminal;
+    let tty = if stderr {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    };
+    colour_allowed(
+        tty,
+        std::env::var_os("TERM").as_deref(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+/// [`colour`]'s rule, pure.
+pub fn colour_allowed(
+    tty: bool,
+    term: Option<&std::ffi::OsStr>,
+    no_color: Option<&std::ffi::OsStr>,
+) -> bool {
+    tty && term.is_some_and(|t| !t.is_empty() && t != "dumb")
+        && no_color.is_none_or(std::ffi::OsStr::is_empty)
+}
+
 /// The width of the terminal on stdout (`stderr = false`) or stderr, or 80 when that is not a
 /// terminal.
 pub fn terminal_width(stderr: bool) -> usize {
@@ -201,6 +227,18 @@ mod tests {
         assert_eq!(secs(Duration::from_secs(3720)), "1h02m");
         assert_eq!(secs_tenths(Duration::from_millis(4_250)), "4.2s");
         assert_eq!(secs_tenths(Duration::from_secs(65)), "1m05s");
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_that_takes_it() {
+        use std::ffi::OsStr;
+        let xterm = Some(OsStr::new("xterm-256color"));
+        assert!(colour_allowed(true, xterm, None));
+        assert!(!colour_allowed(false, xterm, None));
+        assert!(!colour_allowed(true, Some(OsStr::new("dumb")), None));
+        assert!(!colour_allowed(true, None, None));
+        assert!(!colour_allowed(true, xterm, Some(OsStr::new("1"))));
+        assert!(colour_allowed(true, xterm, Some(OsStr::new(""))));
     }
 
     #[test]

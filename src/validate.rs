@@ -206,6 +206,28 @@ const SHELL_SPECIAL: &[char] = &[
 /// An absolute path inside a container: no `..`, no control characters (tab, escape, newline...)
 /// or other whitespace than the space, no shell metacharacters, not a directory.
 pub fn container_path(s: &str) -> Rule {
+    normal_container_path(s).map(|_| ())
+}
+
+/// The one normal form of a container path, after [`container_path`]'s rules: `//` collapsed,
+/// `.` components dropped (`/etc/docker/./daemon.json`, `//etc//docker/daemon.json` and
+/// `/etc/docker/daemon.json/.` are all `/etc/docker/daemon.json`). Profiles store this form, so
+/// that every later check (managed paths, duplicates, staging names) compares one spelling.
+pub fn normal_container_path(s: &str) -> Result<String, String> {
+    path_rules(s)?;
+    let parts: Vec<&str> = s
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.is_empty() {
+        return Err(format!(
+            "{s:?} names the root directory; give the file's path"
+        ));
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
+fn path_rules(s: &str) -> Rule {
     if !s.starts_with('/') {
         return Err(format!(
             "{s:?} is not an absolute path (it must start with /)"
@@ -497,6 +519,36 @@ mod tests {
         assert!(timezone("UTC").is_ok() && timezone("host").is_ok());
         assert!(timezone("-x").is_err() && timezone("+1").is_err() && timezone("").is_err());
         assert!(container_path("/opt/my app/conf.d/a-b_c+1@x:y,z=%~.conf").is_ok());
+        for (spelled, normal) in [
+            ("/etc/docker/./daemon.json", "/etc/docker/daemon.json"),
+            ("//etc/docker/daemon.json", "/etc/docker/daemon.json"),
+            ("/etc//docker/daemon.json", "/etc/docker/daemon.json"),
+            ("/etc/docker/daemon.json/.", "/etc/docker/daemon.json"),
+            (
+                "/./usr/./local//bin/fuse-overlayfs",
+                "/usr/local/bin/fuse-overlayfs",
+            ),
+            ("/var/lib/provision/./state", "/var/lib/provision/state"),
+            ("/etc/motd", "/etc/motd"),
+            ("/a/.b/..c", "/a/.b/..c"),
+        ] {
+            assert_eq!(
+                normal_container_path(spelled).as_deref(),
+                Ok(normal),
+                "{spelled}"
+            );
+        }
+        for bad in [
+            "/",
+            "//",
+            "/.",
+            "/./",
+            "/a/b/..",
+            "/a/./../b",
+            "/etc/docker/",
+        ] {
+            assert!(normal_container_path(bad).is_err(), "{bad:?}");
+        }
         assert!(vmid(99).is_err() && vmid(100).is_ok());
     }
 

@@ -874,6 +874,87 @@ fn destroy_removes_exactly_the_files_tagged_containers() {
     assert_eq!(hostnames(&node), [(152, "other".to_string())]);
 }
 
+/// `destroy` with the node reached through a hook (called before each command).
+fn destroy_tapped(node: &Arc<FakeNode>, path: &Path, hook: Hook) -> u8 {
+    let t: Arc<dyn Transport> = Tap::new(node.clone(), 0, Some(hook));
+    let a = DestroyArgs {
+        file: FileArgs {
+            file: path.to_path_buf(),
+            only: Vec::new(),
+        },
+        force: false,
+    };
+    commands::destroy::run_with(
+        &a,
+        &global(false),
+        &|_| Ok(t.clone()),
+        &AtomicBool::new(false),
+    )
+    .unwrap()
+}
+
+#[test]
+fn destroy_judges_again_under_the_lock_right_before_each_destroy() {
+    // Between the first judgement and the destroy (a question can wait for hours), the
+    // container went and PVE gave its freed ID to another guest; or it lost the tag; or it
+    // was renamed. Each time the one destroy is refused and nothing else is touched.
+    type Change = fn(&FakeNode);
+    let cases: [(&str, Change); 3] = [
+        ("the ID went to another guest", |n| {
+            n.with(|s| {
+                s.cts.remove(&300);
+            });
+            foreign(n, 300, "intruder", "provision");
+        }),
+        ("the tag was removed", |n| {
+            n.with(|s| {
+                s.cts.get_mut(&300).unwrap().config.remove("tags");
+            });
+        }),
+        ("it was renamed", |n| {
+            n.with(|s| {
+                let c = s.cts.get_mut(&300).unwrap();
+                c.config.insert("hostname".into(), "renamed".into());
+            });
+        }),
+    ];
+    for (what, change) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), &runners(1, Some(300)));
+        let node = fake_node();
+        assert_eq!(
+            apply_cmd(&node, &apply_args(&path, &[], 1), false).unwrap(),
+            0
+        );
+        let reads = Arc::new(AtomicUsize::new(0));
+        let n2 = node.clone();
+        let hook: Hook = Box::new(move |_, argv| {
+            if argv.iter().any(|a| a == "/cluster/resources")
+                && reads.fetch_add(1, Ordering::SeqCst) == 1
+            {
+                change(&n2);
+            }
+        });
+        node.clear_calls();
+        let code = destroy_tapped(&node, &path, hook);
+        assert_eq!(code, 1, "{what}: the destroy must be refused");
+        assert!(
+            node.changing_calls().is_empty(),
+            "{what}: {:?}",
+            node.changing_calls()
+        );
+        assert!(node.with(|s| s.cts.contains_key(&300)), "{what}");
+    }
+    // Unchanged, the recheck lets it go.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), &runners(1, Some(300)));
+    let node = fake_node();
+    apply_cmd(&node, &apply_args(&path, &[], 1), false).unwrap();
+    let code = destroy_tapped(&node, &path, Box::new(|_, _| {}));
+    assert_eq!(code, 0);
+    assert!(hostnames(&node).is_empty());
+}
+
 #[test]
 fn destroy_judges_duplicates_and_vms_without_guessing() {
     use provision::commands::destroy::{Verdict, judge};

@@ -412,6 +412,76 @@ fn cases() -> Vec<Case> {
         Case::profile("dest with .. inside", files_dest("/etc/../etc/shadow"))
             .at_p(3, 1, "files[0].dest")
             .says("`..`"),
+        // ---- Managed paths in other spellings (issue 13): every check sees the normal form.
+        Case::profile("daemon.json spelled with /./", files_dest("/etc/docker/./daemon.json"))
+            .at_p(3, 1, "files[0].dest")
+            .says("is /etc/docker/daemon.json: /etc/docker/daemon.json is managed by provision"),
+        Case::profile("daemon.json spelled with //", files_dest("/etc//docker/daemon.json"))
+            .at_p(3, 1, "files[0].dest")
+            .says("managed by provision"),
+        Case::profile("daemon.json with a trailing /.", files_dest("/etc/docker/daemon.json/."))
+            .at_p(3, 1, "files[0].dest")
+            .says("managed by provision"),
+        Case::profile(
+            "fuse-overlayfs spelled with a leading //",
+            files_dest("//usr/local/bin/fuse-overlayfs"),
+        )
+        .at_p(3, 1, "files[0].dest")
+        .says("is /usr/local/bin/fuse-overlayfs"),
+        Case::profile("state file spelled with /./", files_dest("/var/lib/provision/./state"))
+            .at_p(3, 1, "files[0].dest")
+            .says("provision's record"),
+        Case::profile(
+            "staging name spelled with /./",
+            files_dest("/etc/./motd.provision-new"),
+        )
+        .at_p(3, 1, "files[0].dest")
+        .says("temporary and backup files"),
+        Case::profile(
+            "one destination in two spellings",
+            "template = \"debian-12\"\n[[files]]\ndest = \"/etc/motd\"\ncontent = \"x\"\n[[files]]\ndest = \"/etc/./motd\"\ncontent = \"y\"\n",
+        )
+        .at_p(6, 1, "files[1].dest")
+        .says("\"/etc/motd\" is also the destination of files[0]"),
+        Case::profile("dest that is the root", files_dest("/."))
+            .at_p(3, 1, "files[0].dest")
+            .says("root directory"),
+        // ---- Invisible and terminal-driving characters in input (issue 13): shown escaped.
+        Case::profile("a key with a right-to-left mark", "\"template\u{200f}\" = \"debian-12\"\n")
+            .says("\\u{200f}"),
+        Case::profile(
+            "a value with an OSC 52 clipboard write",
+            "template = \"x\\u001b]52;c;cm0gLXJmIC8=\\u0007\"\n",
+        )
+        .at_p(1, 1, "template")
+        .says("\\u{1b}]52"),
+        Case::profile("a key with a C1 CSI", "\"memory\u{9b}2J\" = 1\n").says("\\u{9b}"),
+        Case::profile("a key with a zero-width joiner", "\"mem\u{200d}ory\" = 512\n")
+            .says("\\u{200d}"),
+        Case::profile("a key with a byte-order mark inside", "\"me\u{feff}mory\" = 512\n")
+            .says("\\u{feff}"),
+        // ---- Messages that say what is wrong (issue 13).
+        Case::profile("a date where a number goes", "memory = 1979-05-27\n")
+            .at_p(1, 10, "memory")
+            .says("invalid type: date-time `1979-05-27`, expected"),
+        Case::profile("a date-time as the hostname", "hostname = 1979-05-27T07:32:00Z\n")
+            .at_p(1, 12, "hostname")
+            .says("date-time `1979-05-27T07:32:00Z`"),
+        Case::cli("profiles show with an empty name", &["profiles", "show", ""])
+            .cl("profiles show NAME")
+            .says("is not a profile name"),
+        Case::cli("profiles show with a missing file", &["profiles", "show", "./nope.toml"])
+            .cl("profiles show NAME"),
+        Case::cli(
+            "a relative password file is read next to the profile, not in the working directory",
+            &["web", "--profile", "./sub/p.toml"],
+        )
+        .file(
+            "sub/p.toml",
+            "template = \"debian-12\"\nroot_password = { file = \"pw\" }\n",
+        )
+        .file("pw", "from-the-working-directory")
+        .says("cannot read the password file ./sub/pw"),
         Case::profile("dest naming a directory", files_dest("/etc/"))
             .at_p(3, 1, "files[0].dest")
             .says("names a directory"),
@@ -936,6 +1006,31 @@ fn lab_cases() -> Vec<Case> {
         )
         .at_l(2, 1, "defaults.profile")
         .says("no profile named \"nope\""),
+        Case::lab(
+            "a name of the wrong type is not also called missing",
+            format!("{D}[[container]]\nname = 5\n"),
+        )
+        .at_l(4, 8, "container[0].name")
+        .says("invalid type: integer `5`, expected a string")
+        .hides("missing `name`"),
+        Case::lab(
+            "a profile of the wrong type is not also called missing",
+            "[defaults]\nprofile = 7\n[[container]]\nname = \"a\"\n",
+        )
+        .at_l(2, 11, "defaults.profile")
+        .says("expected a string")
+        .hides("no profile:"),
+        Case::lab(
+            "an entry's profile of the wrong type is not also called missing",
+            "[[container]]\nname = \"a\"\nprofile = [\"docker\"]\n",
+        )
+        .at_l(3, 11, "container[0].profile")
+        .hides("no profile:"),
+        Case::lab(
+            "a lab value with a bidi override",
+            format!("{D}[[container]]\nname = \"a\\u202eb\"\n"),
+        )
+        .says("\\u{202e}"),
         Case::lab("no profile at all", "[[container]]\nname = \"a\"\n")
             .at_l(1, 1, "container[0]")
             .says("no profile"),
@@ -1166,6 +1261,16 @@ fn run_case(c: &Case) -> Option<String> {
         if stderr.contains(a.as_str()) || String::from_utf8_lossy(&out.stdout).contains(a.as_str())
         {
             wrong.push(format!("output shows {a:?}"));
+        }
+    }
+    // Whatever the input holds, nothing that could drive a terminal or hide text is printed.
+    for (stream, bytes) in [("stderr", &out.stderr), ("stdout", &out.stdout)] {
+        let text = String::from_utf8_lossy(bytes);
+        if let Some(c) = text
+            .chars()
+            .find(|c| provision::error::is_unsafe_char(*c) && !matches!(c, '\n' | '\t'))
+        {
+            wrong.push(format!("{stream} shows {c:?} raw"));
         }
     }
     let calls = std::fs::read_to_string(&log).unwrap_or_default();

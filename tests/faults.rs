@@ -980,6 +980,127 @@ fn invalid_daemon_json_is_never_overwritten_without_force() {
     }
 }
 
+/// A converged container (ct 100, Docker on fuse-overlayfs) changed by `change`, then run again
+/// with `opts`: the report and whether daemon.json was written.
+fn rerun_after(change: impl FnOnce(&mut FakeCt), opts: Options) -> (ContainerReport, bool) {
+    let (req, files) = request_with("docker", Layer::default());
+    let node = fake_node();
+    let r = run(&node, &req, &files, Options::default(), false);
+    assert!(!r.outcome.failed(), "{}", r.text());
+    node.with(|s| change(s.cts.get_mut(&100).expect("ct 100")));
+    node.clear_calls();
+    let r = run(&node, &req, &files, opts, false);
+    let wrote = changing_commands(&node)
+        .iter()
+        .any(|c| contains(c, "daemon.json"));
+    (r, wrote)
+}
+
+#[test]
+fn docker_is_never_switched_away_from_the_driver_it_really_runs_without_the_flag() {
+    // dockerd runs overlay2 with images and containers, and there is no daemon.json: the
+    // guard used to read daemon.json only, and switched it.
+    let running_with_data = |ct: &mut FakeCt| {
+        ct.files.remove(plan::DAEMON_JSON);
+        ct.docker_driver = Some("overlay2".into());
+        ct.docker_objects = 3;
+    };
+    let (r, wrote) = rerun_after(running_with_data, Options::default());
+    assert_eq!(r.outcome, Outcome::Failed, "{}", r.text());
+    let msg = &r.failure.as_ref().unwrap().message;
+    assert!(msg.contains("uses storage-driver overlay2"), "{msg}");
+    assert!(
+        msg.contains("dockerd runs it with 3 images and containers"),
+        "{msg}"
+    );
+    assert!(!wrote, "daemon.json was written");
+    // Stopped, but with images stored for overlay2 under /var/lib/docker.
+    let stored = |ct: &mut FakeCt| {
+        ct.files.remove(plan::DAEMON_JSON);
+        ct.docker_active = false;
+        ct.docker_stored.insert("overlay2".into(), 2);
+    };
+    let (r, wrote) = rerun_after(stored, Options::default());
+    assert_eq!(r.outcome, Outcome::Failed, "{}", r.text());
+    assert!(r.failure.unwrap().message.contains("2 images are stored"));
+    assert!(!wrote);
+    // With the flag it is done, and said.
+    let allowed = Options {
+        allow_storage_switch: true,
+        ..Options::default()
+    };
+    let (r, wrote) = rerun_after(running_with_data, allowed);
+    assert!(!r.outcome.failed(), "{}", r.text());
+    assert!(
+        wrote
+            && r.notes
+                .iter()
+                .any(|n| n.contains("switching Docker's storage driver"))
+    );
+    // A Docker with nothing on the other driver (just installed) is configured without it.
+    let empty = |ct: &mut FakeCt| {
+        ct.files.remove(plan::DAEMON_JSON);
+        ct.docker_driver = Some("overlay2".into());
+        ct.docker_objects = 0;
+    };
+    let (r, wrote) = rerun_after(empty, Options::default());
+    assert!(!r.outcome.failed() && wrote, "{}", r.text());
+}
+
+#[test]
+fn a_daemon_json_that_is_not_utf8_is_never_rewritten_without_force() {
+    let bytes: &[u8] = b"{\"log-opts\": {\"tag\": \"caf\xe9\"}}\n";
+    let put = |ct: &mut FakeCt| {
+        ct.files
+            .insert(plan::DAEMON_JSON.into(), (bytes.to_vec(), 0o644));
+    };
+    let (r, wrote) = rerun_after(put, Options::default());
+    assert_eq!(r.outcome, Outcome::Failed, "{}", r.text());
+    assert!(r.failure.unwrap().message.contains("not UTF-8"));
+    assert!(!wrote);
+    let forced = Options {
+        force: true,
+        ..Options::default()
+    };
+    let (req, files) = request_with("docker", Layer::default());
+    let node = fake_node();
+    run(&node, &req, &files, Options::default(), false);
+    node.with(|s| put(s.cts.get_mut(&100).unwrap()));
+    let r = run(&node, &req, &files, forced, false);
+    assert!(!r.outcome.failed(), "{}", r.text());
+    node.with(|s| {
+        let ct = &s.cts[&100];
+        let backup = format!("{}.provision-backup", plan::DAEMON_JSON);
+        assert_eq!(ct.files[&backup].0, bytes, "the old bytes are kept exactly");
+        let now = &ct.files[plan::DAEMON_JSON].0;
+        assert!(std::str::from_utf8(now).is_ok_and(|t| !t.contains('\u{fffd}')));
+    });
+}
+
+#[test]
+fn daemon_json_keeps_its_mode_owner_and_group() {
+    let (req, files) = request_with("docker", Layer::default());
+    let node = fake_node();
+    run(&node, &req, &files, Options::default(), false);
+    node.with(|s| {
+        let ct = s.cts.get_mut(&100).unwrap();
+        ct.files.insert(
+            plan::DAEMON_JSON.into(),
+            (b"{\"log-driver\": \"journald\"}\n".to_vec(), 0o600),
+        );
+        ct.owners.insert(plan::DAEMON_JSON.into(), "0:998".into());
+    });
+    let r = run(&node, &req, &files, Options::default(), false);
+    assert!(!r.outcome.failed(), "{}", r.text());
+    node.with(|s| {
+        let ct = &s.cts[&100];
+        let (text, mode) = &ct.files[plan::DAEMON_JSON];
+        assert!(String::from_utf8_lossy(text).contains("journald"));
+        assert_eq!(*mode, 0o600, "a 0600 file became {mode:o}");
+        assert_eq!(ct.owners[plan::DAEMON_JSON], "0:998");
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Safety rails.
 

@@ -1,5 +1,8 @@
 //! Fuzz: the parsers never panic on any input, what they accept carries nothing into a command,
-//! and the quoting function survives a real shell with any text.
+//! and the quoting function survives a real shell with any text. Hostile node answers (guest
+//! lists, nextid, pending configs, `pct config`, template indexes, storages) and in-container
+//! facts go through the parsers and the in-container planner: VMIDs are checked, never
+//! wrapped; nothing unsafe is printed raw (text or JSON); special files are input errors.
 //!
 //! Property-based (proptest) with bounded case counts so that the module stays well under 20 s
 //! on two cores in a debug build. `PROVISION_FUZZ_CASES=N` runs N cases per target instead of the
@@ -783,4 +786,327 @@ fn nul_in_any_position_is_refused_by_quoting() {
             Ok(())
         },
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile node answers and container facts (issue 13): guest lists, pending configs, `pct
+// config`, template indexes, storages, nextid and the in-container facts go through the
+// parsers and the planner; nothing panics, every VMID accepted is in PVE's range, every size
+// stays bounded by its input, and what is printed of it (text and JSON, through the one
+// escaping edge) shows no unsafe character raw.
+
+/// Strings a node or a container could print: PVE-like words with terminal controls, C1,
+/// bidi and zero-width characters, huge numbers, JSON and property-string syntax mixed in.
+fn node_text() -> BoxedStrategy<String> {
+    let piece = prop_oneof![
+        4 => proptest::sample::select(vec![
+            "web", "provision", "docker", "running", "stopped", "lxc", "qemu", "pve1",
+            "local:vztmpl/", "ubuntu-24.04-standard_24.04-2_amd64.tar.zst", "system",
+            "debian-12-standard_12.7-1_amd64.tar.zst", ".tar.", "overlay2", "fuse-overlayfs",
+            "vfs", "overlayfs", "100", "4294967396", "4294967295", "-1", "0", "99", "1e3",
+            "18446744073709551616", "=", ":", ",", ";", " ", "\n", "\"", "\\", "{", "}", "[", "]",
+        ]).prop_map(String::from),
+        3 => proptest::collection::vec(hostile_char(), 0..6).prop_map(|v| v.into_iter().collect()),
+        1 => proptest::sample::select(vec![
+            "\u{1b}]0;pwned\u{7}", "\u{1b}]52;c;cm0gLXJmIC8=\u{7}", "\u{1b}[2J", "\u{9b}2J",
+            "\u{200f}", "\u{200e}", "\u{61c}", "\u{200b}", "\u{2060}", "\u{feff}", "\u{e0041}",
+            "\r", "\u{202e}",
+        ]).prop_map(String::from),
+    ];
+    proptest::collection::vec(piece, 0..8)
+        .prop_map(|v| v.concat())
+        .boxed()
+}
+
+/// A JSON value a node could put where a VMID, a name or a config value goes.
+fn node_json() -> BoxedStrategy<serde_json::Value> {
+    use serde_json::{Value, json};
+    prop_oneof![
+        3 => node_text().prop_map(Value::String),
+        2 => any::<i64>().prop_map(|n| json!(n)),
+        2 => any::<u64>().prop_map(|n| json!(n)),
+        1 => proptest::sample::select(vec![
+            json!(4_294_967_396_u64), json!(0), json!(99), json!(4_294_967_295_u64), json!(-1),
+            json!("100abc"), json!(100.5), json!(null), json!(true), json!([100]), json!({"a": 1}),
+            json!(100), json!("999999999"),
+        ]),
+    ]
+    .boxed()
+}
+
+/// `/cluster/resources`: entries with hostile fields, sometimes not an array at all.
+fn guest_list() -> impl Strategy<Value = String> {
+    let entry = (
+        proptest::sample::select(vec!["lxc", "qemu", "node", "storage"]),
+        node_json(),
+        node_json(),
+        node_json(),
+        node_json(),
+    )
+        .prop_map(|(t, vmid, name, status, tags)| {
+            serde_json::json!({"type": t, "vmid": vmid, "name": name, "node": "pve1",
+                "status": status, "tags": tags})
+        });
+    prop_oneof![
+        6 => proptest::collection::vec(entry, 0..6)
+            .prop_map(|v| serde_json::Value::Array(v).to_string()),
+        1 => node_text(),
+    ]
+}
+
+/// Every untrusted string, rendered as the tool renders it: through the stream edge (text) and
+/// as JSON. Neither shows an unsafe character raw, and the JSON reads back to the same string.
+fn shown_safely(s: &str) -> Result<(), TestCaseError> {
+    let text = provision::error::for_stream(s);
+    prop_assert!(
+        !text
+            .chars()
+            .any(|c| is_unsafe_char(c) && c != '\n' && c != '\t'),
+        "text shows raw: {text:?}"
+    );
+    let doc = serde_json::to_string_pretty(&serde_json::json!({ "v": s })).unwrap();
+    let safe = provision::error::json_safe(&doc);
+    prop_assert!(
+        !safe.chars().any(|c| is_unsafe_char(c) && c != '\n'),
+        "JSON shows raw: {safe:?}"
+    );
+    let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+    prop_assert_eq!(back["v"].as_str(), Some(s));
+    Ok(())
+}
+
+#[test]
+fn hostile_guest_lists_and_nextid_give_checked_vmids_or_an_error() {
+    fuzz(
+        "guest_list",
+        400,
+        (guest_list(), node_text()),
+        |(json, nextid)| {
+            match provision::facts::parse_resources(&json) {
+                Ok(guests) => {
+                    // Each VMID is the node's, exactly: never wrapped (2^32+100 is not 100).
+                    let input: serde_json::Value = serde_json::from_str(&json).unwrap();
+                    let mut want: Vec<String> = input
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|e| matches!(e["type"].as_str(), Some("lxc" | "qemu")))
+                        .map(|e| match &e["vmid"] {
+                            serde_json::Value::String(s) => s.trim().to_string(),
+                            other => other.to_string(),
+                        })
+                        .collect();
+                    let mut got: Vec<String> = guests.iter().map(|g| g.vmid.to_string()).collect();
+                    want.sort();
+                    got.sort();
+                    prop_assert_eq!(got, want);
+                    for g in &guests {
+                        prop_assert!((100..=999_999_999).contains(&g.vmid), "{g:?}");
+                        prop_assert!(g.name.len() <= json.len() && g.tags.len() <= json.len());
+                        shown_safely(&g.name)?;
+                        for t in &g.tags {
+                            shown_safely(t)?;
+                        }
+                    }
+                }
+                Err(e) => shown_safely(&format!("{e:#}"))?,
+            }
+            match provision::facts::node_vmid_text(&nextid) {
+                Ok(v) => prop_assert!((100..=999_999_999).contains(&v)),
+                Err(m) => {
+                    prop_assert!(m.len() < 200, "an unbounded message: {} bytes", m.len());
+                    prop_assert!(!m.chars().any(is_unsafe_char), "{m:?}");
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn hostile_configs_templates_and_storages_never_panic() {
+    let pending =
+        proptest::collection::vec((node_text(), node_json(), node_json(), node_json()), 0..6)
+            .prop_map(|v| {
+                serde_json::Value::Array(
+                v.into_iter()
+                    .map(|(k, value, p, d)| {
+                        serde_json::json!({"key": k, "value": value, "pending": p, "delete": d})
+                    })
+                    .collect(),
+            )
+            .to_string()
+            });
+    fuzz(
+        "node_answers",
+        300,
+        (pending, node_text(), node_text(), node_text()),
+        |(pending, config, index, storage)| {
+            if let Ok(c) = provision::facts::parse_pending(&pending) {
+                for (k, v) in c.current.iter().chain(&c.pending) {
+                    shown_safely(k)?;
+                    shown_safely(v)?;
+                }
+            }
+            let _ = provision::facts::parse_pending(&config);
+            for (k, v) in provision::facts::parse_pct_config(&config) {
+                shown_safely(&k)?;
+                shown_safely(&v)?;
+            }
+            let _ = parse_property_string(&config, "name");
+            let listed = provision::facts::parse_pveam_list(&index);
+            let offered = provision::facts::parse_pveam_available(&index);
+            prop_assert!(listed.len() + offered.len() <= 2 * index.lines().count());
+            for t in listed.iter().chain(&offered) {
+                shown_safely(t)?;
+            }
+            let _ = plan::newest_match("ubuntu-24.04", offered.iter().map(String::as_str));
+            let _ = provision::facts::parse_pvesm_status(&storage);
+            let _ = provision::facts::parse_node_storage(&storage);
+            let _ = provision::facts::local_node_name(&storage);
+            Ok(())
+        },
+    );
+}
+
+/// What the in-container facts script could print when the container is hostile.
+fn inside_facts_text() -> impl Strategy<Value = String> {
+    let b64 = proptest::collection::vec(any::<u8>(), 0..64)
+        .prop_map(|b| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b));
+    let daemon_json = prop_oneof![
+        proptest::sample::select(vec![
+            "{\"storage-driver\": \"overlay2\"}",
+            "{\"storage-driver\": \"\u{1b}]0;x\u{7}\"}",
+            "{\"features\": true}",
+            "[]",
+            "{\"a\": 1, \"a\": 2}",
+            "{\"storage-driver\": 5}",
+        ])
+        .prop_map(|s| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s)),
+        b64,
+        node_text(),
+    ];
+    let key = proptest::sample::select(vec![
+        "os_id",
+        "os_version",
+        "docker_installed",
+        "docker_active",
+        "docker_driver",
+        "docker_objects",
+        "docker_stored",
+        "daemon_json_stat",
+        "fuse_overlayfs_sha256",
+        "fuse_overlayfs_link",
+        "busybox",
+        "libfuse3",
+        "addr",
+        "file",
+        "state_password",
+        "state_commands",
+        "state_",
+        "junk",
+    ]);
+    (
+        proptest::collection::vec((key, node_text()), 0..12),
+        daemon_json,
+        any::<bool>(),
+    )
+        .prop_map(|(lines, dj, with_dj)| {
+            let mut s = String::from("os_id=ubuntu\ndocker_installed=1\ndocker_active=1\n");
+            for (k, v) in lines {
+                s.push_str(&format!("{k}={v}\n"));
+            }
+            if with_dj {
+                s.push_str(&format!("daemon_json_b64={dj}\n"));
+            }
+            s
+        })
+}
+
+#[test]
+fn hostile_container_facts_go_through_the_planner_without_a_panic() {
+    let prof = profile::load("docker", &Layer::default()).expect("the docker profile");
+    let files: plan::ProfileFiles = Vec::new();
+    let sources = plan::SourceFacts::default();
+    fuzz(
+        "inside_facts",
+        300,
+        (inside_facts_text(), any::<bool>(), any::<bool>()),
+        |(text, force, allow)| {
+            let f = match provision::facts::parse_inside_facts(&text) {
+                Ok(f) => f,
+                Err(e) => return shown_safely(&format!("{e:#}")),
+            };
+            if let Some(o) = f.daemon_json_owner {
+                prop_assert!(o.mode <= 0o7777);
+            }
+            let opts = provision::request::Options {
+                force,
+                allow_storage_switch: allow,
+                ..Default::default()
+            };
+            for driver in [
+                profile::Driver::FuseOverlayfs,
+                profile::Driver::Overlay2,
+                profile::Driver::Vfs,
+            ] {
+                let res = plan::plan_inside(&plan::InsideInput {
+                    profile: &prof,
+                    driver: Some(driver),
+                    facts: &f,
+                    sources: &sources,
+                    files: &files,
+                    password: None,
+                    opts: &opts,
+                });
+                match res {
+                    Ok(p) => {
+                        for n in &p.notes {
+                            shown_safely(n)?;
+                        }
+                        for st in &p.steps {
+                            if let plan::Step::WriteDaemonJson { content, .. } = st {
+                                // A file that is not UTF-8 is never merged (lossily) unless
+                                // forced; the merged file stays bounded by its input.
+                                prop_assert!(
+                                    force || !f.daemon_json_not_utf8,
+                                    "a non-UTF-8 daemon.json was merged without --force"
+                                );
+                                prop_assert!(content.len() <= 4 * text.len() + 256);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let m = format!("{e:#}");
+                        prop_assert!(!m.chars().any(is_unsafe_char), "raw in {m:?}");
+                    }
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn special_files_as_profiles_and_lab_files_are_refused_not_a_panic() {
+    // A directory, an empty file, /dev/null, a dangling symlink and a symlink loop: each is an
+    // input error naming the file. (Blocking and endless ones, a FIFO and /dev/zero, belong to
+    // the one place that opens input files.)
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("adir.toml")).unwrap();
+    std::fs::write(d.join("empty.toml"), "").unwrap();
+    std::os::unix::fs::symlink(d.join("nowhere.toml"), d.join("dangling.toml")).unwrap();
+    std::os::unix::fs::symlink(d.join("loop.toml"), d.join("loop.toml")).unwrap();
+    let mut paths: Vec<String> = ["adir.toml", "empty.toml", "dangling.toml", "loop.toml"]
+        .iter()
+        .map(|n| d.join(n).display().to_string())
+        .collect();
+    paths.push("/dev/null".into());
+    for p in &paths {
+        let e = profile::load(p, &Layer::default()).expect_err(p);
+        errors_are_clean(&e).unwrap_or_else(|m| panic!("{p}: {m}"));
+        let e = labfile::load(std::path::Path::new(p), &Layer::default()).expect_err(p);
+        errors_are_clean(&e).unwrap_or_else(|m| panic!("{p}: {m}"));
+    }
 }

@@ -32,12 +32,7 @@ pub fn next_vmid(node: &dyn Transport) -> Result<u32> {
         None,
     )?;
     let t = out.stdout_text();
-    t.trim().trim_matches('"').parse().with_context(|| {
-        format!(
-            "pvesh get /cluster/nextid printed {:?}, not a VMID",
-            t.trim()
-        )
-    })
+    facts::node_vmid_text(&t).map_err(|m| anyhow::anyhow!("pvesh get /cluster/nextid printed {m}"))
 }
 
 /// `pct create` failed because its VMID was taken meanwhile (a concurrent creator won).
@@ -115,6 +110,13 @@ impl VmidLock {
             vmid: None,
         })
     }
+}
+
+/// Runs `f` while this run holds the node's VMID lock (shared with this run's other workers):
+/// no provision process creates a container, so no freed ID is reused, until `f` returns.
+pub fn with_vmid_lock<R>(ctx: &Ctx, f: impl FnOnce() -> R) -> Result<R> {
+    let _hold = ctx.vmids.hold(ctx.node.as_ref(), ctx.lock_wait)?;
+    Ok(f())
 }
 
 impl VmidHold<'_> {

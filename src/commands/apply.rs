@@ -160,9 +160,9 @@ pub fn run_with(
     }
     require_pve(&targets)?;
     if !g.yes && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        eprint!("{}", intent(&lab, &targets, &jobs));
+        crate::err_out!("{}", intent(&lab, &targets, &jobs));
         if !confirm(g, "Apply?")? {
-            eprintln!("nothing was changed");
+            crate::err_outln!("nothing was changed");
             return Ok(0);
         }
     }

@@ -291,12 +291,12 @@ pub fn run_with(
             containers: items.clone(),
             notes: Vec::new(),
         };
-        eprint!(
+        crate::err_out!(
             "{}",
             preview.text().replace("dry run: nothing was changed\n", "")
         );
         if !confirm(g, &format!("Destroy {doomed} container(s)?"))? {
-            eprintln!("nothing was changed");
+            crate::err_outln!("nothing was changed");
             return Ok(0);
         }
     }
@@ -305,9 +305,9 @@ pub fn run_with(
             return None;
         }
         let (Ok(t), Some(v)) = (&targets.list[it.target], it.vmid) else {
-            return Some(Err("no node".to_string()));
+            return Some(Err((Verdict::Failed, "no node".to_string())));
         };
-        let destroyed = apply::destroy(t.node(), v).map_err(|e| format!("{e:#}"));
+        let destroyed = destroy_rechecked(t, entries[i], v, a.force);
         if destroyed.is_ok() {
             forget_host_key(&entries[i].request);
         }
@@ -324,14 +324,64 @@ pub fn run_with(
                 it.action = Verdict::Destroyed;
                 it.reason = format!("stopped and destroyed ({})", it.reason);
             }
-            Some(Some(Err(m))) => {
-                it.action = Verdict::Failed;
+            Some(Some(Err((verdict, m)))) => {
+                it.action = verdict;
                 it.reason = m;
             }
         }
     }
     report.containers = items;
     print(g, &report)
+}
+
+/// Destroys `vmid` after judging the entry again against what the node says now, under the
+/// node's VMID lock: the first judgement may be hours old (a question waited on a terminal),
+/// and PVE gives a freed ID to the next guest. The guest list must still give this entry this
+/// VMID, and the container's own configuration must still carry the entry's hostname and the
+/// `provision` tag (unless --force); otherwise that one container is refused, with the reason.
+fn destroy_rechecked(
+    t: &batch::Target,
+    e: &Entry,
+    vmid: u32,
+    force: bool,
+) -> Result<(), (Verdict, String)> {
+    let failed = |e: anyhow::Error| (Verdict::Failed, format!("{e:#}"));
+    let refused = |m: String| {
+        (
+            Verdict::Refused,
+            format!("changed since it was judged: {m}"),
+        )
+    };
+    apply::with_vmid_lock(&t.ctx, || {
+        let guests = crate::facts::gather_guests(t.node()).map_err(failed)?;
+        let (verdict, guest, reason) = judge(e, &guests, force);
+        let g = match guest {
+            Some(g) if verdict == Verdict::Destroy && g.vmid == vmid => g,
+            Some(g) if verdict == Verdict::Destroy => {
+                return Err(refused(format!(
+                    "the entry now means VMID {}, not {vmid}",
+                    g.vmid
+                )));
+            }
+            _ => return Err(refused(reason)),
+        };
+        let cfg = crate::facts::gather_ct(t.node(), &g.node, vmid).map_err(failed)?;
+        let name = cfg.effective("hostname").unwrap_or("");
+        if !name.eq_ignore_ascii_case(&e.name) {
+            return Err(refused(format!(
+                "VMID {vmid}'s configuration names {:?}, not {:?}",
+                name, e.name
+            )));
+        }
+        let tags = crate::facts::split_tags(cfg.effective("tags").unwrap_or(""));
+        if !force && !tags.iter().any(|x| x == TOOL_TAG) {
+            return Err(refused(format!(
+                "VMID {vmid}'s configuration is not tagged `{TOOL_TAG}`"
+            )));
+        }
+        apply::destroy(t.node(), vmid).map_err(failed)
+    })
+    .map_err(failed)?
 }
 
 /// A destroyed container reached over SSH at a fixed address: the host key recorded for that

@@ -348,7 +348,10 @@ pub fn run(a: &InventoryArgs, g: &GlobalArgs) -> Result<u8> {
                 file: report.file.clone(),
                 hosts: hs.clone(),
             };
-            format!("{}\n", serde_json::to_string_pretty(&doc)?)
+            format!(
+                "{}\n",
+                crate::error::json_safe(&serde_json::to_string_pretty(&doc)?)
+            )
         }
         InventoryFormat::Ansible => ansible(&report.file, &hs),
         InventoryFormat::SshConfig => ssh_config(&report.file, &hs)?,
@@ -361,7 +364,7 @@ pub fn run(a: &InventoryArgs, g: &GlobalArgs) -> Result<u8> {
             std::fs::rename(&tmp, path)
                 .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
             if !json(g) {
-                eprintln!(
+                crate::err_outln!(
                     "{}: {} host(s) written to {}",
                     lab.shown,
                     hs.len(),
@@ -371,11 +374,11 @@ pub fn run(a: &InventoryArgs, g: &GlobalArgs) -> Result<u8> {
         }
     }
     for n in &report.notes {
-        eprintln!("note: {n}");
+        crate::err_outln!("note: {n}");
     }
     for c in &report.containers {
         if let Some(m) = &c.message {
-            eprintln!("{}: {m}", c.name);
+            crate::err_outln!("{}: {m}", c.name);
         }
     }
     let unreadable = report.containers.iter().any(|c| c.state == State::Unknown);

@@ -151,7 +151,10 @@ pub fn read_password(p: &Profile) -> Result<Option<String>> {
 
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json<T: Serialize>(v: &T) -> Result<()> {
-    crate::outln!("{}", serde_json::to_string_pretty(v)?);
+    crate::outln!(
+        "{}",
+        crate::error::json_safe(&serde_json::to_string_pretty(v)?)
+    );
     Ok(())
 }
 
@@ -160,7 +163,7 @@ pub fn confirm(g: &GlobalArgs, question: &str) -> Result<bool> {
     if g.yes || !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
         return Ok(true);
     }
-    eprint!("{question} [y/N] ");
+    crate::err_out!("{question} [y/N] ");
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES"))

@@ -32,11 +32,12 @@ pub fn run(action: &Option<Box<ProfilesCmd>>, g: &GlobalArgs) -> Result<u8> {
             }
         }
         Some(ProfilesCmd::Show { name, overrides }) => {
-            let p = profile::load(name, &overrides_layer(overrides))?;
+            let p = profile::load_as(name, "profiles show NAME", &overrides_layer(overrides))?;
             if json(g) {
                 print_json(&p)?;
             } else {
                 crate::outln!("# profile {name}, resolved (extends and overrides applied)");
+                crate::outln!("# from: {}", p.sources);
                 for w in &p.warnings {
                     crate::outln!("# note: {w}");
                 }

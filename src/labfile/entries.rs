@@ -38,10 +38,12 @@ pub(super) fn check(
         cx.errs.extend(l_errs);
         refuse_layer_keys(cx, p, &e.layer, false);
         let Some(name) = &e.name else {
-            cx.err(
-                p,
-                "missing `name`: the container's hostname (with `{n}` when `count` is set)",
-            );
+            if !e.given.iter().any(|k| k == "name") {
+                cx.err(
+                    p,
+                    "missing `name`: the container's hostname (with `{n}` when `count` is set)",
+                );
+            }
             continue;
         };
         let Some((counted, count)) = entry_count(cx, p, name, e.count) else {
@@ -55,6 +57,9 @@ pub(super) fn check(
         let (pname, pfield) = match (&e.profile, &defaults.profile) {
             (Some(n), _) => (n.clone(), format!("{p}.profile")),
             (None, Some(n)) => (n.clone(), "defaults.profile".to_string()),
+            (None, None) if e.given.iter().any(|k| k == "profile") || defaults.profile_given => {
+                continue;
+            }
             (None, None) => {
                 cx.err(
                     p,
@@ -84,13 +89,11 @@ pub(super) fn check(
         } else {
             chain.last().and_then(|l| l.dir.clone())
         };
-        let mut layers: Vec<(Layer, Index)> =
-            chain.into_iter().map(|l| (l.layer, l.index)).collect();
-        layers.push((defaults.layer.clone(), marker("defaults")));
-        layers.push((e.layer.clone(), marker(p)));
+        let sources = format!("{} <- {} {p}", profile::provenance(&chain), cx.idx.file);
+        let mut layers = entry_layers(chain, [(&defaults.layer, "defaults"), (&e.layer, p)], dir);
         layers.push((overrides.clone(), Index::command_line()));
         let profile = match resolve(&pname, &layers, base_dir) {
-            Ok(pr) => pr,
+            Ok(pr) => profile::Profile { sources, ..pr },
             Err(errs) => {
                 let errs = relocate(errs.0, &cx.idx);
                 cx.errs.extend(errs);
@@ -336,4 +339,20 @@ pub(super) fn duplicates(cx: &mut Cx<'_>, idents: &[Ident]) {
             }
         }
     }
+}
+
+/// The layers of one entry, base first: its profile's chain, then the lab file's `[defaults]`
+/// and the entry, whose paths are relative to the lab file's directory.
+fn entry_layers(
+    chain: Vec<LoadedLayer>,
+    lab: [(&Layer, &str); 2],
+    dir: &Path,
+) -> Vec<(Layer, Index)> {
+    let mut layers: Vec<(Layer, Index)> = chain.into_iter().map(|l| (l.layer, l.index)).collect();
+    for (l, field) in lab {
+        let mut l = l.clone();
+        profile::anchor_paths(&mut l, Some(dir));
+        layers.push((l, marker(field)));
+    }
+    layers
 }

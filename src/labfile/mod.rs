@@ -146,6 +146,8 @@ pub fn load(path: &Path, overrides: &Layer) -> Result<LabFile, InputErrors> {
 #[derive(Default)]
 struct RawDefaults {
     profile: Option<String>,
+    /// `profile` was written (with a wrong type when `profile` is None: already reported).
+    profile_given: bool,
     layer: Layer,
 }
 
@@ -161,6 +163,9 @@ struct RawEntry {
     vmid_base: Option<i64>,
     node: Option<String>,
     host: Option<String>,
+    /// Entry keys that were written, whatever their type: a key given with a wrong type is
+    /// reported as that, never also as missing.
+    given: Vec<String>,
     layer: Layer,
 }
 
@@ -208,7 +213,7 @@ impl Cx<'_> {
             file: self.file.to_string(),
             line,
             col,
-            message: profile::toml_message(&field, e),
+            message: profile::toml_message_in(&field, e, self.text),
             field,
         }
     }
@@ -291,6 +296,7 @@ pub fn parse(
         match &**k.get_ref() {
             "defaults" => {
                 if let Some((mut own, layer)) = cx.split("defaults", v, &["profile"]) {
+                    defaults.profile_given = own.contains_key("profile");
                     defaults.profile = own.remove("profile").and_then(|p| cx.de(p));
                     defaults.layer = layer;
                 }
@@ -317,6 +323,7 @@ pub fn parse(
                         layer,
                         ..RawEntry::default()
                     };
+                    e.given = own.keys().cloned().collect();
                     e.name = own.remove("name").and_then(|v| cx.de(v));
                     e.profile = own.remove("profile").and_then(|v| cx.de(v));
                     e.node = own.remove("node").and_then(|v| cx.de(v));

@@ -44,7 +44,8 @@ pub const FETCH_SCRIPT: &str = include_str!("../scripts/node-fetch-fuse-overlayf
 /// Puts a pushed file in place, after checking that the push really wrote it: `pct push` exits
 /// 0 when its task fails, so the staged file's presence, size and SHA-256 are the proof. With
 /// `backup` = 1 the file it replaces is kept as `DEST.provision-backup`.
-/// Args: staged file, destination, expected size in bytes, expected SHA-256, backup (0/1).
+/// Args: staged file, destination, expected size in bytes, expected SHA-256, backup (0/1), and
+/// optionally `UID:GID` and an octal mode given to the file before it is moved in place.
 pub const PLACE_SCRIPT: &str = include_str!("../scripts/place-pushed-file.sh");
 
 /// The [`PLACE_SCRIPT`] command for `bytes` staged at `tmp`.
@@ -216,7 +217,7 @@ impl Step {
             Step::LinkPackageFuseOverlayfs => {
                 vec![Action::Inside(sh(LINK_PACKAGE_SCRIPT, &[FUSE_DEST]), None)]
             }
-            Step::WriteDaemonJson { content, .. } => daemon_json_actions(content),
+            Step::WriteDaemonJson { content, keep, .. } => daemon_json_actions(content, keep),
             Step::RestartDocker { .. } => vec![Action::Inside(sh(RESTART_SCRIPT, &[]), None)],
             Step::WriteFile { dest, mode, bytes } => write_file_actions(dest, mode, bytes),
             Step::RunCommands { commands, marker } => {
@@ -323,17 +324,21 @@ fn push_fuse_actions(content: &Content, sha256: &Option<String>) -> Vec<Action> 
 }
 
 /// Write daemon.json to a temporary name, check it arrived whole, keep a backup of the old one,
-/// move it in place.
-fn daemon_json_actions(content: &str) -> Vec<Action> {
+/// move it in place with the old one's mode, owner and group.
+fn daemon_json_actions(content: &str, keep: &Option<crate::facts::FileOwner>) -> Vec<Action> {
     let tmp = format!("{DAEMON_JSON}.provision-new");
     let bytes = content.as_bytes().to_vec();
-    let place_it = place(&tmp, DAEMON_JSON, &bytes, true);
+    let mode = keep.map_or(0o644, |k| k.mode);
+    let mut place_it = place(&tmp, DAEMON_JSON, &bytes, true);
+    if let Some(k) = keep {
+        place_it = place_it.args([format!("{}:{}", k.uid, k.gid), format!("{:o}", k.mode)]);
+    }
     let sha = sha256_hex(&bytes);
     vec![
         Action::Inside(Cmd::new("mkdir").args(["-p", "/etc/docker"]), None),
         Action::Put {
             dest: tmp.clone(),
-            mode: 0o644,
+            mode,
             content: Content::Bytes(Arc::new(bytes)),
             sha256: Some(sha),
         },

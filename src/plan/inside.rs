@@ -118,24 +118,56 @@ fn plan_packages(
     Ok(())
 }
 
-/// Refuses to switch the storage driver of a Docker that has one, unless allowed.
+/// Refuses to switch the storage driver of a Docker that has data on another one, unless
+/// allowed. What Docker has is read from three places: the driver daemon.json names, the driver
+/// the running dockerd uses with its images and containers (`docker info`), and the images
+/// stored per driver under /var/lib/docker; a missing daemon.json says nothing.
 fn check_storage_switch(i: &InsideInput<'_>, driver: Driver, plan: &mut InsidePlan) -> Result<()> {
     let (f, opts) = (i.facts, i.opts);
-    if let Some(cur) = current_driver(f.daemon_json.as_deref())
-        && cur != driver.as_str()
-        && f.docker_installed
-    {
-        if !opts.allow_storage_switch {
-            bail!(
-                "Docker in this container uses storage-driver {cur}; switching to {} loses its images and containers. Refusing; run with --allow-storage-switch to do it anyway",
-                driver.as_str()
-            );
-        }
-        plan.notes.push(format!(
-            "switching Docker's storage driver from {cur} to {} (--allow-storage-switch): the images and containers stored with {cur} are no longer visible to Docker (their data stays under /var/lib/docker until removed)",
-            driver.as_str()
-        ));
+    if !f.docker_installed {
+        return Ok(());
     }
+    let want = driver.as_str();
+    // Docker with the containerd image store names overlay2 `overlayfs`.
+    let other = |d: &str| d != want && !(driver == Driver::Overlay2 && d == "overlayfs");
+    let mut held: Vec<(String, String)> = Vec::new();
+    if let Some(cur) = current_driver(f.daemon_json.as_deref())
+        && other(&cur)
+    {
+        held.push((cur, "daemon.json names it".into()));
+    }
+    if f.docker_active
+        && let Some(run) = &f.docker_driver
+        && other(run)
+        && f.docker_objects.is_none_or(|n| n > 0)
+    {
+        let what = f.docker_objects.map_or("dockerd runs it".into(), |n| {
+            format!("dockerd runs it with {n} images and containers")
+        });
+        held.push((run.clone(), what));
+    }
+    for (d, n) in &f.docker_stored {
+        if other(d) && *n > 0 {
+            held.push((d.clone(), format!("{n} images are stored for it")));
+        }
+    }
+    let Some((cur, _)) = held.first().cloned() else {
+        return Ok(());
+    };
+    let evidence: Vec<String> = held
+        .iter()
+        .map(|(d, why)| format!("{}: {why}", crate::error::escape_unsafe(d)))
+        .collect();
+    let cur = crate::error::escape_unsafe(&cur).into_owned();
+    if !opts.allow_storage_switch {
+        bail!(
+            "Docker in this container uses storage-driver {cur}; switching to {want} loses its images and containers. Refusing; run with --allow-storage-switch to do it anyway ({})",
+            evidence.join("; ")
+        );
+    }
+    plan.notes.push(format!(
+        "switching Docker's storage driver from {cur} to {want} (--allow-storage-switch): the images and containers stored with {cur} are no longer visible to Docker (their data stays under /var/lib/docker until removed)"
+    ));
     Ok(())
 }
 
@@ -186,10 +218,22 @@ fn plan_daemon_json(
     restart_why: &mut Vec<String>,
 ) -> Result<()> {
     let (f, opts) = (i.facts, i.opts);
-    match merge_daemon_json(f.daemon_json.as_deref(), driver, opts.force)? {
+    // A file that is not UTF-8 cannot be merged exactly (its bytes would come back changed);
+    // --force backs it up and writes a new one.
+    if f.daemon_json_not_utf8 && !opts.force {
+        bail!(
+            "{DAEMON_JSON} is not UTF-8 text; refusing to change it (fix it, or run with --force to back it up and replace it)"
+        );
+    }
+    let existing = f.daemon_json.as_deref().filter(|_| !f.daemon_json_not_utf8);
+    match merge_daemon_json(existing, driver, opts.force)? {
         Some((content, why)) => {
             restart_why.push(format!("daemon.json changed ({})", why.join(", ")));
-            plan.steps.push(Step::WriteDaemonJson { content, why });
+            plan.steps.push(Step::WriteDaemonJson {
+                content,
+                why,
+                keep: f.daemon_json_owner,
+            });
         }
         None => plan.already.push(Already {
             step: "daemon.json".into(),

@@ -254,6 +254,8 @@ pub enum Step {
         content: String,
         /// Keys changed.
         why: Vec<String>,
+        /// Mode, owner and group of the file it replaces, kept (None: a new file, 0644 root).
+        keep: Option<crate::facts::FileOwner>,
     },
     /// Restart Docker and wait until it answers.
     RestartDocker {

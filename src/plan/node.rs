@@ -110,6 +110,9 @@ pub fn plan_node(i: &NodeInput<'_>) -> Result<NodePlan> {
     };
     let pinned = for_this_node(&req.profile, nf, ct, &mut plan)?;
     let p = pinned.as_ref().unwrap_or(&req.profile);
+    if !p.sources.is_empty() {
+        plan.notes.push(format!("profile: {}", p.sources));
+    }
     plan.notes.extend(p.warnings.iter().cloned());
     // An existing container's root disk decides the driver, wherever the profile now points.
     choose_driver(p, nf, ct, &mut plan)?;

@@ -260,20 +260,25 @@ fn check_files(er: &mut Vec<InputError>, idx: &Index, files: &[FileSpec]) {
     let mut seen = BTreeMap::new();
     for (i, f) in files.iter().enumerate() {
         let p = format!("files[{i}]");
-        push_rule(
-            er,
-            idx,
-            &format!("{p}.dest"),
-            validate::container_path(&f.dest),
-        );
-        if let Some(why) = managed_path(&f.dest) {
-            er.push(idx.error(&format!("{p}.dest"), why));
-        }
-        if let Some(prev) = seen.insert(f.dest.clone(), i) {
-            er.push(idx.error(
-                &format!("{p}.dest"),
-                format!("{:?} is also the destination of files[{prev}]", f.dest),
-            ));
+        // Every check sees the one normal spelling (`/etc/docker/./daemon.json` is daemon.json).
+        match validate::normal_container_path(&f.dest) {
+            Err(m) => er.push(idx.error(&format!("{p}.dest"), m)),
+            Ok(dest) => {
+                if let Some(why) = managed_path(&dest) {
+                    let why = if dest == f.dest {
+                        why
+                    } else {
+                        format!("{:?} is {dest}: {why}", f.dest)
+                    };
+                    er.push(idx.error(&format!("{p}.dest"), why));
+                }
+                if let Some(prev) = seen.insert(dest.clone(), i) {
+                    er.push(idx.error(
+                        &format!("{p}.dest"),
+                        format!("{dest:?} is also the destination of files[{prev}]"),
+                    ));
+                }
+            }
         }
         let rule = match (&f.content, &f.source) {
             (Some(_), None) | (None, Some(_)) => Ok(()),

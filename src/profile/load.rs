@@ -170,7 +170,7 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
         let start = e.span().map_or(0, |s| s.start);
         let (line, col) = line_col(text, start);
         let field = idx.field_at(start).unwrap_or("").to_string();
-        let message = toml_message(&field, &e);
+        let message = toml_message_in(&field, &e, text);
         InputError {
             file: file.into(),
             line,
@@ -179,6 +179,25 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
             message,
         }
     })
+}
+
+/// [`toml_message`], naming what was written when serde's words would mislead: a TOML
+/// date-time reaches serde as a map (`invalid type: map, expected i64`).
+pub fn toml_message_in(field: &str, e: &toml::de::Error, text: &str) -> String {
+    let m = toml_message(field, e);
+    let written = e
+        .span()
+        .and_then(|r| text.get(r))
+        .map(str::trim)
+        .filter(|w| w.parse::<toml::value::Datetime>().is_ok());
+    match written {
+        Some(w) if m.contains("invalid type: map") => m.replacen(
+            "invalid type: map",
+            &format!("invalid type: date-time `{w}`"),
+            1,
+        ),
+        _ => m,
+    }
 }
 
 /// The message of a TOML parse or type error at `field`, on one line. serde's messages quote
@@ -204,8 +223,46 @@ pub struct LoadedLayer {
     pub layer: Layer,
     /// Positions of its fields.
     pub index: Index,
-    /// Directory of the file (for relative `extends` and `files.source`).
+    /// Directory of the file (for relative `extends`, `files.source` and
+    /// `root_password.file`).
     pub dir: Option<PathBuf>,
+    /// A local file found by name in the search directories that hides the shipped (embedded)
+    /// profile of that name.
+    pub shadows: bool,
+}
+
+impl LoadedLayer {
+    /// How the layer is named in a plan or report: `./profiles/docker.toml (shadows the shipped
+    /// docker)`, `embedded docker-auto`.
+    pub fn shown(&self) -> String {
+        if self.origin == "embedded" {
+            format!("embedded {}", self.name)
+        } else if self.shadows {
+            format!("{} (shadows the shipped {})", self.origin, self.name)
+        } else {
+            self.origin.clone()
+        }
+    }
+}
+
+/// The chain of profile layers a profile was built from, base first: `A <- B <- top`.
+pub fn provenance(chain: &[LoadedLayer]) -> String {
+    chain
+        .iter()
+        .map(LoadedLayer::shown)
+        .collect::<Vec<_>>()
+        .join(" <- ")
+}
+
+/// Paths in a layer that name a file on the machine running provision are relative to the
+/// file that wrote them (one rule for `extends`, `files.source` and `root_password.file`):
+/// `root_password.file` is made absolute here, from the directory of its file.
+pub fn anchor_paths(layer: &mut Layer, dir: Option<&Path>) {
+    if let (Some(PasswordSource::File(f)), Some(dir)) = (&mut layer.root_password, dir)
+        && Path::new(f.as_str()).is_relative()
+    {
+        *f = dir.join(f.as_str()).display().to_string();
+    }
 }
 
 /// Parses and checks one layer's text.
@@ -256,16 +313,19 @@ pub fn load_one(
     relative_to: Option<&Path>,
     field_err: &dyn Fn(String) -> InputError,
 ) -> Result<LoadedLayer, InputErrors> {
-    let from_file = |path: PathBuf| -> Result<LoadedLayer, InputErrors> {
+    let from_file = |path: PathBuf, shadows: bool| -> Result<LoadedLayer, InputErrors> {
         let shown = path.display().to_string();
         let text = read_text(&path).map_err(|e| InputErrors(vec![e]))?;
-        let (layer, index) = parse_layer(&shown, &text)?;
+        let (mut layer, index) = parse_layer(&shown, &text)?;
+        let dir = path.parent().map(Path::to_path_buf);
+        anchor_paths(&mut layer, dir.as_deref());
         Ok(LoadedLayer {
             name: name.to_string(),
             origin: shown,
             layer,
             index,
-            dir: path.parent().map(Path::to_path_buf),
+            dir,
+            shadows,
         })
     };
     if is_path(name) {
@@ -280,7 +340,7 @@ pub fn load_one(
                 p.display()
             ))]));
         }
-        return from_file(p);
+        return from_file(p, false);
     }
     if !name
         .bytes()
@@ -294,7 +354,8 @@ pub fn load_one(
     for dir in search_dirs() {
         let p = dir.join(format!("{name}.toml"));
         if p.is_file() {
-            return from_file(p);
+            let shadows = EMBEDDED.iter().any(|(n, _)| *n == name);
+            return from_file(p, shadows);
         }
     }
     if let Some((_, text)) = EMBEDDED.iter().find(|(n, _)| *n == name) {
@@ -306,6 +367,7 @@ pub fn load_one(
             layer,
             index,
             dir: None,
+            shadows: false,
         });
     }
     let known: Vec<String> = list_profiles().into_iter().map(|p| p.name).collect();
@@ -317,10 +379,14 @@ pub fn load_one(
 
 /// Loads `name` and everything it extends, bottom layer first. Refuses cycles.
 pub fn load_chain(name: &str) -> Result<Vec<LoadedLayer>, InputErrors> {
+    load_chain_from(name, "--profile")
+}
+
+/// [`load_chain`] for a name given on the command line as `arg` (`--profile`, or the `NAME`
+/// of `profiles show NAME`): an error about the name blames that argument.
+pub fn load_chain_from(name: &str, arg: &str) -> Result<Vec<LoadedLayer>, InputErrors> {
     let mut chain: Vec<LoadedLayer> = Vec::new();
-    let top = load_one(name, None, &|m| {
-        InputError::whole("command line", "--profile", m)
-    })?;
+    let top = load_one(name, None, &|m| InputError::whole("command line", arg, m))?;
     chain.push(top);
     loop {
         let cur = chain.last().expect("non-empty");

@@ -294,6 +294,10 @@ pub struct Profile {
     /// Directory of the profile file that set `files` (for relative `files.source`).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
+    /// The files the profile was built from, base first ([`provenance`]), shown in plans and
+    /// reports: which file (a local one that shadows a shipped profile, too) was used.
+    #[serde(skip)]
+    pub sources: String,
 }
 
 impl Profile {

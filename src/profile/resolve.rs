@@ -90,11 +90,24 @@ pub fn resolve(
             verify_image: dock.verify_image.unwrap_or_default(),
             repository: dock.repository.clone().unwrap_or_default(),
         },
-        files: m.files.clone().unwrap_or_default(),
+        files: normal_files(m.files.clone().unwrap_or_default()),
         commands: m.commands.clone().unwrap_or_default(),
         warnings,
         base_dir,
+        sources: String::new(),
     })
+}
+
+/// `files` with every `dest` in its normal spelling ([`validate::normal_container_path`]; the
+/// layers' checks refused any that has none), so that the plan, the facts read inside and the
+/// staging names all see one path.
+fn normal_files(mut files: Vec<FileSpec>) -> Vec<FileSpec> {
+    for f in &mut files {
+        if let Ok(n) = validate::normal_container_path(&f.dest) {
+            f.dest = n;
+        }
+    }
+    files
 }
 
 /// The layer that set a field last (`get` says whether a layer sets it): errors on rules that
@@ -244,7 +257,14 @@ fn access(a: AccessLayer) -> Access {
 /// Loads a profile by name or path, applies command-line overrides (already checked), and
 /// resolves it.
 pub fn load(name: &str, overrides: &Layer) -> Result<Profile, InputErrors> {
-    let chain = load_chain(name)?;
+    load_as(name, "--profile", overrides)
+}
+
+/// [`load`] for a name given as the command-line argument `arg` (errors about the name blame
+/// it).
+pub fn load_as(name: &str, arg: &str, overrides: &Layer) -> Result<Profile, InputErrors> {
+    let chain = load_chain_from(name, arg)?;
+    let sources = provenance(&chain);
     let cli_idx = Index::command_line();
     let errs = check_layer(overrides, &cli_idx);
     if !errs.is_empty() {
@@ -266,7 +286,9 @@ pub fn load(name: &str, overrides: &Layer) -> Result<Profile, InputErrors> {
     }
     let mut layers: Vec<(Layer, Index)> = chain.into_iter().map(|l| (l.layer, l.index)).collect();
     layers.push((overrides.clone(), cli_idx));
-    resolve(name, &layers, base_dir)
+    let mut p = resolve(name, &layers, base_dir)?;
+    p.sources = sources;
+    Ok(p)
 }
 
 /// Checks that every `files.source` of a layer names a readable file.

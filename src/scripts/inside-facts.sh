@@ -19,12 +19,20 @@ echo "os_version=${VERSION_ID:-unknown}"
 if command -v dockerd >/dev/null 2>&1; then echo docker_installed=1; fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>/dev/null; then
   echo docker_active=1
-  d=$(timeout 20 docker info --format '{{.Driver}}' 2>/dev/null) && echo "docker_driver=$d"
+  d=$(timeout 20 docker info --format '{{.Driver}} {{.Images}} {{.Containers}}' 2>/dev/null) && {
+    echo "docker_driver=${d%% *}"; echo "docker_objects=${d#* }"; }
 fi
+for d in /var/lib/docker/image/*/imagedb/content/sha256; do
+  [ -d "$d" ] || continue
+  x=${d#/var/lib/docker/image/}; echo "docker_stored=${x%%/*} $(ls -A "$d" | wc -l)"
+done
 f=/usr/local/bin/fuse-overlayfs
 if [ -L "$f" ]; then echo "fuse_overlayfs_link=$(readlink "$f")"; fi
 if [ -f "$f" ]; then echo "fuse_overlayfs_sha256=$(sha256sum "$f" | cut -d' ' -f1)"; fi
-if [ -f /etc/docker/daemon.json ]; then echo "daemon_json_b64=$(base64 -w0 /etc/docker/daemon.json)"; fi
+if [ -f /etc/docker/daemon.json ]; then
+  echo "daemon_json_b64=$(base64 -w0 /etc/docker/daemon.json)"
+  echo "daemon_json_stat=$(stat -c %a:%u:%g /etc/docker/daemon.json)"
+fi
 if [ -f /var/lib/provision/state ]; then sed -n 's/^\([a-z_]*\)=\(.*\)$/state_\1=\2/p' /var/lib/provision/state; fi
 if dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then echo busybox=1; fi
 for l in /usr/lib/*/libfuse3.so.* /lib/*/libfuse3.so.*; do [ -e "$l" ] && { echo libfuse3=1; break; }; done

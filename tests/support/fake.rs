@@ -53,6 +53,12 @@ pub struct FakeCt {
     pub docker_active: bool,
     /// Driver dockerd runs with (from daemon.json at its last start).
     pub docker_driver: Option<String>,
+    /// Images and containers the running dockerd has (`docker info`).
+    pub docker_objects: u64,
+    /// Images stored per driver under /var/lib/docker/image.
+    pub docker_stored: BTreeMap<String, u64>,
+    /// Owner and group of files inside, when not root (path -> "UID:GID").
+    pub owners: BTreeMap<String, String>,
     /// Installed packages.
     pub packages: BTreeSet<String>,
     /// Commands run inside (user commands).
@@ -942,7 +948,11 @@ fn exec_inside(ct: &mut FakeCt, inner: &[String], stdin: Option<&[u8]>) -> Outpu
                 s.push_str("docker_active=1\n");
                 if let Some(d) = &ct.docker_driver {
                     s.push_str(&format!("docker_driver={d}\n"));
+                    s.push_str(&format!("docker_objects={} 0\n", ct.docker_objects));
                 }
+            }
+            for (d, n) in &ct.docker_stored {
+                s.push_str(&format!("docker_stored={d} {n}\n"));
             }
             if let Some(t) = ct.links.get(plan::FUSE_DEST) {
                 s.push_str(&format!(
@@ -951,8 +961,13 @@ fn exec_inside(ct: &mut FakeCt, inner: &[String], stdin: Option<&[u8]>) -> Outpu
             } else if let Some((b, _)) = ct.files.get(plan::FUSE_DEST) {
                 s.push_str(&format!("fuse_overlayfs_sha256={}\n", sha(b)));
             }
-            if let Some((b, _)) = ct.files.get(plan::DAEMON_JSON) {
+            if let Some((b, m)) = ct.files.get(plan::DAEMON_JSON) {
                 s.push_str(&format!("daemon_json_b64={}\n", b64(b)));
+                let owner = ct
+                    .owners
+                    .get(plan::DAEMON_JSON)
+                    .map_or("0:0", String::as_str);
+                s.push_str(&format!("daemon_json_stat={m:o}:{owner}\n"));
             }
             if let Some((b, _)) = ct.files.get("/var/lib/provision/state") {
                 for l in String::from_utf8_lossy(b).lines() {
@@ -1027,7 +1042,7 @@ fn exec_inside(ct: &mut FakeCt, inner: &[String], stdin: Option<&[u8]>) -> Outpu
                 b if b == plan::PLACE_SCRIPT => {
                     let (new, dest, size, want, backup) =
                         (args[0], args[1], args[2], args[3], args[4]);
-                    let Some((bytes, mode)) = ct.files.get(new).cloned() else {
+                    let Some((bytes, mut mode)) = ct.files.get(new).cloned() else {
                         return Output::fail(
                             70,
                             format!("{new} is not there: the push did not write it\n"),
@@ -1043,6 +1058,12 @@ fn exec_inside(ct: &mut FakeCt, inner: &[String], stdin: Option<&[u8]>) -> Outpu
                         ct.files.insert(format!("{dest}.provision-backup"), old);
                     }
                     ct.files.remove(new);
+                    if let Some(owner) = args.get(5) {
+                        ct.owners.insert(dest.to_string(), owner.to_string());
+                    }
+                    if let Some(m) = args.get(6) {
+                        mode = u32::from_str_radix(m, 8).unwrap_or(mode);
+                    }
                     ct.files.insert(dest.to_string(), (bytes, mode));
                     ok("")
                 }
