@@ -72,6 +72,25 @@ impl Lab {
             .expect("lxc-attach runs")
     }
 
+    /// From outside: Docker in container `vmid` runs the probe image provision built there.
+    pub fn assert_docker_runs_the_probe(&self, vmid: u32) {
+        let ran = self.attach_ok(
+            vmid,
+            &[
+                "docker",
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "provision-probe:1",
+                "/bin/busybox",
+                "echo",
+                "outside-check",
+            ],
+        );
+        assert_eq!(ran.trim(), "outside-check", "ct {vmid}");
+    }
+
     /// stdout of a successful attach.
     pub fn attach_ok(&self, vmid: u32, args: &[&str]) -> String {
         let o = self.attach(vmid, args);
@@ -271,21 +290,7 @@ fn docker_on_fuse_overlayfs_in_a_real_unprivileged_container_and_second_run_chan
             .trim(),
         "fuse-overlayfs"
     );
-    let ran = lab.attach_ok(
-        vmid,
-        &[
-            "docker",
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "provision-probe:1",
-            "/bin/busybox",
-            "echo",
-            "outside-check",
-        ],
-    );
-    assert_eq!(ran.trim(), "outside-check");
+    lab.assert_docker_runs_the_probe(vmid);
 
     // The same command again: nothing that changes anything runs.
     let mark = lab.log_mark();

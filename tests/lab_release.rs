@@ -91,21 +91,7 @@ fn seed_recipe_at(release: &str, name: &str, keep_env: bool) {
         "fuse-overlayfs",
         "{release}"
     );
-    let ran = lab.attach_ok(
-        vmid,
-        &[
-            "docker",
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "provision-probe:1",
-            "/bin/busybox",
-            "echo",
-            "outside-check",
-        ],
-    );
-    assert_eq!(ran.trim(), "outside-check", "{release}");
+    lab.assert_docker_runs_the_probe(vmid);
     // The release's own argv: keep-env only where pct has it, and nothing refused.
     let mine = lab.invocations_since(mark);
     let execs: Vec<&Vec<String>> = mine

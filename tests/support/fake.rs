@@ -435,6 +435,8 @@ const HOT: &[&str] = &[
     "swap",
     "cpulimit",
     "cpuunits",
+    // PVE hot-plugs network devices (pve-releases.md section 4).
+    "net0",
 ];
 
 impl FakeState {
