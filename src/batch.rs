@@ -365,6 +365,7 @@ impl SignalWatch {
         let handle = signals.handle();
         let thread = std::thread::spawn(move || {
             for _ in signals.forever() {
+                crate::transport::local::INTERRUPTED.store(true, Ordering::SeqCst);
                 if cancel.swap(true, Ordering::SeqCst) {
                     crate::progress::suspend(|| {
                         eprintln!("interrupted again: stopping the running commands now")

@@ -685,7 +685,7 @@ fn cases() -> Vec<Case> {
             .says("not valid UTF-8"),
         Case::profile("file over 1 MiB", huge)
             .whole(P, "")
-            .says("small text files"),
+            .says("larger than 1048576 bytes"),
         Case::profile("empty file", "")
             .whole(P, "")
             .says("the file is empty"),
@@ -1067,7 +1067,7 @@ fn lab_cases() -> Vec<Case> {
         .says("not valid UTF-8"),
         Case::lab("file over 1 MiB", huge)
             .whole(L, "")
-            .says("small text files"),
+            .says("larger than 1048576 bytes"),
         Case::lab("empty file", "")
             .whole(L, "container")
             .says("no [[container]] entries"),

@@ -119,15 +119,17 @@ pub fn read_password(p: &Profile) -> Result<Option<String>> {
             m,
         )])
     };
+    // Neither the variable's name nor the file's path is shown: a password typed into
+    // `env = ...` or `file = ...` by mistake must not reach a terminal or a CI log.
     let pw = match src {
         PasswordSource::Env(var) => std::env::var(var).map_err(|_| {
-            err(format!(
-                "the environment variable {var} is not set (or not UTF-8)"
-            ))
+            err("the environment variable named in root_password.env is not set (or not UTF-8); its name is not shown, in case it is the password itself".into())
         })?,
         PasswordSource::File(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| err(format!("cannot read the password file {path}: {e}")))?;
+            let bytes = crate::input::read_input(std::path::Path::new(path), crate::input::PASSWORD_LIMIT)
+                .map_err(|e| err(format!("cannot read the file named in root_password.file (its path is not shown, in case it is the password itself): {}", io_reason(&e))))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| err("the password file is not UTF-8 text".into()))?;
             text.trim_end_matches(['\n', '\r']).to_string()
         }
         PasswordSource::Prompt(false) => return Ok(None),
@@ -147,6 +149,15 @@ pub fn read_password(p: &Profile) -> Result<Option<String>> {
         return Err(err("the password contains a newline or NUL".into()).into());
     }
     Ok(Some(pw))
+}
+
+/// An I/O error's reason without the path some errors carry.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
+    }
 }
 
 /// Prints a value as pretty JSON on stdout.

@@ -81,6 +81,13 @@ pub fn request(a: &SingleArgs) -> Result<Request> {
 pub fn run(a: &SingleArgs, g: &GlobalArgs) -> Result<u8> {
     let req = request(a)?;
     let password = read_password(&req.profile)?;
+    apply::check_access_identity(&req.profile).map_err(|m| {
+        InputErrors(vec![InputError::whole(
+            format!("profile {}", req.profile.name),
+            "access.identity",
+            m,
+        )])
+    })?;
     let files = apply::read_profile_files(&req.profile).map_err(|e| {
         InputErrors(vec![InputError::whole(
             format!("profile {}", req.profile.name),

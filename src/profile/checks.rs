@@ -111,7 +111,8 @@ fn check_root_password(er: &mut Vec<InputError>, idx: &Index, p: &PasswordSource
             if !v.is_empty() && v.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
                 Ok(())
             } else {
-                Err(format!("{v:?} is not an environment variable name"))
+                // Not shown: a value that is not a variable name may be the password itself.
+                Err("the value is not an environment variable name (letters, digits, `_`); it is not shown, in case it is the password itself".to_string())
             }
         }
         PasswordSource::File(f) => {

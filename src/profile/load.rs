@@ -118,7 +118,7 @@ pub(super) fn walk_value(
 /// Reads a file as UTF-8 TOML text with clear errors for what a profile cannot be.
 pub fn read_text(path: &Path) -> Result<String, InputError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path)
+    let bytes = crate::input::read_input(path, MAX_FILE_BYTES as u64)
         .map_err(|e| InputError::whole(&shown, "", format!("cannot read the file: {e}")))?;
     text_from_bytes(&shown, bytes)
 }
@@ -293,7 +293,7 @@ pub fn load_one(
     }
     for dir in search_dirs() {
         let p = dir.join(format!("{name}.toml"));
-        if p.is_file() {
+        if crate::input::is_regular(&p) {
             return from_file(p);
         }
     }
@@ -395,11 +395,16 @@ pub fn list_profiles() -> Vec<ProfileEntry> {
         let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
         files.sort();
         for p in files {
+            // Only regular files (a FIFO or a device there is skipped without being opened).
             if p.extension().is_some_and(|e| e == "toml")
                 && let Some(stem) = p.file_stem().and_then(|s| s.to_str())
                 && !out.contains_key(stem)
+                && crate::input::is_regular(&p)
             {
-                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                let text = crate::input::read_input(&p, MAX_FILE_BYTES as u64)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .unwrap_or_default();
                 out.insert(
                     stem.to_string(),
                     ProfileEntry {
