@@ -35,7 +35,7 @@ use crate::profile::{self, Index, Layer, LoadedLayer, check_layer, read_text, re
 use crate::request::Request;
 use crate::validate;
 use serde::de::{DeserializeOwned, IntoDeserializer};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -46,6 +46,13 @@ pub const COUNTER: &str = "{n}";
 
 /// Most containers one counted entry may expand to.
 pub const MAX_COUNT: i64 = 1000;
+
+/// Most containers one lab file may make (all entries, counted ones expanded): the bound on the
+/// work and memory of checking a file before anything runs.
+pub const MAX_CONTAINERS: usize = 10_000;
+
+/// Most errors reported for one file; the rest are counted in a last line.
+pub const MAX_ERRORS: usize = 100;
 
 /// Keys of a `[[container]]` table that are not profile fields.
 pub const ENTRY_KEYS: &[&str] = &[
@@ -286,7 +293,6 @@ pub fn parse(
     };
     let mut defaults = RawDefaults::default();
     let mut raw = Vec::new();
-    let mut saw_container = false;
     for (k, v) in doc.into_inner() {
         match &**k.get_ref() {
             "defaults" => {
@@ -296,7 +302,6 @@ pub fn parse(
                 }
             }
             "container" => {
-                saw_container = true;
                 let items: Vec<Spanned<DeValue<'_>>> = match v.get_ref() {
                     DeValue::Array(a) => a.iter().cloned().collect(),
                     _ => {
@@ -338,7 +343,8 @@ pub fn parse(
             }
         }
     }
-    if !saw_container && cx.errs.is_empty() {
+    // `container = []` too: a lab file that makes nothing is a mistake, not a success.
+    if raw.is_empty() && cx.errs.is_empty() {
         cx.errs.push(InputError::whole(
             file,
             "container",
@@ -363,6 +369,15 @@ pub fn parse(
         }
         !dup
     });
+    if errs.len() > MAX_ERRORS {
+        let more = errs.len() - MAX_ERRORS;
+        errs.truncate(MAX_ERRORS);
+        errs.push(InputError::whole(
+            file,
+            "",
+            format!("and {more} more errors (the first {MAX_ERRORS} are shown)"),
+        ));
+    }
     Err(InputErrors(errs))
 }
 
@@ -430,6 +445,7 @@ fn check(
     let mut chains: BTreeMap<String, Result<Vec<LoadedLayer>, InputErrors>> = BTreeMap::new();
     let mut out = Vec::new();
     let mut idents = Vec::new();
+    let mut total = 0usize;
     // The default profile is checked even when every entry names its own.
     if let Some(name) = &defaults.profile {
         let pref = profile_ref(name, dir);
@@ -458,7 +474,28 @@ fn check(
             continue;
         };
         check_entry_place(cx, p, e, counted, count);
-        let names = entry_names(name, counted, count);
+        let mut names = entry_names(name, counted, count);
+        if total <= MAX_CONTAINERS && total + names.len() > MAX_CONTAINERS {
+            let field = if counted {
+                format!("{p}.count")
+            } else {
+                p.to_string()
+            };
+            cx.err(
+                &field,
+                format!(
+                    "with this entry the lab file makes more than {MAX_CONTAINERS} containers, the most one file may make: split it into several lab files"
+                ),
+            );
+        }
+        total = total.saturating_add(names.len());
+        if total > MAX_CONTAINERS {
+            // Past the cap: the entry's fields (its name for n = 1 too) are still checked, but
+            // no container is expanded (the duplicate check and the plan stay bounded).
+            names.truncate(1);
+            push_idents(cx, &mut Vec::new(), p, e, name, &names);
+            names.clear();
+        }
         let first_ident = idents.len();
         push_idents(cx, &mut idents, p, e, name, &names);
         // The profile chain, with errors about a missing profile put where it is named.
@@ -703,9 +740,13 @@ fn duplicates(cx: &mut Cx<'_>, idents: &[Ident]) {
     };
     let mut names: BTreeMap<String, &Ident> = BTreeMap::new();
     let mut ids: BTreeMap<u32, &Ident> = BTreeMap::new();
+    // One error per entry and key: a counted entry that clashes clashes for every n.
+    let mut told: BTreeSet<(String, &'static str)> = BTreeSet::new();
     for e in idents {
         match names.get(&e.name.to_ascii_lowercase()) {
+            Some(_) if told.contains(&(e.field.clone(), "name")) => {}
             Some(first) => {
+                told.insert((e.field.clone(), "name"));
                 let m = format!(
                     "{}: the name {:?} is also {}'s; hostnames in a lab file must be unique",
                     what(e),
@@ -720,7 +761,9 @@ fn duplicates(cx: &mut Cx<'_>, idents: &[Ident]) {
         }
         let Some((v, key)) = e.vmid else { continue };
         match ids.get(&v) {
+            Some(_) if told.contains(&(e.field.clone(), key)) => {}
             Some(first) => {
+                told.insert((e.field.clone(), key));
                 let m = format!(
                     "{} ({}): VMID {v} is also {} ({})'s; VMIDs must be unique",
                     what(e),

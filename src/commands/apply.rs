@@ -178,9 +178,9 @@ pub fn run_with(
     }
     require_pve(&targets)?;
     if !g.yes && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        eprint!("{}", intent(&lab, &targets, &jobs));
+        crate::err!("{}", intent(&lab, &targets, &jobs));
         if !confirm(g, "Apply?")? {
-            eprintln!("nothing was changed");
+            crate::errln!("nothing was changed");
             return Ok(0);
         }
     }

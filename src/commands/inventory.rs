@@ -361,7 +361,7 @@ pub fn run(a: &InventoryArgs, g: &GlobalArgs) -> Result<u8> {
             std::fs::rename(&tmp, path)
                 .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
             if !json(g) {
-                eprintln!(
+                crate::errln!(
                     "{}: {} host(s) written to {}",
                     lab.shown,
                     hs.len(),
@@ -371,11 +371,11 @@ pub fn run(a: &InventoryArgs, g: &GlobalArgs) -> Result<u8> {
         }
     }
     for n in &report.notes {
-        eprintln!("note: {n}");
+        crate::errln!("note: {n}");
     }
     for c in &report.containers {
         if let Some(m) = &c.message {
-            eprintln!("{}: {m}", c.name);
+            crate::errln!("{}: {m}", c.name);
         }
     }
     let unreadable = report.containers.iter().any(|c| c.state == State::Unknown);

@@ -171,7 +171,7 @@ pub fn confirm(g: &GlobalArgs, question: &str) -> Result<bool> {
     if g.yes || !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
         return Ok(true);
     }
-    eprint!("{question} [y/N] ");
+    crate::err!("{question} [y/N] ");
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES"))

@@ -135,9 +135,9 @@ pub fn run(a: &SingleArgs, g: &GlobalArgs) -> Result<u8> {
     }
     if !g.yes && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         let view = apply::dry_plan(&ctx, &req, &nf, password.as_deref(), &files)?;
-        eprint!("{}", apply::plan_text(&view, g.verbose > 0));
+        crate::err!("{}", apply::plan_text(&view, g.verbose > 0));
         if !confirm(g, "Apply this plan?")? {
-            eprintln!("nothing was changed");
+            crate::errln!("nothing was changed");
             return Ok(0);
         }
     }

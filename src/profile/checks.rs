@@ -387,14 +387,16 @@ pub fn check_template(t: &str) -> validate::Rule {
         let name = rest.strip_prefix("vztmpl/").ok_or_else(|| {
             format!("{t:?}: a template volume id looks like local:vztmpl/NAME.tar.zst")
         })?;
+        // A name that starts with `-` would reach `pveam download STORAGE NAME` as an option.
         if name.is_empty()
+            || !name.as_bytes()[0].is_ascii_alphanumeric()
             || name.contains('/')
             || !name
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || b"-_.+".contains(&c))
         {
             return Err(format!(
-                "{t:?}: the template file name has characters PVE does not use"
+                "{t:?}: the template file name has characters PVE does not use (it starts with a letter or digit and has only letters, digits, `-`, `_`, `.`, `+`)"
             ));
         }
         return Ok(());

@@ -136,6 +136,12 @@ pub fn text_from_bytes(file: &str, bytes: Vec<u8>) -> Result<String, InputError>
             ),
         ));
     }
+    // A UTF-8 byte order mark is dropped here, once, so that every later look at the text (the
+    // "only comments" check, columns) sees what the TOML parser sees.
+    let bytes = match bytes.strip_prefix(b"\xef\xbb\xbf") {
+        Some(rest) => rest.to_vec(),
+        None => bytes,
+    };
     String::from_utf8(bytes).map_err(|e| {
         let good = e.utf8_error().valid_up_to();
         let text = String::from_utf8_lossy(&e.as_bytes()[..good]).into_owned();

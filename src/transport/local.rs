@@ -9,7 +9,6 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -248,12 +247,8 @@ pub fn interrupt_running(grace: Duration) -> Vec<String> {
     shown
 }
 
-/// Set by the signal watch ([`crate::batch::SignalWatch`]) on SIGINT/SIGTERM: a lock wait
-/// gives up at once instead of holding the run for its whole bound.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
 /// Takes an exclusive `flock` on DIR/NAME.lock (owner-only), waiting at most `wait`, and not
-/// after an interrupt. The directory is a private one ([`crate::rootdirs::private_dir`]); the
+/// after an interrupt ([`crate::interrupted`]). The directory is a private one ([`crate::rootdirs::private_dir`]); the
 /// file is opened without following a link.
 pub fn file_lock(dir: &Path, name: &str, wait: Duration) -> Result<File> {
     crate::rootdirs::private_dir(dir).context("lock directory")?;
@@ -264,7 +259,7 @@ pub fn file_lock(dir: &Path, name: &str, wait: Duration) -> Result<File> {
         match file.try_lock() {
             Ok(()) => return Ok(file),
             Err(std::fs::TryLockError::WouldBlock) => {
-                if INTERRUPTED.load(Ordering::SeqCst) {
+                if crate::interrupted() {
                     bail!("interrupted while waiting for the lock {}", path.display());
                 }
                 if Instant::now() >= deadline {
