@@ -475,27 +475,7 @@ fn check(
         };
         check_entry_place(cx, p, e, counted, count);
         let mut names = entry_names(name, counted, count);
-        if total <= MAX_CONTAINERS && total + names.len() > MAX_CONTAINERS {
-            let field = if counted {
-                format!("{p}.count")
-            } else {
-                p.to_string()
-            };
-            cx.err(
-                &field,
-                format!(
-                    "with this entry the lab file makes more than {MAX_CONTAINERS} containers, the most one file may make: split it into several lab files"
-                ),
-            );
-        }
-        total = total.saturating_add(names.len());
-        if total > MAX_CONTAINERS {
-            // Past the cap: the entry's fields (its name for n = 1 too) are still checked, but
-            // no container is expanded (the duplicate check and the plan stay bounded).
-            names.truncate(1);
-            push_idents(cx, &mut Vec::new(), p, e, name, &names);
-            names.clear();
-        }
+        cap_total(cx, (p, e, name, counted), &mut names, &mut total);
         let first_ident = idents.len();
         push_idents(cx, &mut idents, p, e, name, &names);
         // The profile chain, with errors about a missing profile put where it is named.
@@ -567,6 +547,37 @@ fn check(
     }
     duplicates(cx, &idents);
     out
+}
+
+/// Counts an entry's containers into `total` and keeps the file within [`MAX_CONTAINERS`]: the
+/// entry that crosses it is named once; past it, the entry's name is still checked (for n = 1)
+/// but no container is expanded (`names` emptied), so the duplicate check and the plan stay
+/// bounded and the file's other errors are still reported.
+fn cap_total(
+    cx: &mut Cx<'_>,
+    (p, e, name, counted): (&str, &RawEntry, &str, bool),
+    names: &mut Vec<(Option<u32>, String)>,
+    total: &mut usize,
+) {
+    if *total <= MAX_CONTAINERS && *total + names.len() > MAX_CONTAINERS {
+        let field = if counted {
+            format!("{p}.count")
+        } else {
+            p.to_string()
+        };
+        cx.err(
+            &field,
+            format!(
+                "with this entry the lab file makes more than {MAX_CONTAINERS} containers, the most one file may make: split it into several lab files"
+            ),
+        );
+    }
+    *total = total.saturating_add(names.len());
+    if *total > MAX_CONTAINERS {
+        names.truncate(1);
+        push_idents(cx, &mut Vec::new(), p, e, name, names);
+        names.clear();
+    }
 }
 
 /// How many containers an entry makes (`count` with `{n}` in the name), or None after
