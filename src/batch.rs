@@ -369,14 +369,15 @@ impl SignalWatch {
         let handle = signals.handle();
         let thread = std::thread::spawn(move || {
             for _ in signals.forever() {
+                crate::note_interrupt();
                 if cancel.swap(true, Ordering::SeqCst) {
                     crate::progress::suspend(|| {
-                        crate::err_outln!("interrupted again: stopping the running commands now");
+                        crate::errln!("interrupted again: stopping the running commands now");
                     });
                     stop_now();
                 }
                 crate::progress::suspend(|| {
-                    crate::err_outln!(
+                    crate::errln!(
                         "interrupt: no new container is started; running steps finish, then the summary (interrupt again to stop at once)"
                     );
                 });
@@ -396,10 +397,10 @@ fn stop_now() -> ! {
     let stopped = crate::transport::local::interrupt_running(crate::transport::local::KILL_GRACE);
     crate::progress::suspend(|| {
         if stopped.is_empty() {
-            crate::err_outln!("no command was running on the node");
+            crate::errln!("no command was running on the node");
         }
         for c in &stopped {
-            crate::err_outln!(
+            crate::errln!(
                 "stopped: `{}` (its container may be half-made; the next run continues it)",
                 crate::transport::short(c)
             );

@@ -8,6 +8,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::MakeExt as _;
 
 fn main() -> ExitCode {
+    provision::guard_stdio();
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
     let res = match &cli.command {
@@ -15,13 +16,16 @@ fn main() -> ExitCode {
         Some(Command::Profiles { action }) => commands::profiles::run(action, &cli.global),
         Some(other) => commands::dispatch(other, &cli.global),
     };
-    match res {
-        Ok(code) => ExitCode::from(code),
+    // The exit status says the outcome whatever became of stdout and stderr: 0 done, 1 failed,
+    // 2 bad input (nothing changed), 130 interrupted.
+    let code = match res {
+        Ok(code) => code,
         Err(e) => {
-            provision::err_outln!("error: {e:#}");
-            ExitCode::from(if error::is_input_error(&e) { 2 } else { 1 })
+            provision::errln!("error: {e:#}");
+            if error::is_input_error(&e) { 2 } else { 1 }
         }
-    }
+    };
+    ExitCode::from(if provision::interrupted() { 130 } else { code })
 }
 
 fn init_logging(verbose: u8) {

@@ -185,7 +185,7 @@ fn plain(msg: &str) {
         .unwrap_or_default();
     let secs = now.as_secs();
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    crate::err_outln!("{h:02}:{m:02}:{s:02}.{:03} {msg}", now.subsec_millis());
+    crate::errln!("{h:02}:{m:02}:{s:02}.{:03} {msg}", now.subsec_millis());
 }
 
 struct LineInner {

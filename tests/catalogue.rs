@@ -47,6 +47,18 @@ struct Case {
     expect: Vec<String>,
     /// Substrings stderr must not contain (secrets).
     absent: Vec<String>,
+    /// Files that are not regular files, made in the case directory.
+    special: Vec<Special>,
+}
+
+/// A file that is not a plain regular file, made in the case directory.
+enum Special {
+    /// A FIFO (named pipe) with no writer: opening it for reading blocks.
+    Fifo(&'static str),
+    /// A symbolic link PATH -> TARGET.
+    Link(&'static str, &'static str),
+    /// A directory.
+    Dir(&'static str),
 }
 
 /// The profile file most cases write, as the binary shows it.
@@ -69,6 +81,7 @@ impl Case {
             env: Vec::new(),
             expect: Vec::new(),
             absent: Vec::new(),
+            special: Vec::new(),
         }
     }
 
@@ -100,6 +113,7 @@ impl Case {
             env: Vec::new(),
             expect: Vec::new(),
             absent: Vec::new(),
+            special: Vec::new(),
         }
     }
 
@@ -168,6 +182,24 @@ impl Case {
         self
     }
 
+    /// Adds a FIFO to the case directory.
+    fn fifo(mut self, path: &'static str) -> Case {
+        self.special.push(Special::Fifo(path));
+        self
+    }
+
+    /// Adds a symbolic link PATH -> TARGET to the case directory.
+    fn link(mut self, path: &'static str, target: &'static str) -> Case {
+        self.special.push(Special::Link(path, target));
+        self
+    }
+
+    /// Adds a directory to the case directory.
+    fn dir(mut self, path: &'static str) -> Case {
+        self.special.push(Special::Dir(path));
+        self
+    }
+
     /// Adds a file to the case directory.
     fn file(mut self, path: &str, bytes: impl Into<Vec<u8>>) -> Case {
         self.files.push((path.to_string(), bytes.into()));
@@ -178,6 +210,15 @@ impl Case {
 /// A `[[files]]` entry with `dest` written as a TOML basic string (escapes allowed).
 fn files_dest(dest: &str) -> String {
     format!("template = \"debian-12\"\n[[files]]\ndest = \"{dest}\"\ncontent = \"x\"\n")
+}
+
+/// N counted entries `rI-{n}` of count C (three lines each), then `tail`.
+fn many(n: usize, count: u32, tail: &str) -> String {
+    let mut s: String = (0..n)
+        .map(|i| format!("[[container]]\nname = \"r{i}-{{n}}\"\ncount = {count}\n"))
+        .collect();
+    s.push_str(tail);
+    s
 }
 
 /// The whole catalogue.
@@ -481,7 +522,8 @@ fn cases() -> Vec<Case> {
             "template = \"debian-12\"\nroot_password = { file = \"pw\" }\n",
         )
         .file("pw", "from-the-working-directory")
-        .says("cannot read the password file ./sub/pw"),
+        // The working directory has a `pw`: the error shows it was not the one read.
+        .says("cannot read the file named in root_password.file"),
         Case::profile("dest naming a directory", files_dest("/etc/"))
             .at_p(3, 1, "files[0].dest")
             .says("names a directory"),
@@ -755,13 +797,165 @@ fn cases() -> Vec<Case> {
             .says("not valid UTF-8"),
         Case::profile("file over 1 MiB", huge)
             .whole(P, "")
-            .says("small text files"),
+            .says("larger than 1048576 bytes"),
         Case::profile("empty file", "")
             .whole(P, "")
             .says("the file is empty"),
         Case::profile("comments only", "# nothing here\n\n   # really\n")
             .whole(P, "")
             .says("the file is empty"),
+        // ---- Files that are not regular files, or are huge (issue 13, class 2): refused
+        // without being opened or read past their limit; a FIFO never hangs the run.
+        Case::cli("profile is /dev/zero", &["web", "--profile", "/dev/zero"])
+            .whole("/dev/zero", "")
+            .says("a character device, not a regular file"),
+        Case::cli("profile is /dev/urandom", &["web", "--profile", "/dev/urandom"])
+            .whole("/dev/urandom", "")
+            .says("a character device"),
+        Case::cli("profile is a FIFO", &["web", "--profile", "./fifo.toml"])
+            .fifo("fifo.toml")
+            .whole("./fifo.toml", "")
+            .says("a FIFO (named pipe), not a regular file"),
+        Case::cli("profile is a directory", &["web", "--profile", "./d.toml"])
+            .dir("d.toml")
+            .whole("./d.toml", "")
+            .says("a directory"),
+        Case::profile("extends /dev/zero", "extends = \"/dev/zero\"\n")
+            .whole("/dev/zero", "")
+            .says("a character device"),
+        Case::profile("extends a FIFO", "extends = \"./fifo.toml\"\n")
+            .fifo("fifo.toml")
+            .says("a FIFO"),
+        Case::cli(
+            "no profile named X, with FIFOs in the search directories",
+            &["web", "--profile", "nope"],
+        )
+        .fifo("profiles/nope.toml")
+        .fifo("profiles/other.toml")
+        .fifo("config/provision/profiles/third.toml")
+        .cl("--profile")
+        .says("no profile named \"nope\""),
+        Case::profile(
+            "password file is /dev/zero",
+            "template = \"debian-12\"\nroot_password = { file = \"/dev/zero\" }\n",
+        )
+        .whole("profile ./p.toml", "root_password")
+        .says("a character device"),
+        Case::profile(
+            "password file is a FIFO",
+            "template = \"debian-12\"\nroot_password = { file = \"pw.fifo\" }\n",
+        )
+        .fifo("pw.fifo")
+        .whole("profile ./p.toml", "root_password")
+        .says("a FIFO"),
+        Case::profile(
+            "password file over 4 KiB",
+            "template = \"debian-12\"\nroot_password = { file = \"pw.txt\" }\n",
+        )
+        .file("pw.txt", vec![b'p'; 5000])
+        .whole("profile ./p.toml", "root_password")
+        .says("larger than 4096 bytes")
+        .hides("ppppp"),
+        Case::profile(
+            "files.source is /dev/urandom",
+            "template = \"debian-12\"\n[[files]]\ndest = \"/etc/x\"\nsource = \"/dev/urandom\"\n",
+        )
+        .at_p(4, 1, "files[0].source")
+        .says("is not a file here"),
+        Case::profile(
+            "files.source is a FIFO",
+            "template = \"debian-12\"\n[[files]]\ndest = \"/etc/x\"\nsource = \"x.fifo\"\n",
+        )
+        .fifo("x.fifo")
+        .at_p(4, 1, "files[0].source")
+        .says("is not a file here"),
+        Case::profile(
+            "files.source over 16 MiB",
+            "template = \"debian-12\"\n[[files]]\ndest = \"/etc/x\"\nsource = \"big\"\n",
+        )
+        .file("big", vec![b'x'; (16 << 20) + 1])
+        .whole("profile ./p.toml", "files")
+        .says("larger than 16777216 bytes"),
+        Case::profile(
+            "access.identity is /dev/zero",
+            "template = \"debian-12\"\n[access]\nmethod = \"ssh\"\nidentity = \"/dev/zero\"\n",
+        )
+        .whole("profile ./p.toml", "access.identity")
+        .says("a character device"),
+        // ---- Secrets and host files carried into a container (class 3).
+        Case::profile(
+            "files.source is this process's environment",
+            "template = \"debian-12\"\n[[files]]\ndest = \"/etc/x\"\nsource = \"/proc/self/environ\"\n",
+        )
+        .env("PROVISION_TEST_PW", "s3cret-env-pw")
+        .whole("profile ./p.toml", "files")
+        .says("lies under /proc")
+        .hides("s3cret-env-pw"),
+        Case::profile(
+            "files.source is a link to the environment",
+            "template = \"debian-12\"\n[[files]]\ndest = \"/etc/x\"\nsource = \"env.txt\"\n",
+        )
+        .link("env.txt", "/proc/self/environ")
+        .env("PROVISION_TEST_PW", "s3cret-env-pw")
+        .whole("profile ./p.toml", "files")
+        .says("lies under /proc")
+        .hides("s3cret-env-pw"),
+        Case::profile(
+            "files.source under /proc/1",
+            "template = \"debian-12\"\n[[files]]\ndest = \"/etc/x\"\nsource = \"/proc/1/cmdline\"\n",
+        )
+        .whole("profile ./p.toml", "files")
+        .says("lies under /proc"),
+        Case::profile(
+            "files.source under /sys",
+            "template = \"debian-12\"\n[[files]]\ndest = \"/etc/x\"\nsource = \"/sys/kernel/uevent_seqnum\"\n",
+        )
+        .whole("profile ./p.toml", "files")
+        .says("lies under /sys"),
+        Case::profile(
+            "password typed as the variable name",
+            "root_password = { env = \"hunter22 secret\" }\n",
+        )
+        .at_p(1, 1, "root_password")
+        .says("not an environment variable name")
+        .hides("hunter22"),
+        Case::profile(
+            "password typed as a variable name that is not set",
+            "template = \"debian-12\"\nroot_password = { env = \"Hunter22Secret\" }\n",
+        )
+        .whole("profile ./p.toml", "root_password")
+        .says("is not set")
+        .hides("Hunter22Secret"),
+        Case::profile(
+            "password typed as the file name",
+            "template = \"debian-12\"\nroot_password = { file = \"hunter22-secret\" }\n",
+        )
+        .whole("profile ./p.toml", "root_password")
+        .says("no such file")
+        .hides("hunter22"),
+        // ---- Crashes and half-made containers (class 8).
+        Case::profile(
+            "access.identity missing (found before pct create)",
+            "template = \"debian-12\"\n[access]\nmethod = \"ssh\"\nidentity = \"./no-key\"\n",
+        )
+        .whole("profile ./p.toml", "access.identity")
+        .says("cannot read the key file ./no-key"),
+        Case::profile("template option as a volume name", "template = \"debian-12\"\n")
+            .args(&["web", "--profile", P, "--template", "local:vztmpl/--help"])
+            .cl("--template")
+            .says("starts with a letter or digit"),
+        Case::profile(
+            "template volume name starting with a dash",
+            "template = \"local:vztmpl/-x.tar.zst\"\n",
+        )
+        .at_p(1, 1, "template")
+        .says("starts with a letter or digit"),
+        Case::profile(
+            "byte order mark and comments only",
+            b"\xef\xbb\xbf# nothing here\n".to_vec(),
+        )
+        .whole(P, "")
+        .says("the file is empty"),
         // ---- References to what is not there; cycles.
         Case::profile("extends an unknown profile", "extends = \"nope\"\n")
             .at_p(1, 1, "extends")
@@ -1162,13 +1356,62 @@ fn lab_cases() -> Vec<Case> {
         .says("not valid UTF-8"),
         Case::lab("file over 1 MiB", huge)
             .whole(L, "")
-            .says("small text files"),
+            .says("larger than 1048576 bytes"),
         Case::lab("empty file", "")
             .whole(L, "container")
             .says("no [[container]] entries"),
         Case::cli("missing lab file", &["apply", "./nope.toml"])
             .whole("./nope.toml", "")
             .says("cannot read the file"),
+        // ---- Files that are not regular files (class 2).
+        Case::cli("lab file is /dev/zero", &["apply", "/dev/zero"])
+            .whole("/dev/zero", "")
+            .says("a character device"),
+        Case::cli("lab file is a FIFO", &["apply", L])
+            .fifo("lab.toml")
+            .whole(L, "")
+            .says("a FIFO"),
+        Case::cli("status of a FIFO lab file", &["status", L])
+            .fifo("lab.toml")
+            .whole(L, "")
+            .says("a FIFO"),
+        Case::cli("lab file is a directory", &["destroy", L])
+            .dir("lab.toml")
+            .whole(L, "")
+            .says("a directory"),
+        lab(
+            "lab files.source is the environment",
+            "[[defaults.files]]\ndest = \"/etc/x\"\nsource = \"/proc/self/environ\"\n[[container]]\nname = \"a\"\n",
+        )
+        .env("PROVISION_TEST_PW", "s3cret-env-pw")
+        .says("lies under /proc")
+        .hides("s3cret-env-pw"),
+        // ---- Size of the whole (class 7): capped with a clear error, all errors first.
+        Case::lab(
+            "container = []",
+            "container = []\n[defaults]\nprofile = \"docker\"\n",
+        )
+        .whole(L, "container")
+        .says("no [[container]] entries"),
+        lab("more than 10000 containers", &many(11, 1000, ""))
+            .at_l(35, 1, "container[10].count")
+            .says("more than 10000 containers"),
+        lab(
+            "1500 entries of count 1000 and a bad name: both reported",
+            &many(1500, 1000, "[[container]]\nname = \"bad name!\"\n"),
+        )
+        .at_l(35, 1, "container[10].count")
+        .at_l(4504, 1, "container[1500].name")
+        .says("not a valid hostname"),
+        lab(
+            "a counted name clashing for every n is one error",
+            "[[container]]\nname = \"r-{n}\"\ncount = 1000\n[[container]]\nname = \"r-{n}\"\ncount = 1000\n",
+        )
+        .at_l(7, 1, "container[1].name")
+        .says("(n = 1)")
+        .hides("(n = 2)"),
+        lab("errors past 100 are counted", &"[[container]]\nname = \"a\"\n".repeat(202))
+            .says("and 101 more errors"),
         // ---- Other subcommands and options read the same file the same way.
         lab(
             "status of a file with duplicates",
@@ -1235,7 +1478,25 @@ fn run_case(c: &Case) -> Option<String> {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, bytes).unwrap();
     }
+    for sp in &c.special {
+        let at = |p: &str| {
+            let p = tmp.path().join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            p
+        };
+        match sp {
+            Special::Fifo(p) => {
+                let c = std::ffi::CString::new(at(p).to_str().unwrap()).unwrap();
+                // SAFETY: mkfifo reads the NUL-terminated path only.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            }
+            Special::Link(p, target) => std::os::unix::fs::symlink(target, at(p)).unwrap(),
+            Special::Dir(p) => std::fs::create_dir_all(at(p)).unwrap(),
+        }
+    }
     let mut cmd = Command::cargo_bin("provision").unwrap();
+    // A FIFO or a device that is read would hang the run: the bound turns that into a failure.
+    cmd.timeout(std::time::Duration::from_secs(60));
     cmd.env_clear()
         .current_dir(tmp.path())
         .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))

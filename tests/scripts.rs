@@ -127,3 +127,123 @@ echo "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 1
         .collect();
     assert_eq!(apt.len(), 2, "{calls}");
 }
+
+/// Runs `src/scripts/NAME` with `args` (stdin empty), bounded; returns (status, stdout, stderr).
+fn run_script(name: &str, args: &[&str]) -> (i32, String, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/scripts")
+        .join(name);
+    let out = Command::new("timeout")
+        .args(["60", "sh"])
+        .arg(&path)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+#[test]
+fn a_node_file_is_checked_before_it_is_read_or_pushed_as_fuse_overlayfs() {
+    let check = "node-check-fuse-overlayfs.sh";
+    let t = tempfile::tempdir().unwrap();
+    let d = |n: &str| t.path().join(n).to_str().unwrap().to_string();
+    // Never read: devices (sha256sum /dev/zero never ends), kernel files, FIFOs, directories.
+    for (path, why) in [
+        ("/dev/zero".to_string(), "under /dev"),
+        ("/dev/urandom".to_string(), "under /dev"),
+        ("/proc/self/environ".to_string(), "under /proc"),
+        ("/sys/kernel/uevent_seqnum".to_string(), "under /sys"),
+        (t.path().to_str().unwrap().to_string(), "not a regular file"),
+    ] {
+        let (st, out, err) = run_script(check, &[&path]);
+        assert_eq!(st, 65, "{path}: {err}");
+        assert!(out.is_empty() && err.contains(why), "{path}: {err}");
+    }
+    let fifo = d("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (st, _, err) = run_script(check, &[&fifo]);
+    assert_eq!(st, 65, "{err}");
+    // A link to a device is followed to it.
+    std::os::unix::fs::symlink("/dev/zero", d("zero")).unwrap();
+    let (st, _, err) = run_script(check, &[&d("zero")]);
+    assert!(st == 65 && err.contains("under /dev"), "{err}");
+    // Not an ELF file (a key, a script): refused before it leaves the node.
+    std::fs::write(d("key"), "-----BEGIN PRIVATE KEY-----\n").unwrap();
+    let (st, _, err) = run_script(check, &[&d("key")]);
+    assert!(st == 65 && err.contains("not an ELF"), "{err}");
+    // Too big (sparse: no disk used).
+    let big = std::fs::File::create(d("big")).unwrap();
+    big.set_len((64 << 20) + 1).unwrap();
+    let (st, _, err) = run_script(check, &[&d("big")]);
+    assert!(st == 65 && err.contains("67108865 bytes"), "{err}");
+    // Missing: 3. A real ELF binary: its SHA-256.
+    assert_eq!(run_script(check, &[&d("nope")]).0, 3);
+    let (st, out, err) = run_script(check, &["/bin/sh"]);
+    assert_eq!(st, 0, "{err}");
+    let real = std::fs::canonicalize("/bin/sh").unwrap();
+    assert_eq!(out.trim(), plan::sha256_hex(&std::fs::read(real).unwrap()));
+}
+
+#[test]
+fn the_node_lock_directory_is_owner_only_or_refused() {
+    let lock = "node-lock.sh";
+    let t = tempfile::tempdir().unwrap();
+    let d = |n: &str| t.path().join(n).to_str().unwrap().to_string();
+    let (st, out, err) = run_script(lock, &[&d("p"), &d("p/x.lock"), "1"]);
+    assert_eq!((st, out.as_str()), (0, "locked\n"), "{err}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(d("p")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    // A link planted in its place, a directory open to others, a link as the lock file.
+    let elsewhere = d("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, d("q")).unwrap();
+    let (st, _, err) = run_script(lock, &[&d("q"), &d("q/x.lock"), "1"]);
+    assert!(st == 77 && err.contains("symbolic link"), "{err}");
+    assert!(!Path::new(&elsewhere).join("x.lock").exists());
+    std::fs::create_dir(d("r")).unwrap();
+    std::fs::set_permissions(d("r"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let (st, _, err) = run_script(lock, &[&d("r"), &d("r/x.lock"), "1"]);
+    assert!(st == 77 && err.contains("owner-only"), "{err}");
+    let victim = d("victim");
+    std::fs::write(&victim, "keep").unwrap();
+    std::os::unix::fs::symlink(&victim, d("p/y.lock")).unwrap();
+    let (st, _, err) = run_script(lock, &[&d("p"), &d("p/y.lock"), "1"]);
+    assert!(st == 77 && err.contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+}
+
+#[test]
+fn a_cache_directory_that_is_a_link_is_refused_and_its_target_left_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("target");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cache = t.path().join("cache");
+    std::os::unix::fs::symlink(&target, &cache).unwrap();
+    let dest = cache.join("fuse-overlayfs-x");
+    let (st, _, err) = run_script(
+        "node-fetch-fuse-overlayfs.sh",
+        &["http://127.0.0.1:9/x", dest.to_str().unwrap(), "00"],
+    );
+    assert!(st == 77 && err.contains("symbolic link"), "{err}");
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o777,
+        0o755,
+        "chmod must not reach the link's target"
+    );
+}

@@ -514,6 +514,12 @@ fn fake_run(text: &str, fail: Option<&str>, jobs: usize) -> (RunReport, ViewStat
     if let Some(f) = fail {
         node.with(|s| s.fail_matching.push(f.into()));
     }
+    // The template is on the node already: with two workers, which one would download it (one
+    // step more) is up to the scheduler, and the snapshots must not be.
+    node.with(|s| {
+        s.templates
+            .insert("local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst".into())
+    });
     let lab = labfile::parse("lab.toml", text, Path::new("."), &Layer::default())
         .unwrap_or_else(|e| panic!("lab file refused:\n{e}"));
     let entries: Vec<&Entry> = lab.entries.iter().collect();

@@ -306,24 +306,62 @@ pub fn prepare(
     ))
 }
 
+/// The key for `[access] method = "ssh"` is used only after the container is made: a key that
+/// cannot be read is bad input, found before anything changes. The error is the reason.
+pub fn check_access_identity(p: &crate::profile::Profile) -> Result<(), String> {
+    match &p.access.identity {
+        Some(id) if p.access.method == crate::profile::AccessMethod::Ssh => {
+            crate::input::read_input(std::path::Path::new(id), crate::input::KEY_LIMIT)
+                .map(drop)
+                .map_err(|e| format!("cannot read the key file {id}: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Source files already read in this run, by path: each is read once per run, however many
+/// containers get it, and its bytes are shared.
+#[derive(Debug, Default)]
+pub struct SourceCache(BTreeMap<std::path::PathBuf, Arc<Vec<u8>>>);
+
 /// Reads the profile's files from the machine running provision.
 pub fn read_profile_files(p: &crate::profile::Profile) -> Result<ProfileFiles> {
+    read_profile_files_with(p, &mut SourceCache::default())
+}
+
+/// [`read_profile_files`], reading each `source` at most once per `cache`. A source is an input
+/// file ([`crate::input::read_input`]): a regular file, not under /dev, /proc or /sys, at most
+/// [`crate::input::SOURCE_LIMIT`] bytes.
+pub fn read_profile_files_with(
+    p: &crate::profile::Profile,
+    cache: &mut SourceCache,
+) -> Result<ProfileFiles> {
     let mut out = Vec::new();
     for f in &p.files {
         let mode = crate::profile::parse_mode(&f.mode).map_err(|e| anyhow!(e))?;
         let bytes = match (&f.content, &f.source) {
-            (Some(c), _) => c.clone().into_bytes(),
+            (Some(c), _) => Arc::new(c.clone().into_bytes()),
             (None, Some(src)) => {
                 let path = match &p.base_dir {
                     Some(d) if std::path::Path::new(src).is_relative() => d.join(src),
                     _ => std::path::PathBuf::from(src),
                 };
-                std::fs::read(&path)
-                    .with_context(|| format!("reading {} for {}", path.display(), f.dest))?
+                match cache.0.get(&path) {
+                    Some(b) => b.clone(),
+                    None => {
+                        let b = crate::input::read_input(&path, crate::input::SOURCE_LIMIT)
+                            .with_context(|| {
+                                format!("cannot read {} for {}", path.display(), f.dest)
+                            })?;
+                        let b = Arc::new(b);
+                        cache.0.insert(path, b.clone());
+                        b
+                    }
+                }
             }
-            (None, None) => Vec::new(),
+            (None, None) => Arc::new(Vec::new()),
         };
-        out.push((f.dest.clone(), mode, Arc::new(bytes)));
+        out.push((f.dest.clone(), mode, bytes));
     }
     Ok(out)
 }

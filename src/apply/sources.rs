@@ -23,16 +23,7 @@ pub fn gather_sources(
             Some(url.clone()),
         ),
     };
-    let out = node.run(&Cmd::new("sha256sum").arg(&path), None);
-    let have = match out {
-        Ok(o) if o.success() => o.stdout_text().split_whitespace().next().map(String::from),
-        Ok(_) => None,
-        Err(e) if !nf.pve => {
-            tracing::debug!("no sha256sum here: {e:#}");
-            None
-        }
-        Err(e) => return Err(e),
-    };
+    let have = node_file_sha256(node, nf, &path)?;
     match (have, url) {
         (Some(h), url) => {
             if let Some(want) = &pinned
@@ -76,5 +67,43 @@ pub fn gather_sources(
             },
             vec![],
         )),
+    }
+}
+
+/// The SHA-256 of the node file `path` that is to be pushed as fuse-overlayfs, after the node
+/// checked that it may be ([`plan::NODE_FUSE_CHECK_SCRIPT`]); `None` when it does not exist.
+/// The node's answer is untrusted: anything but 64 hex digits is refused.
+fn node_file_sha256(node: &dyn Transport, nf: &NodeFacts, path: &str) -> Result<Option<String>> {
+    let out = match node.run(&plan::node_fuse_check(path), None) {
+        Ok(o) => o,
+        Err(e) if !nf.pve => {
+            tracing::debug!("cannot check {path} here: {e:#}");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    match out.status {
+        0 => {
+            let text = out.stdout_text();
+            let sum = text.split_whitespace().last().unwrap_or("");
+            if sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!(
+                    "the node's SHA-256 of {path} is not 64 hex digits (it answered {:?}): refusing to push it",
+                    crate::transport::short(&crate::error::escape_unsafe(sum))
+                );
+            }
+            Ok(Some(sum.to_ascii_lowercase()))
+        }
+        3 => Ok(None),
+        // No shell tools here (a machine that is not a node): planned as if it were missing.
+        _ if !nf.pve && out.status != 65 => Ok(None),
+        status => {
+            let why = out.stderr_text();
+            let why: String = why.lines().next().unwrap_or("").chars().take(500).collect();
+            if why.trim().is_empty() {
+                bail!("the node refused {path} as fuse-overlayfs (status {status})");
+            }
+            bail!("{}", crate::error::escape_unsafe(why.trim()))
+        }
     }
 }

@@ -81,9 +81,11 @@ pub fn node_notes(targets: &Targets) -> Vec<String> {
     notes
 }
 
-/// Passwords (each source read once) and profile files, for every entry; all errors together.
+/// Passwords (each source read once) and profile files (each source file read once), for every
+/// entry; all errors together.
 fn read_inputs(lab: &LabFile, entries: &[&Entry]) -> Result<Vec<(Option<String>, ProfileFiles)>> {
     let mut passwords: Vec<(PasswordSource, Option<String>)> = Vec::new();
+    let mut sources = apply::SourceCache::default();
     let mut errs = Vec::new();
     let mut out = Vec::new();
     for e in entries {
@@ -93,13 +95,29 @@ fn read_inputs(lab: &LabFile, entries: &[&Entry]) -> Result<Vec<(Option<String>,
             Some(src) => match passwords.iter().find(|(s, _)| s == src) {
                 Some((_, pw)) => pw.clone(),
                 None => {
-                    let pw = read_password(p)?;
+                    let pw = match read_password(p) {
+                        Ok(pw) => pw,
+                        Err(err) => match err.downcast::<InputErrors>() {
+                            Ok(InputErrors(list)) => {
+                                errs.extend(list);
+                                None
+                            }
+                            Err(err) => return Err(err),
+                        },
+                    };
                     passwords.push((src.clone(), pw.clone()));
                     pw
                 }
             },
         };
-        let files = apply::read_profile_files(p).unwrap_or_else(|err| {
+        if let Err(m) = apply::check_access_identity(p) {
+            errs.push(InputError::whole(
+                format!("{} ({}, {})", lab.shown, e.field, e.name),
+                "access.identity",
+                m,
+            ));
+        }
+        let files = apply::read_profile_files_with(p, &mut sources).unwrap_or_else(|err| {
             errs.push(InputError::whole(
                 format!("{} ({}, {})", lab.shown, e.field, e.name),
                 "files",
@@ -160,9 +178,9 @@ pub fn run_with(
     }
     require_pve(&targets)?;
     if !g.yes && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        crate::err_out!("{}", intent(&lab, &targets, &jobs));
+        crate::err!("{}", intent(&lab, &targets, &jobs));
         if !confirm(g, "Apply?")? {
-            crate::err_outln!("nothing was changed");
+            crate::errln!("nothing was changed");
             return Ok(0);
         }
     }

@@ -291,12 +291,12 @@ pub fn run_with(
             containers: items.clone(),
             notes: Vec::new(),
         };
-        crate::err_out!(
+        crate::err!(
             "{}",
             preview.text().replace("dry run: nothing was changed\n", "")
         );
         if !confirm(g, &format!("Destroy {doomed} container(s)?"))? {
-            crate::err_outln!("nothing was changed");
+            crate::errln!("nothing was changed");
             return Ok(0);
         }
     }

@@ -364,7 +364,7 @@ pub fn run(a: &InventoryArgs, g: &GlobalArgs) -> Result<u8> {
             std::fs::rename(&tmp, path)
                 .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
             if !json(g) {
-                crate::err_outln!(
+                crate::errln!(
                     "{}: {} host(s) written to {}",
                     lab.shown,
                     hs.len(),
@@ -374,11 +374,11 @@ pub fn run(a: &InventoryArgs, g: &GlobalArgs) -> Result<u8> {
         }
     }
     for n in &report.notes {
-        crate::err_outln!("note: {n}");
+        crate::errln!("note: {n}");
     }
     for c in &report.containers {
         if let Some(m) = &c.message {
-            crate::err_outln!("{}: {m}", c.name);
+            crate::errln!("{}: {m}", c.name);
         }
     }
     let unreadable = report.containers.iter().any(|c| c.state == State::Unknown);

@@ -119,15 +119,17 @@ pub fn read_password(p: &Profile) -> Result<Option<String>> {
             m,
         )])
     };
+    // Neither the variable's name nor the file's path is shown: a password typed into
+    // `env = ...` or `file = ...` by mistake must not reach a terminal or a CI log.
     let pw = match src {
         PasswordSource::Env(var) => std::env::var(var).map_err(|_| {
-            err(format!(
-                "the environment variable {var} is not set (or not UTF-8)"
-            ))
+            err("the environment variable named in root_password.env is not set (or not UTF-8); its name is not shown, in case it is the password itself".into())
         })?,
         PasswordSource::File(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| err(format!("cannot read the password file {path}: {e}")))?;
+            let bytes = crate::input::read_input(std::path::Path::new(path), crate::input::PASSWORD_LIMIT)
+                .map_err(|e| err(format!("cannot read the file named in root_password.file (its path is not shown, in case it is the password itself): {}", io_reason(&e))))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| err("the password file is not UTF-8 text".into()))?;
             text.trim_end_matches(['\n', '\r']).to_string()
         }
         PasswordSource::Prompt(false) => return Ok(None),
@@ -149,6 +151,15 @@ pub fn read_password(p: &Profile) -> Result<Option<String>> {
     Ok(Some(pw))
 }
 
+/// An I/O error's reason without the path some errors carry.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
+    }
+}
+
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json<T: Serialize>(v: &T) -> Result<()> {
     crate::outln!(
@@ -163,7 +174,7 @@ pub fn confirm(g: &GlobalArgs, question: &str) -> Result<bool> {
     if g.yes || !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
         return Ok(true);
     }
-    crate::err_out!("{question} [y/N] ");
+    crate::err!("{question} [y/N] ");
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES"))

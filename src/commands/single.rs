@@ -81,6 +81,13 @@ pub fn request(a: &SingleArgs) -> Result<Request> {
 pub fn run(a: &SingleArgs, g: &GlobalArgs) -> Result<u8> {
     let req = request(a)?;
     let password = read_password(&req.profile)?;
+    apply::check_access_identity(&req.profile).map_err(|m| {
+        InputErrors(vec![InputError::whole(
+            format!("profile {}", req.profile.name),
+            "access.identity",
+            m,
+        )])
+    })?;
     let files = apply::read_profile_files(&req.profile).map_err(|e| {
         InputErrors(vec![InputError::whole(
             format!("profile {}", req.profile.name),
@@ -128,9 +135,9 @@ pub fn run(a: &SingleArgs, g: &GlobalArgs) -> Result<u8> {
     }
     if !g.yes && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         let view = apply::dry_plan(&ctx, &req, &nf, password.as_deref(), &files)?;
-        crate::err_out!("{}", apply::plan_text(&view, g.verbose > 0));
+        crate::err!("{}", apply::plan_text(&view, g.verbose > 0));
         if !confirm(g, "Apply this plan?")? {
-            crate::err_outln!("nothing was changed");
+            crate::errln!("nothing was changed");
             return Ok(0);
         }
     }

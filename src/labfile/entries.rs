@@ -20,6 +20,7 @@ pub(super) fn check(
     let mut chains: BTreeMap<String, Result<Vec<LoadedLayer>, InputErrors>> = BTreeMap::new();
     let mut out = Vec::new();
     let mut idents = Vec::new();
+    let mut total = 0usize;
     // The default profile is checked even when every entry names its own.
     if let Some(name) = &defaults.profile {
         let pref = profile_ref(name, dir);
@@ -50,34 +51,12 @@ pub(super) fn check(
             continue;
         };
         check_entry_place(cx, p, e, counted, count);
-        let names = entry_names(name, counted, count);
+        let mut names = entry_names(name, counted, count);
+        cap_total(cx, (p, e, name, counted), &mut names, &mut total);
         let first_ident = idents.len();
         push_idents(cx, &mut idents, p, e, name, &names);
-        // The profile chain, with errors about a missing profile put where it is named.
-        let (pname, pfield) = match (&e.profile, &defaults.profile) {
-            (Some(n), _) => (n.clone(), format!("{p}.profile")),
-            (None, Some(n)) => (n.clone(), "defaults.profile".to_string()),
-            (None, None) if e.given.iter().any(|k| k == "profile") || defaults.profile_given => {
-                continue;
-            }
-            (None, None) => {
-                cx.err(
-                    p,
-                    "no profile: set `profile` in this [[container]] or in [defaults] (e.g. profile = \"docker\")",
-                );
-                continue;
-            }
-        };
-        let pref = profile_ref(&pname, dir);
-        let chain = chains
-            .entry(pref.clone())
-            .or_insert_with(|| profile::load_chain(&pref));
-        let chain = match chain {
-            Ok(c) => c.clone(),
-            Err(errs) => {
-                profile_errors(cx, errs, &pfield);
-                continue;
-            }
+        let Some((pname, chain)) = entry_chain(cx, &mut chains, dir, defaults, e) else {
+            continue;
         };
         if cx.errs.len() > before {
             continue;
@@ -307,9 +286,13 @@ pub(super) fn duplicates(cx: &mut Cx<'_>, idents: &[Ident]) {
     };
     let mut names: BTreeMap<String, &Ident> = BTreeMap::new();
     let mut ids: BTreeMap<u32, &Ident> = BTreeMap::new();
+    // One error per entry and key: a counted entry that clashes clashes for every n.
+    let mut told: BTreeSet<(String, &'static str)> = BTreeSet::new();
     for e in idents {
         match names.get(&e.name.to_ascii_lowercase()) {
+            Some(_) if told.contains(&(e.field.clone(), "name")) => {}
             Some(first) => {
+                told.insert((e.field.clone(), "name"));
                 let m = format!(
                     "{}: the name {:?} is also {}'s; hostnames in a lab file must be unique",
                     what(e),
@@ -324,7 +307,9 @@ pub(super) fn duplicates(cx: &mut Cx<'_>, idents: &[Ident]) {
         }
         let Some((v, key)) = e.vmid else { continue };
         match ids.get(&v) {
+            Some(_) if told.contains(&(e.field.clone(), key)) => {}
             Some(first) => {
+                told.insert((e.field.clone(), key));
                 let m = format!(
                     "{} ({}): VMID {v} is also {} ({})'s; VMIDs must be unique",
                     what(e),
@@ -355,4 +340,74 @@ fn entry_layers(
         layers.push((l, marker(field)));
     }
     layers
+}
+
+/// Counts an entry's containers into `total` and keeps the file within [`MAX_CONTAINERS`]: the
+/// entry that crosses it is named once; past it, the entry's name is still checked (for n = 1)
+/// but no container is expanded (`names` emptied), so the duplicate check and the plan stay
+/// bounded and the file's other errors are still reported.
+fn cap_total(
+    cx: &mut Cx<'_>,
+    (p, e, name, counted): (&str, &RawEntry, &str, bool),
+    names: &mut Vec<(Option<u32>, String)>,
+    total: &mut usize,
+) {
+    if *total <= MAX_CONTAINERS && *total + names.len() > MAX_CONTAINERS {
+        let field = if counted {
+            format!("{p}.count")
+        } else {
+            p.to_string()
+        };
+        cx.err(
+            &field,
+            format!(
+                "with this entry the lab file makes more than {MAX_CONTAINERS} containers, the most one file may make: split it into several lab files"
+            ),
+        );
+    }
+    *total = total.saturating_add(names.len());
+    if *total > MAX_CONTAINERS {
+        names.truncate(1);
+        push_idents(cx, &mut Vec::new(), p, e, name, names);
+        names.clear();
+    }
+}
+
+/// The profile an entry starts from and its chain (loaded once per file), with errors about a
+/// missing profile put where it is named; None after reporting why there is none.
+fn entry_chain(
+    cx: &mut Cx<'_>,
+    chains: &mut BTreeMap<String, Result<Vec<LoadedLayer>, InputErrors>>,
+    dir: &Path,
+    defaults: &RawDefaults,
+    e: &RawEntry,
+) -> Option<(String, Vec<LoadedLayer>)> {
+    let p = e.field.as_str();
+    let (pname, pfield) = match (&e.profile, &defaults.profile) {
+        (Some(n), _) => (n.clone(), format!("{p}.profile")),
+        (None, Some(n)) => (n.clone(), "defaults.profile".to_string()),
+        // Given with a wrong type: already reported as that.
+        (None, None) if e.given.iter().any(|k| k == "profile") || defaults.profile_given => {
+            return None;
+        }
+        (None, None) => {
+            cx.err(
+                p,
+                "no profile: set `profile` in this [[container]] or in [defaults] (e.g. profile = \"docker\")",
+            );
+            return None;
+        }
+    };
+    let pref = profile_ref(&pname, dir);
+    let chain = chains
+        .entry(pref.clone())
+        .or_insert_with(|| profile::load_chain(&pref));
+    match chain {
+        Ok(c) => Some((pname, c.clone())),
+        Err(errs) => {
+            let errs = errs.clone();
+            profile_errors(cx, &errs, &pfield);
+            None
+        }
+    }
 }

@@ -35,7 +35,7 @@ use crate::profile::{self, Index, Layer, LoadedLayer, check_layer, read_text, re
 use crate::request::Request;
 use crate::validate;
 use serde::de::{DeserializeOwned, IntoDeserializer};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -46,6 +46,13 @@ pub const COUNTER: &str = "{n}";
 
 /// Most containers one counted entry may expand to.
 pub const MAX_COUNT: i64 = 1000;
+
+/// Most containers one lab file may make (all entries, counted ones expanded): the bound on the
+/// work and memory of checking a file before anything runs.
+pub const MAX_CONTAINERS: usize = 10_000;
+
+/// Most errors reported for one file; the rest are counted in a last line.
+pub const MAX_ERRORS: usize = 100;
 
 /// Keys of a `[[container]]` table that are not profile fields.
 pub const ENTRY_KEYS: &[&str] = &[
@@ -291,7 +298,6 @@ pub fn parse(
     };
     let mut defaults = RawDefaults::default();
     let mut raw = Vec::new();
-    let mut saw_container = false;
     for (k, v) in doc.into_inner() {
         match &**k.get_ref() {
             "defaults" => {
@@ -302,7 +308,6 @@ pub fn parse(
                 }
             }
             "container" => {
-                saw_container = true;
                 let items: Vec<Spanned<DeValue<'_>>> = match v.get_ref() {
                     DeValue::Array(a) => a.iter().cloned().collect(),
                     _ => {
@@ -345,7 +350,8 @@ pub fn parse(
             }
         }
     }
-    if !saw_container && cx.errs.is_empty() {
+    // `container = []` too: a lab file that makes nothing is a mistake, not a success.
+    if raw.is_empty() && cx.errs.is_empty() {
         cx.errs.push(InputError::whole(
             file,
             "container",
@@ -370,6 +376,15 @@ pub fn parse(
         }
         !dup
     });
+    if errs.len() > MAX_ERRORS {
+        let more = errs.len() - MAX_ERRORS;
+        errs.truncate(MAX_ERRORS);
+        errs.push(InputError::whole(
+            file,
+            "",
+            format!("and {more} more errors (the first {MAX_ERRORS} are shown)"),
+        ));
+    }
     Err(InputErrors(errs))
 }
 

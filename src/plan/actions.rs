@@ -41,6 +41,18 @@ pub const LINK_PACKAGE_SCRIPT: &str = include_str!("../scripts/link-package-fuse
 /// runs fetching at once do not collide. Args: URL, destination, expected SHA-256.
 pub const FETCH_SCRIPT: &str = include_str!("../scripts/node-fetch-fuse-overlayfs.sh");
 
+/// Node script: checks a node file before it is pushed as fuse-overlayfs (a regular ELF file of
+/// at most 64 MiB, not under /dev, /proc or /sys) and prints its SHA-256; exit 3 when it does
+/// not exist, 65 with the reason when it is refused. Runs in a dry run too. Args: the path.
+pub const NODE_FUSE_CHECK_SCRIPT: &str = include_str!("../scripts/node-check-fuse-overlayfs.sh");
+
+/// The [`NODE_FUSE_CHECK_SCRIPT`] command for `path` (bounded: the script's own read is).
+pub fn node_fuse_check(path: &str) -> Cmd {
+    Cmd::new("sh")
+        .args(["-c", NODE_FUSE_CHECK_SCRIPT, "provision-fuse-check", path])
+        .with_timeout(std::time::Duration::from_secs(150))
+}
+
 /// Puts a pushed file in place, after checking that the push really wrote it: `pct push` exits
 /// 0 when its task fails, so the staged file's presence, size and SHA-256 are the proof. With
 /// `backup` = 1 the file it replaces is kept as `DEST.provision-backup`.

@@ -195,7 +195,7 @@ fn plan_fuse_binary(i: &InsideInput<'_>, plan: &mut InsidePlan, restart_why: &mu
                 (Some(want), Some(have)) if want == have && f.fuse_overlayfs_link.is_none() => {
                     plan.already.push(Already {
                         step: "fuse-overlayfs".into(),
-                        why: format!("{FUSE_DEST} has SHA-256 {}", &want[..12]),
+                        why: format!("{FUSE_DEST} has SHA-256 {}", want.get(..12).unwrap_or(want)),
                     });
                 }
                 _ => {

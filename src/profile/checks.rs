@@ -111,7 +111,8 @@ fn check_root_password(er: &mut Vec<InputError>, idx: &Index, p: &PasswordSource
             if !v.is_empty() && v.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
                 Ok(())
             } else {
-                Err(format!("{v:?} is not an environment variable name"))
+                // Not shown: a value that is not a variable name may be the password itself.
+                Err("the value is not an environment variable name (letters, digits, `_`); it is not shown, in case it is the password itself".to_string())
             }
         }
         PasswordSource::File(f) => {
@@ -391,14 +392,16 @@ pub fn check_template(t: &str) -> validate::Rule {
         let name = rest.strip_prefix("vztmpl/").ok_or_else(|| {
             format!("{t:?}: a template volume id looks like local:vztmpl/NAME.tar.zst")
         })?;
+        // A name that starts with `-` would reach `pveam download STORAGE NAME` as an option.
         if name.is_empty()
+            || !name.as_bytes()[0].is_ascii_alphanumeric()
             || name.contains('/')
             || !name
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || b"-_.+".contains(&c))
         {
             return Err(format!(
-                "{t:?}: the template file name has characters PVE does not use"
+                "{t:?}: the template file name has characters PVE does not use (it starts with a letter or digit and has only letters, digits, `-`, `_`, `.`, `+`)"
             ));
         }
         return Ok(());

@@ -118,7 +118,7 @@ pub(super) fn walk_value(
 /// Reads a file as UTF-8 TOML text with clear errors for what a profile cannot be.
 pub fn read_text(path: &Path) -> Result<String, InputError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path)
+    let bytes = crate::input::read_input(path, MAX_FILE_BYTES as u64)
         .map_err(|e| InputError::whole(&shown, "", format!("cannot read the file: {e}")))?;
     text_from_bytes(&shown, bytes)
 }
@@ -136,6 +136,12 @@ pub fn text_from_bytes(file: &str, bytes: Vec<u8>) -> Result<String, InputError>
             ),
         ));
     }
+    // A UTF-8 byte order mark is dropped here, once, so that every later look at the text (the
+    // "only comments" check, columns) sees what the TOML parser sees.
+    let bytes = match bytes.strip_prefix(b"\xef\xbb\xbf") {
+        Some(rest) => rest.to_vec(),
+        None => bytes,
+    };
     String::from_utf8(bytes).map_err(|e| {
         let good = e.utf8_error().valid_up_to();
         let text = String::from_utf8_lossy(&e.as_bytes()[..good]).into_owned();
@@ -353,7 +359,7 @@ pub fn load_one(
     }
     for dir in search_dirs() {
         let p = dir.join(format!("{name}.toml"));
-        if p.is_file() {
+        if crate::input::is_regular(&p) {
             let shadows = EMBEDDED.iter().any(|(n, _)| *n == name);
             return from_file(p, shadows);
         }
@@ -461,11 +467,16 @@ pub fn list_profiles() -> Vec<ProfileEntry> {
         let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
         files.sort();
         for p in files {
+            // Only regular files (a FIFO or a device there is skipped without being opened).
             if p.extension().is_some_and(|e| e == "toml")
                 && let Some(stem) = p.file_stem().and_then(|s| s.to_str())
                 && !out.contains_key(stem)
+                && crate::input::is_regular(&p)
             {
-                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                let text = crate::input::read_input(&p, MAX_FILE_BYTES as u64)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .unwrap_or_default();
                 out.insert(
                     stem.to_string(),
                     ProfileEntry {

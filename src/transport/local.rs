@@ -104,6 +104,8 @@ impl Transport for Local {
         })
     }
 
+    /// The parent directory (the staging directory) is created owner-only when missing and must
+    /// pass [`crate::rootdirs::check_private_dir`]; the file is opened without following a link.
     fn put(&self, bytes: &[u8], dest: &str, mode: u32) -> Result<()> {
         let path = Path::new(dest);
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -112,17 +114,19 @@ impl Transport for Local {
                 .mode(0o700)
                 .create(parent)
                 .with_context(|| format!("node: creating {}", parent.display()))?;
+            crate::rootdirs::check_private_dir(parent).context("node")?;
         }
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
             .with_context(|| format!("node: opening {dest}"))?;
         f.write_all(bytes)
             .with_context(|| format!("node: writing {dest}"))?;
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        f.set_permissions(fs::Permissions::from_mode(mode))
             .with_context(|| format!("node: chmod {mode:o} {dest}"))?;
         Ok(())
     }
@@ -246,27 +250,21 @@ pub fn interrupt_running(grace: Duration) -> Vec<String> {
     shown
 }
 
-/// Takes an exclusive `flock` on DIR/NAME.lock (owner-only), waiting at most `wait`.
+/// Takes an exclusive `flock` on DIR/NAME.lock (owner-only), waiting at most `wait`, and not
+/// after an interrupt ([`crate::interrupted`]). The directory is a private one ([`crate::rootdirs::private_dir`]); the
+/// file is opened without following a link.
 pub fn file_lock(dir: &Path, name: &str, wait: Duration) -> Result<File> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("creating lock directory {}", dir.display()))?;
+    crate::rootdirs::private_dir(dir).context("lock directory")?;
     let path = dir.join(format!("{name}.lock"));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("opening lock file {}", path.display()))?;
+    let file = crate::rootdirs::open_private_file(&path, false, 0o600)?;
     let deadline = Instant::now() + wait;
     loop {
         match file.try_lock() {
             Ok(()) => return Ok(file),
             Err(fs::TryLockError::WouldBlock) => {
+                if crate::interrupted() {
+                    bail!("interrupted while waiting for the lock {}", path.display());
+                }
                 if Instant::now() >= deadline {
                     bail!(
                         "waited {} s for the lock {} (another provision run holds it)",
@@ -370,8 +368,26 @@ mod tests {
     #[test]
     fn a_held_lock_makes_the_second_taker_give_up_with_a_reason() {
         let dir = tempfile::tempdir().unwrap();
-        let _held = file_lock(dir.path(), "vmid", Duration::from_secs(1)).unwrap();
-        let err = file_lock(dir.path(), "vmid", Duration::from_millis(50)).unwrap_err();
+        let locks = dir.path().join("locks");
+        let _held = file_lock(&locks, "vmid", Duration::from_secs(1)).unwrap();
+        let err = file_lock(&locks, "vmid", Duration::from_millis(50)).unwrap_err();
         assert!(err.to_string().contains("another provision run holds it"));
+    }
+
+    #[test]
+    fn a_lock_directory_that_is_a_link_or_open_to_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        let link = dir.path().join("provision");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        let err = file_lock(&link, "vmid", Duration::from_millis(10)).unwrap_err();
+        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+        assert!(!elsewhere.join("vmid.lock").exists());
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = file_lock(&open, "vmid", Duration::from_millis(10)).unwrap_err();
+        assert!(format!("{err:#}").contains("owner-only"), "{err:#}");
     }
 }

@@ -269,6 +269,7 @@ pub fn is_changing(argv: &[String]) -> bool {
             false
         }
         ["pveam", "list" | "available", ..] => false,
+        ["sh", "-c", script, ..] if *script == plan::NODE_FUSE_CHECK_SCRIPT => false,
         ["pct", "status" | "config" | "list" | "pending", ..] => false,
         ["pct", "exec", _, rest @ ..] => {
             let inner: Vec<&str> = rest
@@ -577,6 +578,19 @@ impl FakeState {
                     "cat: /sys/module/zfs/version: No such file or directory\n",
                 ),
             },
+            // The node-side check of a fuse-overlayfs file, as the script does it.
+            ["sh", "-c", script, _, path] if *script == plan::NODE_FUSE_CHECK_SCRIPT => {
+                match self.node_files.get(*path) {
+                    None => Output::fail(3, ""),
+                    Some(b) if !b.starts_with(b"\x7fELF") || b.len() > 64 << 20 => Output::fail(
+                        65,
+                        format!(
+                            "{path} on the node cannot be pushed as fuse-overlayfs: it is not an ELF executable\n"
+                        ),
+                    ),
+                    Some(b) => ok(format!("{}\n", sha(b))),
+                }
+            }
             ["sha256sum", path] => match self.node_files.get(*path) {
                 Some(b) => ok(format!("{}  {path}\n", sha(b))),
                 None => Output::fail(1, format!("sha256sum: {path}: No such file or directory\n")),

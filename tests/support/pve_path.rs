@@ -23,6 +23,18 @@ fn script(dir: &Path, name: &str, body: &str) {
 impl PvePath {
     /// The scripts of an empty node whose template download hangs.
     pub fn hanging_download() -> PvePath {
+        PvePath::with_download(
+            "echo $$ > '{dir}/hung.pid'\n            sleep 300 &\n            echo $! > '{dir}/hung-child.pid'\n            wait",
+        )
+    }
+
+    /// The scripts of an empty node whose template download fails (exit 1): a run that fails.
+    pub fn failing_download() -> PvePath {
+        PvePath::with_download("echo 'download failed' >&2; exit 1")
+    }
+
+    /// An empty node whose `pveam download` runs `download` (`{dir}`: the scripts' directory).
+    fn with_download(download: &str) -> PvePath {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         script(
@@ -47,13 +59,10 @@ echo "local             dir     active        98497780        10000000        88
                 r#"case "$1" in
   list) echo "NAME                                                         SIZE" ;;
   available) echo "system          ubuntu-24.04-standard_24.04-2_amd64.tar.zst" ;;
-  download) echo $$ > '{dir}/hung.pid'
-            sleep 300 &
-            echo $! > '{dir}/hung-child.pid'
-            wait ;;
+  download) {download} ;;
   *) exit 2 ;;
 esac"#,
-                dir = d.display()
+                download = download.replace("{dir}", &d.display().to_string())
             ),
         );
         PvePath { dir }

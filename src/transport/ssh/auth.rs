@@ -97,7 +97,7 @@ pub(super) fn try_key(
     tried: &mut Vec<String>,
 ) -> bool {
     let name = format!("key {}", key.display());
-    let text = match fs::read(key) {
+    let text = match crate::input::read_input(key, crate::input::KEY_LIMIT) {
         Ok(t) => String::from_utf8_lossy(&t).into_owned(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             tried.push(format!("{name} (no such file)"));

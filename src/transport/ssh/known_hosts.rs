@@ -65,7 +65,7 @@ pub(super) struct KnownKeys {
 pub(super) fn scan_known_hosts(sess: &Session, files: &[PathBuf], name: &str) -> KnownKeys {
     let mut known = KnownKeys::default();
     for file in files {
-        let text = match fs::read(file) {
+        let text = match crate::input::read_input(file, crate::input::KNOWN_HOSTS_LIMIT) {
             Ok(t) => String::from_utf8_lossy(&t).into_owned(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => {
@@ -226,8 +226,13 @@ pub(super) fn verify_host_key(
 /// as [`record_host_key`] writes them), keeping the others; the file is replaced atomically.
 /// Returns how many lines were removed (0 when the file does not exist).
 pub fn forget_host_key(file: &Path, name: &str) -> io::Result<usize> {
-    let text = match fs::read_to_string(file) {
-        Ok(t) => t,
+    let text = match crate::input::read_input(file, crate::input::KNOWN_HOSTS_LIMIT) {
+        Ok(t) => String::from_utf8(t).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the known_hosts file is not UTF-8 text",
+            )
+        })?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };

@@ -237,6 +237,24 @@ impl Ssh {
         Ok(())
     }
 
+    /// The node's staging directory must be a directory of its own (not a link) and owner-only,
+    /// as [`crate::rootdirs`] requires on the local node (SFTP `lstat`).
+    fn check_staging_dir(&self, dir: &str, deadline: Option<Instant>) -> Result<()> {
+        let label = &self.conn.label;
+        let st = self
+            .conn
+            .sftp(deadline, |sftp| sftp.lstat(Path::new(dir)))
+            .map_err(|f| self.fail(f, format_args!("looking at {dir} (SFTP lstat)")))?;
+        let perm = st.perm.unwrap_or(0);
+        if st.file_type().is_symlink() || !st.is_dir() || perm & 0o077 != 0 {
+            bail!(
+                "{label}: {dir} is a symbolic link, not a directory, or open to others (mode {:04o}): refused; remove it (it is recreated owner-only), then run again",
+                perm & 0o7777
+            );
+        }
+        Ok(())
+    }
+
     /// Creates `dir` and missing parents, owner-only.
     fn ensure_dir(&self, dir: &str, deadline: Option<Instant>) -> Result<()> {
         if dir.is_empty() || dir == "/" {
@@ -388,6 +406,9 @@ impl Transport for Ssh {
         );
         self.ensure_dir(dir, deadline)
             .with_context(|| format!("{label}: uploading {dest}"))?;
+        if dir == crate::cmd::pct::NODE_TMP_DIR {
+            self.check_staging_dir(dir, deadline)?;
+        }
         let n = PUT_COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp_name = format!(".{base}.provision-{}-{n}.tmp", std::process::id());
         let tmp = match dir {
