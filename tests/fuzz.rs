@@ -1089,20 +1089,32 @@ fn hostile_container_facts_go_through_the_planner_without_a_panic() {
 
 #[test]
 fn special_files_as_profiles_and_lab_files_are_refused_not_a_panic() {
-    // A directory, an empty file, /dev/null, a dangling symlink and a symlink loop: each is an
-    // input error naming the file. (Blocking and endless ones, a FIFO and /dev/zero, belong to
-    // the one place that opens input files.)
+    // A directory, an empty file, /dev/null, /dev/zero, /dev/urandom, a FIFO (nobody writes to
+    // it: opening it for reading would block), a link to /dev/zero, a dangling symlink and a
+    // symlink loop: each is an input error naming the file, at once, with no unbounded read.
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir(d.join("adir.toml")).unwrap();
     std::fs::write(d.join("empty.toml"), "").unwrap();
     std::os::unix::fs::symlink(d.join("nowhere.toml"), d.join("dangling.toml")).unwrap();
     std::os::unix::fs::symlink(d.join("loop.toml"), d.join("loop.toml")).unwrap();
-    let mut paths: Vec<String> = ["adir.toml", "empty.toml", "dangling.toml", "loop.toml"]
-        .iter()
-        .map(|n| d.join(n).display().to_string())
-        .collect();
-    paths.push("/dev/null".into());
+    std::os::unix::fs::symlink("/dev/zero", d.join("zero.toml")).unwrap();
+    let fifo = d.join("fifo.toml");
+    let c = std::ffi::CString::new(fifo.display().to_string()).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path we own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut paths: Vec<String> = [
+        "adir.toml",
+        "empty.toml",
+        "dangling.toml",
+        "loop.toml",
+        "zero.toml",
+        "fifo.toml",
+    ]
+    .iter()
+    .map(|n| d.join(n).display().to_string())
+    .collect();
+    paths.extend(["/dev/null", "/dev/zero", "/dev/urandom"].map(String::from));
     for p in &paths {
         let e = profile::load(p, &Layer::default()).expect_err(p);
         errors_are_clean(&e).unwrap_or_else(|m| panic!("{p}: {m}"));
