@@ -24,7 +24,7 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>
 fi
 for d in /var/lib/docker/image/*/imagedb/content/sha256; do
   [ -d "$d" ] || continue
-  x=${d#/var/lib/docker/image/}; echo "docker_stored=${x%%/*} $(ls -A "$d" | wc -l)"
+  x=${d#/var/lib/docker/image/}; echo "docker_stored=${x%%/*} $(find "$d" -mindepth 1 -maxdepth 1 | wc -l)"
 done
 f=/usr/local/bin/fuse-overlayfs
 if [ -L "$f" ]; then echo "fuse_overlayfs_link=$(readlink "$f")"; fi
