@@ -613,24 +613,30 @@ fn lab_broken_fuse_overlayfs_binaries_never_reach_docker_in_a_real_container() {
     let real = std::fs::read("/usr/bin/fuse-overlayfs").expect("the lab host has fuse-overlayfs");
     let mut wrong_arch = real.clone();
     wrong_arch[18..20].copy_from_slice(&[0xb7, 0x00]);
-    let cases: [(&str, Vec<u8>, &str); 3] = [
+    // (case, binary, what the failure says, the step that catches it): a file that is not an
+    // ELF binary is refused on the node before anything changes; an ELF binary that cannot run
+    // in the container is refused inside, after the push, before it replaces anything.
+    let cases: [(&str, Vec<u8>, &str, &str); 3] = [
         (
             "script",
             b"#!/bin/sh\necho 'fuse-overlayfs: version 1.13'\n".to_vec(),
             "not an ELF executable",
+            "facts",
         ),
         (
             "arch",
             wrong_arch,
             "wrong architecture: the binary is built for aarch64, this container is x86_64",
+            "push fuse-overlayfs",
         ),
         (
             "lib",
             patched(&real, b"libfuse3.so.3", b"libfuse3.so.9"),
             "missing shared library libfuse3.so.9",
+            "push fuse-overlayfs",
         ),
     ];
-    for (what, bytes, want) in cases {
+    for (what, bytes, want, step) in cases {
         let bin = dir.path().join(format!("fuse-overlayfs-{what}"));
         std::fs::write(&bin, &bytes).unwrap();
         let extra = format!(
@@ -650,11 +656,15 @@ fn lab_broken_fuse_overlayfs_binaries_never_reach_docker_in_a_real_container() {
         let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
         assert_eq!(out.status.code(), Some(1), "{what}: {r:#}");
         let f = &r["containers"][0]["failure"];
-        assert_eq!(f["step"], "push fuse-overlayfs", "{what}: {r:#}");
+        assert_eq!(f["step"], step, "{what}: {r:#}");
         let text = format!("{} {}", f["message"], f["tail"]);
         assert!(text.contains(want), "{what}: {text}");
-        // Nothing reached Docker: no binary in place, no daemon.json.
-        let vmid = lab.vmid_of(name).expect("the container exists");
+        // Nothing reached Docker: no binary in place, no daemon.json (and for a file refused on
+        // the node, nothing at all changed).
+        let Some(vmid) = lab.vmid_of(name) else {
+            assert_eq!(f["left"], "nothing was changed", "{what}: {r:#}");
+            continue;
+        };
         let left = lab.attach(
             vmid,
             &[
