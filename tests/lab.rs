@@ -187,9 +187,16 @@ impl Drop for Cleanup {
 }
 
 pub fn provision(args: &[&str]) -> Output {
+    provision_with(args, &[])
+}
+
+/// `provision ARGS` with these environment variables (e.g. `PROVISION_LAB_RELEASE`, which makes
+/// every lab command it runs answer as that release).
+pub fn provision_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_provision"))
         .args(args)
         .env("CI", "1")
+        .envs(env.iter().copied())
         .output()
         .expect("provision runs");
     let _ = std::io::stderr().write_all(&out.stderr);
@@ -339,21 +346,7 @@ fn docker_auto_picks_overlay2_on_a_dir_storage_and_it_works() {
             .trim(),
         "overlay2"
     );
-    let ran = lab.attach_ok(
-        vmid,
-        &[
-            "docker",
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "provision-probe:1",
-            "/bin/busybox",
-            "echo",
-            "ok2",
-        ],
-    );
-    assert_eq!(ran.trim(), "ok2");
+    lab.assert_docker_runs_the_probe(vmid);
 }
 
 #[test]

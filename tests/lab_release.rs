@@ -4,21 +4,13 @@
 //! is refused by the release, what the release cannot serve is refused up front, and pushes or
 //! resizes whose task fails with exit 0 are caught. Checks are made from outside.
 
-use crate::lab::{Cleanup, LAB_FUSE, Lab, lab};
-use std::io::Write;
+use crate::lab::{Cleanup, LAB_FUSE, Lab, lab, provision_with};
 use std::path::Path;
 use std::process::{Command, Output};
 
 /// `provision ARGS` with the lab answering as `release`.
 fn provision_at(release: &str, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_provision"))
-        .args(args)
-        .env("CI", "1")
-        .env("PROVISION_LAB_RELEASE", release)
-        .output()
-        .expect("provision runs");
-    let _ = std::io::stderr().write_all(&out.stderr);
-    out
+    provision_with(args, &[("PROVISION_LAB_RELEASE", release)])
 }
 
 fn report(out: &Output) -> serde_json::Value {
