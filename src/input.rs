@@ -140,6 +140,16 @@ pub fn read_input(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Why `path` is not something [`read_input`] could read, from `stat` alone (never opens it):
+/// missing, or a directory, FIFO, socket or device; None for a regular file.
+pub fn not_regular(path: &Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Some("does not exist".into()),
+        Err(e) => Some(format!("cannot be looked at ({e})")),
+        Ok(m) => kind_of(m.file_type()).map(|k| format!("is {k}, not a regular file")),
+    }
+}
+
 /// True for a path whose target is a regular file (`stat`, never opens it): what a directory
 /// listing or a search keeps.
 pub fn is_regular(path: &Path) -> bool {

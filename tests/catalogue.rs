@@ -574,7 +574,7 @@ fn cases() -> Vec<Case> {
             "template = \"debian-12\"\n[[files]]\ndest = \"/etc/motd\"\nsource = \"motd.txt\"\n",
         )
         .at_p(4, 1, "files[0].source")
-        .says("not a file here"),
+        .says("does not exist"),
         Case::profile(
             "source with a newline",
             "[[files]]\ndest = \"/etc/motd\"\nsource = \"a\\nb\"\n",
@@ -861,14 +861,14 @@ fn cases() -> Vec<Case> {
             "template = \"debian-12\"\n[[files]]\ndest = \"/etc/x\"\nsource = \"/dev/urandom\"\n",
         )
         .at_p(4, 1, "files[0].source")
-        .says("is not a file here"),
+        .says("/dev/urandom is a character device, not a regular file"),
         Case::profile(
             "files.source is a FIFO",
             "template = \"debian-12\"\n[[files]]\ndest = \"/etc/x\"\nsource = \"x.fifo\"\n",
         )
         .fifo("x.fifo")
         .at_p(4, 1, "files[0].source")
-        .says("is not a file here"),
+        .says("is a FIFO (named pipe), not a regular file"),
         Case::profile(
             "files.source over 16 MiB",
             "template = \"debian-12\"\n[[files]]\ndest = \"/etc/x\"\nsource = \"big\"\n",
@@ -1403,6 +1403,13 @@ fn lab_cases() -> Vec<Case> {
         .at_l(35, 1, "container[10].count")
         .at_l(4504, 1, "container[1500].name")
         .says("not a valid hostname"),
+        lab(
+            "a too-big source shared by 150 containers: a bounded list of errors",
+            "[[container]]\nname = \"r-{n}\"\ncount = 150\nfiles = [{ dest = \"/etc/x\", source = \"big\" }]\n",
+        )
+        .file("big", vec![b'x'; (16 << 20) + 1])
+        .says("larger than")
+        .says("and 50 more errors (the first 100 are shown)"),
         lab(
             "a counted name clashing for every n is one error",
             "[[container]]\nname = \"r-{n}\"\ncount = 1000\n[[container]]\nname = \"r-{n}\"\ncount = 1000\n",

@@ -128,10 +128,23 @@ fn read_inputs(lab: &LabFile, entries: &[&Entry]) -> Result<Vec<(Option<String>,
         out.push((pw, files));
     }
     if errs.is_empty() {
-        Ok(out)
-    } else {
-        Err(InputErrors(errs).into())
+        return Ok(out);
     }
+    // Entries that share a bad source or password file each report it: bounded like the lab
+    // file's own errors.
+    if errs.len() > labfile::MAX_ERRORS {
+        let more = errs.len() - labfile::MAX_ERRORS;
+        errs.truncate(labfile::MAX_ERRORS);
+        errs.push(InputError::whole(
+            lab.shown.clone(),
+            "",
+            format!(
+                "and {more} more errors (the first {} are shown)",
+                labfile::MAX_ERRORS
+            ),
+        ));
+    }
+    Err(InputErrors(errs).into())
 }
 
 /// `apply` with the node transports opened by `open` and Ctrl-C observed through `cancel`.

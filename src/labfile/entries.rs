@@ -256,10 +256,13 @@ pub(super) fn check_lab_sources(
             } else {
                 PathBuf::from(src)
             };
-            if !path.is_file() {
+            if let Some(why) = crate::input::not_regular(&path) {
                 cx.err(
                     &format!("{prefix}.files[{j}].source"),
-                    format!("{} is not a file here (a relative source is read from the lab file's directory)", path.display()),
+                    format!(
+                        "{} {why} (a relative source is read from the lab file's directory)",
+                        path.display()
+                    ),
                 );
             }
         }

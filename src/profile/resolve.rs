@@ -300,11 +300,11 @@ pub(super) fn check_sources(l: &LoadedLayer) -> Vec<InputError> {
             Some(d) if Path::new(src).is_relative() => d.join(src),
             _ => PathBuf::from(src),
         };
-        if !path.is_file() {
+        if let Some(why) = crate::input::not_regular(&path) {
             errs.push(l.index.error(
                 &format!("files[{i}].source"),
                 format!(
-                    "{} is not a file here (a relative source is read from the profile's directory)",
+                    "{} {why} (a relative source is read from the profile's directory)",
                     path.display()
                 ),
             ));
