@@ -823,19 +823,6 @@ mod tests {
     }
 
     #[test]
-    fn facts_script_is_valid_sh() {
-        let out = std::process::Command::new("sh")
-            .args(["-n", "-c", INSIDE_FACTS_SCRIPT])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    #[test]
     fn local_node_name_is_read_from_cluster_status() {
         let j = r#"[{"id":"cluster","name":"lab","type":"cluster","nodes":2},
                     {"id":"node/pve1","name":"pve1","type":"node","local":0,"online":1},

@@ -3,19 +3,6 @@
 use super::*;
 
 #[test]
-fn facts_script_is_valid_sh() {
-    let out = std::process::Command::new("sh")
-        .args(["-n", "-c", FACTS_SCRIPT])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-#[test]
 fn id_ranges_cover_across_lines() {
     assert!(covers(&[(100_000, 65_536)], 100_000, 65_536));
     assert!(covers(
