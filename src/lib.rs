@@ -18,6 +18,7 @@ pub mod facts;
 pub mod input;
 pub mod known_issues;
 pub mod labfile;
+pub mod mounts;
 pub mod plan;
 pub mod profile;
 pub mod progress;

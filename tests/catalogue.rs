@@ -212,6 +212,11 @@ fn files_dest(dest: &str) -> String {
     format!("template = \"debian-12\"\n[[files]]\ndest = \"{dest}\"\ncontent = \"x\"\n")
 }
 
+/// One `[[mounts]]` entry (line 3 on) after a template line: `body` holds its keys.
+fn mount(body: &str) -> String {
+    format!("template = \"debian-12\"\n[[mounts]]\n{body}")
+}
+
 /// N counted entries `rI-{n}` of count C (three lines each), then `tail`.
 fn many(n: usize, count: u32, tail: &str) -> String {
     let mut s: String = (0..n)
@@ -1088,6 +1093,84 @@ fn cases() -> Vec<Case> {
         )
         .cl("--gateway")
         .says("static `ip`"),
+        // ---- Mount points: every value reaches PVE's property string through one renderer.
+        Case::profile("mount path climbing out", mount("path = \"/data/../etc\"\nhost = \"/tank\"\n"))
+            .at_p(3, 1, "mounts[0].path")
+            .says("invalid path"),
+        Case::profile("mount path relative", mount("path = \"data\"\nhost = \"/tank\"\n"))
+            .at_p(3, 1, "mounts[0].path")
+            .says("not an absolute path"),
+        Case::profile("mount on the root", mount("path = \"/\"\nhost = \"/tank\"\n"))
+            .at_p(3, 1, "mounts[0].path")
+            .says("root disk"),
+        Case::profile("mount over /proc", mount("path = \"/proc/sys\"\nhost = \"/tank\"\n"))
+            .at_p(3, 1, "mounts[0].path")
+            .says("under /proc"),
+        Case::profile(
+            "comma injects a key into the mp string",
+            mount("path = \"/data,ro=0\"\nhost = \"/tank\"\n"),
+        )
+        .at_p(3, 1, "mounts[0].path")
+        .says("property string"),
+        Case::profile(
+            "= in a bind source",
+            mount("path = \"/data\"\nhost = \"/tank/a=b\"\n"),
+        )
+        .at_p(4, 1, "mounts[0].host")
+        .says("property string"),
+        Case::profile(
+            "newline injects a config line",
+            mount("path = \"/data\"\nhost = \"/tank\\nlxc.apparmor.profile: unconfined\"\n"),
+        )
+        .at_p(4, 1, "mounts[0].host")
+        .says("control character"),
+        Case::profile("bind of the node's root", mount("path = \"/data\"\nhost = \"/\"\n"))
+            .at_p(4, 1, "mounts[0].host")
+            .says("node's root"),
+        Case::profile("bind of /etc/pve", mount("path = \"/data\"\nhost = \"/etc/pve/priv\"\n"))
+            .at_p(4, 1, "mounts[0].host")
+            .says("cluster file system"),
+        Case::profile("bind source relative", mount("path = \"/data\"\nhost = \"tank\"\n"))
+            .at_p(4, 1, "mounts[0].host")
+            .says("not an absolute path"),
+        Case::profile(
+            "duplicate mount paths",
+            mount("path = \"/data\"\nhost = \"/tank\"\n[[mounts]]\npath = \"//data/\"\nhost = \"/tank2\"\n"),
+        )
+        .at_p(6, 1, "mounts[1].path")
+        .says("also the path of mounts[0]"),
+        Case::profile("two sources", mount("path = \"/data\"\nhost = \"/tank\"\nstorage = \"local-lvm\"\n"))
+            .says("mounts[0]")
+            .says("exactly one of"),
+        Case::profile("new volume without size", mount("path = \"/data\"\nstorage = \"local-lvm\"\n"))
+            .says("mounts[0].size")
+            .says("needs its size"),
+        Case::profile(
+            "volume id with traversal",
+            mount("path = \"/data\"\nvolume = \"local:../../etc\"\n"),
+        )
+        .at_p(4, 1, "mounts[0].volume")
+        .says("no `..`"),
+        Case::profile(
+            "unknown mount option",
+            mount("path = \"/data\"\nhost = \"/tank\"\nmountoptions = [\"exec\"]\n"),
+        )
+        .says("mounts[0].mountoptions[0]")
+        .says("not a mount option PVE accepts"),
+        Case::profile(
+            "owner outside the mapped range",
+            mount("path = \"/data\"\nhost = \"/tank\"\nowner = { uid = 70000, gid = 0 }\n"),
+        )
+        .says("mounts[0].owner.uid")
+        .says("65535"),
+        Case::profile(
+            "quota on a bind mount",
+            mount("path = \"/data\"\nhost = \"/tank\"\nquota = true\n"),
+        )
+        .at_p(5, 1, "mounts[0].quota")
+        .says("for volumes"),
+        Case::profile("unknown mount key", mount("path = \"/data\"\nhost = \"/tank\"\nfoo = 1\n"))
+            .says("unknown field `foo`"),
     ]
 }
 

@@ -10,6 +10,7 @@ mod inventory;
 mod known_issues;
 mod lab;
 mod lab_release;
+mod mounts;
 mod plan_cases;
 mod release;
 mod robustness;

@@ -14,6 +14,10 @@ fn sh(script: &str, args: &[&str]) -> Cmd {
         .args(args.iter().map(ToString::to_string))
 }
 
+/// A bind mount's node directory (see [`Step::HostDir`]).
+/// Node script (see its use in [`Step::actions`]).
+pub const HOST_DIR_SCRIPT: &str = include_str!("../scripts/node-host-dir.sh");
+
 /// Records `key=value` in the container's /var/lib/provision/state.
 /// In-container script (see its use in [`Step::actions`]).
 pub const STATE_SET: &str = include_str!("../scripts/state-set.sh");
@@ -89,6 +93,7 @@ impl Step {
             Step::FetchFuseOverlayfs { .. } => "download fuse-overlayfs".into(),
             Step::Create { .. } => "create".into(),
             Step::Set { .. } => "set config".into(),
+            Step::HostDir { path, .. } => format!("bind mount source {path}"),
             Step::Resize { .. } => "resize rootfs".into(),
             Step::Start => "start".into(),
             Step::Reboot { .. } => "reboot".into(),
@@ -120,6 +125,14 @@ impl Step {
             ),
             Step::Create { .. } => "no such container yet".into(),
             Step::Set { why, .. } => why.join("; "),
+            Step::HostDir { create, owner, .. } => match (create, owner) {
+                (true, Some((u, g))) => {
+                    format!("create it when missing, owned by {u}:{g} on the node")
+                }
+                (true, None) => "create it when missing".into(),
+                (false, Some((u, g))) => format!("owned by {u}:{g} on the node"),
+                (false, None) => "it must exist".into(),
+            },
             Step::Resize { size } => format!("the profile wants a {size} root disk"),
             Step::Start => "the container is stopped".into(),
             Step::Reboot { keys } => {
@@ -165,7 +178,7 @@ impl Step {
             | Step::PushFuseOverlayfs { .. }
             | Step::LinkPackageFuseOverlayfs => "fuse-overlayfs",
             Step::Create { .. } => "create",
-            Step::Set { .. } | Step::Resize { .. } => "config",
+            Step::Set { .. } | Step::Resize { .. } | Step::HostDir { .. } => "config",
             Step::Start | Step::Reboot { .. } => "start",
             Step::InstallPackages { .. } => "install",
             Step::WriteDaemonJson { .. } | Step::RestartDocker { .. } => "docker",
@@ -219,6 +232,17 @@ impl Step {
                 ssh_keys,
             } => create_actions(&id, template, options, ssh_keys),
             Step::Set { set, .. } => set_actions(&id, set),
+            Step::HostDir {
+                path,
+                create,
+                owner,
+            } => {
+                let owner = owner.map_or("-".to_string(), |(u, g)| format!("{u}:{g}"));
+                vec![Action::Node(sh(
+                    HOST_DIR_SCRIPT,
+                    &[path, if *create { "1" } else { "0" }, &owner],
+                ))]
+            }
             Step::Resize { size } => vec![Action::Node(
                 Cmd::new("pct").args(["resize", &id, "rootfs", size]),
             )],

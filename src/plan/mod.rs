@@ -25,6 +25,7 @@ mod actions;
 mod daemon_json;
 mod driver;
 mod inside;
+mod mounts;
 mod node;
 mod pve_config;
 mod replan;
@@ -34,6 +35,7 @@ pub use actions::*;
 pub use daemon_json::*;
 pub use driver::*;
 pub use inside::*;
+pub use mounts::*;
 pub use node::*;
 pub use pve_config::*;
 pub use replan::*;
@@ -219,6 +221,16 @@ pub enum Step {
         set: Vec<(String, String)>,
         /// Why (the differences found).
         why: Vec<String>,
+    },
+    /// A bind mount's node directory: created when asked, owned as the profile says (before
+    /// the mount point is added).
+    HostDir {
+        /// The node directory.
+        path: String,
+        /// Create it when missing.
+        create: bool,
+        /// Owner (uid, gid) on the node.
+        owner: Option<(u32, u32)>,
     },
     /// Grow the root disk.
     Resize {

@@ -117,8 +117,24 @@ pub fn plan_node(i: &NodeInput<'_>) -> Result<NodePlan> {
     // An existing container's root disk decides the driver, wherever the profile now points.
     choose_driver(p, nf, ct, &mut plan)?;
     check_rootfs_storage(p, nf, existing)?;
+    let mut mounts = plan_mounts(p, nf, existing.and(ct))?;
+    plan.notes.append(&mut mounts.notes);
+    plan.already.append(&mut mounts.already);
+    plan.steps.append(&mut mounts.host_dirs);
     let Some(g) = existing else {
         plan_create(req, p, tf, &nf.caps, proposed_vmid, &mut plan)?;
+        if let Some(Step::Create { options, .. }) = plan
+            .steps
+            .iter_mut()
+            .rev()
+            .find(|s| matches!(s, Step::Create { .. }))
+        {
+            let at = options
+                .iter()
+                .position(|(k, _)| k == "rootfs")
+                .map_or(0, |i| i + 1);
+            options.splice(at..at, mounts.set);
+        }
         return Ok(plan);
     };
     plan.exists = true;
@@ -143,8 +159,16 @@ pub fn plan_node(i: &NodeInput<'_>) -> Result<NodePlan> {
             );
         }
     }
-    let (set, why) = config_changes(p, g, &cfg, &mut plan.already);
-    let will_pend = forecast_pending(&cfg, &set, plan.running);
+    let (mut set, mut why) = config_changes(p, g, &cfg, &mut plan.already);
+    set.append(&mut mounts.set);
+    why.append(&mut mounts.why);
+    let will_pend = forecast_pending(&cfg, &set, plan.running, &mounts.hot);
+    if plan.running && !mounts.hot.is_empty() {
+        plan.notes.push(format!(
+            "{} added to the running container at once (PVE hot-plugs new mount points)",
+            mounts.hot.join(", ")
+        ));
+    }
     if plan.running && set.iter().any(|(k, _)| k.starts_with("net")) {
         plan.notes.push("net0 changes apply at once on a running container (PVE hot-plugs the interface): its network restarts, and a new address or VLAN cuts current connections".into());
     }
@@ -386,7 +410,12 @@ fn config_changes(
 
 /// The keys PVE will keep pending after `pct set`: those pending now (unless set again) and,
 /// on a running container, those it does not take at once.
-fn forecast_pending(cfg: &CtConfig, set: &[(String, String)], running: bool) -> Vec<String> {
+fn forecast_pending(
+    cfg: &CtConfig,
+    set: &[(String, String)],
+    running: bool,
+    hot: &[String],
+) -> Vec<String> {
     let mut will_pend: Vec<String> = cfg
         .pending
         .keys()
@@ -397,7 +426,7 @@ fn forecast_pending(cfg: &CtConfig, set: &[(String, String)], running: bool) -> 
     if running {
         will_pend.extend(
             set.iter()
-                .filter(|(k, _)| !HOT_KEYS.contains(&k.as_str()))
+                .filter(|(k, _)| !HOT_KEYS.contains(&k.as_str()) && !hot.contains(k))
                 .map(|(k, _)| k.clone()),
         );
     }

@@ -102,6 +102,11 @@ pub fn check_layer(l: &Layer, idx: &Index) -> Vec<InputError> {
     if let Some(d) = &l.description {
         check_description(er, idx, d);
     }
+    if let Some(m) = &l.mounts {
+        for (field, message) in crate::mounts::check(m) {
+            er.push(idx.error(&field, message));
+        }
+    }
     e
 }
 

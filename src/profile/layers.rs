@@ -185,6 +185,9 @@ pub struct Layer {
     pub files: Option<Vec<FileSpec>>,
     /// Commands (argv arrays) to run inside after creation.
     pub commands: Option<Vec<Vec<String>>>,
+    /// Mount points: new volumes, existing volumes, bind mounts of node directories. The
+    /// layer that sets the list last gives the whole list.
+    pub mounts: Option<Vec<crate::mounts::MountSpec>>,
 }
 
 macro_rules! overlay {
@@ -209,7 +212,7 @@ impl Layer {
     pub fn overlay(&mut self, top: &Layer) {
         overlay!(self, top; extends, description, hostname, vmid, template, template_storage,
             unprivileged, cores, memory, swap, onboot, tags, timezone, nameserver, searchdomain,
-            ssh_public_keys, root_password, files, commands);
+            ssh_public_keys, root_password, files, commands, mounts);
         overlay_sub(
             &mut self.rootfs,
             &top.rootfs,

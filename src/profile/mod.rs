@@ -288,6 +288,9 @@ pub struct Profile {
     pub files: Vec<FileSpec>,
     /// Commands to run.
     pub commands: Vec<Vec<String>>,
+    /// Mount points (paths in their normal spelling), in the profile's order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<crate::mounts::MountSpec>,
     /// Warnings found while resolving (shown in the plan).
     #[serde(skip)]
     pub warnings: Vec<String>,

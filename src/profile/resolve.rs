@@ -92,6 +92,7 @@ pub fn resolve(
         },
         files: normal_files(m.files.clone().unwrap_or_default()),
         commands: m.commands.clone().unwrap_or_default(),
+        mounts: normal_mounts(m.mounts.clone().unwrap_or_default()),
         warnings,
         base_dir,
         sources: String::new(),
@@ -108,6 +109,22 @@ fn normal_files(mut files: Vec<FileSpec>) -> Vec<FileSpec> {
         }
     }
     files
+}
+
+/// `mounts` with every path in its normal spelling (the layers' checks refused any that has
+/// none), so that matching a mount to the container's `mpN` compares one spelling.
+fn normal_mounts(mut mounts: Vec<crate::mounts::MountSpec>) -> Vec<crate::mounts::MountSpec> {
+    for m in &mut mounts {
+        if let Ok(n) = crate::mounts::container_mount_path(&m.path) {
+            m.path = n;
+        }
+        if let Some(h) = m.host.as_mut()
+            && let Ok(n) = crate::mounts::host_path(h)
+        {
+            *h = n;
+        }
+    }
+    mounts
 }
 
 /// The layer that set a field last (`get` says whether a layer sets it): errors on rules that

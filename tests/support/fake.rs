@@ -121,6 +121,8 @@ pub struct FakeState {
     pub resize_task_fails: bool,
     /// Bridges and their MTU (`vmbr0` 1500).
     pub bridges: BTreeMap<String, u32>,
+    /// Directories on the node (bind mount sources) and their owner "UID:GID".
+    pub node_dirs: BTreeMap<String, String>,
 }
 
 /// `pveversion -v` of a PVE 9.1 node.
@@ -226,6 +228,7 @@ impl FakeNode {
                     push_task_error: true,
                     resize_task_fails: false,
                     bridges: BTreeMap::from([("vmbr0".to_string(), 1500)]),
+                    node_dirs: BTreeMap::new(),
                 }),
                 Condvar::new(),
             )),
@@ -641,8 +644,14 @@ impl FakeState {
                 self.templates.insert(format!("{storage}:vztmpl/{name}"));
                 ok(format!("downloading {name}\nTASK OK\n"))
             }
+            ["sh", "-c", script, _, path, create, owner]
+                if script.ends_with(plan::HOST_DIR_SCRIPT) =>
+            {
+                self.host_dir(path, create, owner)
+            }
             ["pct", "create", id, template, rest @ ..] => self.create(id, template, rest),
             ["pct", "set", id, rest @ ..] => {
+                let dirs = self.node_dirs.clone();
                 let Some(ct) = id.parse().ok().and_then(|i: u32| self.cts.get_mut(&i)) else {
                     return Output::fail(
                         2,
@@ -664,7 +673,19 @@ impl FakeState {
                             "unable to modify read-only option: 'unprivileged'\n",
                         );
                     }
-                    if ct.running && !HOT.contains(&k.as_str()) {
+                    let is_mp = k.starts_with("mp");
+                    let new_mp =
+                        is_mp && !ct.config.contains_key(&k) && !ct.pending.contains_key(&k);
+                    let v = if is_mp {
+                        match mount_value(vmid_of(id), &k, &v, &ct.config, &dirs) {
+                            Ok(v) => v,
+                            Err(e) => return Output::fail(255, e),
+                        }
+                    } else {
+                        v
+                    };
+                    // PVE hot-adds a new mount point; a changed one stays pending.
+                    if ct.running && !HOT.contains(&k.as_str()) && !new_mp {
                         ct.pending.insert(k, v);
                     } else {
                         ct.config.insert(k, v);
@@ -847,6 +868,22 @@ impl FakeState {
         }
     }
 
+    fn host_dir(&mut self, path: &str, create: &str, owner: &str) -> Output {
+        if !self.node_dirs.contains_key(path) {
+            if create != "1" {
+                return Output::fail(
+                    1,
+                    format!("bind mount source path '{path}' does not exist on the node\n"),
+                );
+            }
+            self.node_dirs.insert(path.to_string(), "0:0".into());
+        }
+        if owner != "-" {
+            self.node_dirs.insert(path.to_string(), owner.to_string());
+        }
+        ok("")
+    }
+
     fn create(&mut self, id: &str, template: &str, rest: &[&str]) -> Output {
         let Ok(vmid) = id.parse::<u32>() else {
             return Output::fail(
@@ -920,6 +957,12 @@ impl FakeState {
                         .insert("/root/.ssh/authorized_keys".into(), (keys, 0o600));
                 }
                 "password" => {}
+                k if k.starts_with("mp") => {
+                    match mount_value(vmid, k, &v, &ct.config, &self.node_dirs) {
+                        Ok(v) => ct.config.insert(k.to_string(), v),
+                        Err(e) => return Output::fail(255, e),
+                    };
+                }
                 "net0" => {
                     let mut s = v.clone();
                     if !s.contains("hwaddr=") {
@@ -950,6 +993,50 @@ impl FakeState {
         self.created_order.push(vmid);
         ok(format!("  Logical volume \"vm-{vmid}-disk-0\" created.\n"))
     }
+}
+
+fn vmid_of(id: &str) -> u32 {
+    id.parse().unwrap_or(0)
+}
+
+/// An `mpN` value as PVE stores it: `STORAGE:SIZE` allocated as the next `vm-ID-disk-K` with
+/// its size; a bind source must exist on the node.
+fn mount_value(
+    vmid: u32,
+    key: &str,
+    v: &str,
+    config: &BTreeMap<String, String>,
+    dirs: &BTreeMap<String, String>,
+) -> Result<String, String> {
+    let (vol, rest) = v.split_once(',').unwrap_or((v, ""));
+    if !rest.split(',').any(|p| p.starts_with("mp=")) {
+        return Err(format!(
+            "400 Parameter verification failed.\n{key}: missing property - 'mp'\n"
+        ));
+    }
+    if vol.starts_with('/') {
+        if !dirs.contains_key(vol) {
+            return Err(format!(
+                "{key}: bind mount source path '{vol}' does not exist\n"
+            ));
+        }
+        return Ok(v.to_string());
+    }
+    let (storage, size) = vol.split_once(':').unwrap_or(("", ""));
+    let Ok(gib) = size.parse::<f64>() else {
+        return Ok(v.to_string()); // an existing volume id
+    };
+    let k = (1..)
+        .find(|k| {
+            !config
+                .values()
+                .any(|c| c.contains(&format!("vm-{vmid}-disk-{k}")))
+        })
+        .unwrap_or(1);
+    Ok(format!(
+        "{storage}:vm-{vmid}-disk-{k},{rest},size={}",
+        provision::rootdisk::format_size(provision::rootdisk::alloc_bytes(gib))
+    ))
 }
 
 fn exec_inside(ct: &mut FakeCt, inner: &[String], stdin: Option<&[u8]>) -> Output {

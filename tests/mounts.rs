@@ -1,0 +1,197 @@
+//! Mount points against the fake node: create with volumes and bind mounts, stable `mpN`
+//! numbering, hot-add of a new mount point, pending changes, nothing detached or deleted when
+//! the profile drops one, and refusals before any change.
+
+use crate::flow::{request, run_once};
+use crate::support::fake::{fake_node, versions_with_container};
+use provision::profile::Layer;
+use provision::report::Outcome;
+use provision::request::Options;
+
+fn layer(toml_text: &str) -> Layer {
+    toml::from_str(toml_text).expect("layer parses")
+}
+
+const DATA: &str = r#"
+[[mounts]]
+path = "/data"
+storage = "local-lvm"
+size = 8
+backup = true
+
+[[mounts]]
+path = "/media"
+host = "/tank/media"
+create = true
+owner = { uid = 1000, gid = 1000 }
+ro = true
+"#;
+
+#[test]
+fn create_adds_volumes_and_bind_mounts_and_owns_the_node_directory() {
+    let node = fake_node();
+    let req = request("jelly", "docker", layer(DATA));
+    let r = run_once(&node, &req, Options::default());
+    assert_eq!(r.outcome, Outcome::Created, "{}", r.text());
+    let names: Vec<&str> = r.steps.iter().map(|s| s.name.as_str()).collect();
+    let dir = names
+        .iter()
+        .position(|n| *n == "bind mount source /tank/media");
+    let create = names.iter().position(|n| *n == "create");
+    assert!(dir.is_some() && dir < create, "{names:?}");
+    assert!(r.text().contains("ownership shifted"), "{}", r.text());
+    node.with(|s| {
+        let ct = &s.cts[&100];
+        assert_eq!(
+            ct.config["mp0"],
+            "local-lvm:vm-100-disk-1,mp=/data,backup=1,size=8G"
+        );
+        assert_eq!(ct.config["mp1"], "/tank/media,mp=/media,ro=1");
+        assert_eq!(s.node_dirs["/tank/media"], "101000:101000");
+    });
+    node.clear_calls();
+    let again = run_once(&node, &req, Options::default());
+    assert_eq!(again.outcome, Outcome::Unchanged, "{}", again.text());
+    assert!(
+        node.changing_calls().is_empty(),
+        "{:?}",
+        node.changing_calls()
+    );
+}
+
+#[test]
+fn a_new_mount_is_hot_added_with_the_next_free_number_and_a_change_stays_pending() {
+    let node = fake_node();
+    let req = request("jelly", "docker", layer(DATA));
+    assert_eq!(
+        run_once(&node, &req, Options::default()).outcome,
+        Outcome::Created
+    );
+    // An admin's own mount point takes mp2: the tool must skip it and never renumber.
+    node.with(|s| {
+        let ct = s.cts.get_mut(&100).unwrap();
+        ct.config
+            .insert("mp2".into(), "/srv/admin,mp=/admin".into());
+    });
+    let more = DATA.replace("ro = true", "ro = false")
+        + "\n[[mounts]]\npath = \"/cache\"\nstorage = \"local-zfs\"\nsize = 2\n";
+    let req = request("jelly", "docker", layer(&more));
+    node.clear_calls();
+    let r = run_once(&node, &req, Options::default());
+    assert_eq!(r.outcome, Outcome::Changed, "{}", r.text());
+    node.with(|s| {
+        let ct = &s.cts[&100];
+        // Hot-added at once (the container runs), with the lowest free number.
+        assert!(
+            ct.config["mp3"].starts_with("local-zfs:vm-100-disk-"),
+            "{:?}",
+            ct.config
+        );
+        assert!(!ct.pending.contains_key("mp3"));
+        // The changed bind mount waits for a restart, as PVE keeps it.
+        assert_eq!(ct.pending["mp1"], "/tank/media,mp=/media,ro=0");
+        assert_eq!(ct.config["mp2"], "/srv/admin,mp=/admin");
+    });
+    assert!(r.pending.contains(&"mp1".to_string()), "{:?}", r.pending);
+    let text = r.text();
+    assert!(
+        text.contains("mp2 (/srv/admin at /admin) is not in the profile: it stays"),
+        "{text}"
+    );
+    assert!(
+        !node.changing_calls().iter().any(|c| c.contains("--delete")),
+        "{:?}",
+        node.changing_calls()
+    );
+}
+
+#[test]
+fn a_dropped_mount_stays_with_its_volume() {
+    let node = fake_node();
+    assert_eq!(
+        run_once(
+            &node,
+            &request("jelly", "docker", layer(DATA)),
+            Options::default()
+        )
+        .outcome,
+        Outcome::Created
+    );
+    node.clear_calls();
+    let r = run_once(
+        &node,
+        &request("jelly", "docker", Layer::default()),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Unchanged, "{}", r.text());
+    assert!(
+        node.changing_calls().is_empty(),
+        "{:?}",
+        node.changing_calls()
+    );
+    assert!(
+        r.text()
+            .contains("mp0 (local-lvm:vm-100-disk-1 at /data) is not in the profile: it stays"),
+        "{}",
+        r.text()
+    );
+    node.with(|s| assert!(s.cts[&100].config.contains_key("mp0")));
+}
+
+#[test]
+fn idmap_on_a_release_without_it_is_refused_before_any_change() {
+    let node = fake_node();
+    node.with(|s| s.pveversion = Some(versions_with_container("5.2.6")));
+    let t = DATA.replace("ro = true", "ro = true\nownership = \"idmap\"");
+    let r = run_once(
+        &node,
+        &request("jelly", "docker", layer(&t)),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Failed, "{}", r.text());
+    assert!(r.text().contains("mounts[1].ownership"), "{}", r.text());
+    assert!(r.text().contains("6.1.6"), "{}", r.text());
+    assert!(
+        node.changing_calls().is_empty(),
+        "{:?}",
+        node.changing_calls()
+    );
+}
+
+#[test]
+fn idmap_where_the_release_has_it_keeps_node_ids() {
+    let node = fake_node();
+    node.with(|s| s.pveversion = Some(versions_with_container("6.1.6")));
+    let t = DATA.replace("ro = true", "ro = true\nownership = \"idmap\"");
+    let r = run_once(
+        &node,
+        &request("jelly", "docker", layer(&t)),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Created, "{}", r.text());
+    node.with(|s| {
+        assert_eq!(
+            s.cts[&100].config["mp1"],
+            "/tank/media,mp=/media,ro=1,idmap=u:1000:1000:1;g:1000:1000:1"
+        );
+        assert_eq!(s.node_dirs["/tank/media"], "1000:1000");
+    });
+}
+
+#[test]
+fn a_missing_storage_is_refused_before_any_change() {
+    let node = fake_node();
+    let t = DATA.replace("\"local-lvm\"", "\"tank-nvme\"");
+    let r = run_once(
+        &node,
+        &request("jelly", "docker", layer(&t)),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Failed, "{}", r.text());
+    assert!(r.text().contains("mounts[0].storage"), "{}", r.text());
+    assert!(
+        node.changing_calls().is_empty(),
+        "{:?}",
+        node.changing_calls()
+    );
+}
