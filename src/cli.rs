@@ -319,6 +319,11 @@ pub struct DestroyArgs {
     /// Also destroy containers that match an entry but lack the provision tag.
     #[arg(long)]
     pub force: bool,
+    /// Also delete the containers' volumes besides the root disk (mount point volumes and
+    /// unused volumes); without it a container holding such volumes is refused. Bind-mounted
+    /// node paths are never touched.
+    #[arg(long)]
+    pub delete_volumes: bool,
 }
 
 /// `doctor`.

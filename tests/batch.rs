@@ -818,6 +818,7 @@ fn destroy_cmd(node: &Arc<FakeNode>, path: &Path, force: bool, dry_run: bool) ->
             only: Vec::new(),
         },
         force,
+        delete_volumes: false,
     };
     commands::destroy::run_with(
         &a,
@@ -883,6 +884,7 @@ fn destroy_tapped(node: &Arc<FakeNode>, path: &Path, hook: Hook) -> u8 {
             only: Vec::new(),
         },
         force: false,
+        delete_volumes: false,
     };
     commands::destroy::run_with(
         &a,

@@ -195,3 +195,97 @@ fn a_missing_storage_is_refused_before_any_change() {
         node.changing_calls()
     );
 }
+
+fn destroy(node: &std::sync::Arc<crate::support::fake::FakeNode>, delete_volumes: bool) -> u8 {
+    use provision::cli::{DestroyArgs, FileArgs, GlobalArgs, OutputFormat};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lab.toml");
+    std::fs::write(
+        &path,
+        "[[container]]\nname = \"jelly\"\nprofile = \"docker\"\n",
+    )
+    .unwrap();
+    let t: std::sync::Arc<dyn provision::transport::Transport> = node.clone();
+    let a = DestroyArgs {
+        file: FileArgs {
+            file: path,
+            only: Vec::new(),
+        },
+        force: false,
+        delete_volumes,
+    };
+    let g = GlobalArgs {
+        quiet: true,
+        yes: true,
+        output: OutputFormat::Json,
+        ..GlobalArgs::default()
+    };
+    provision::commands::destroy::run_with(
+        &a,
+        &g,
+        &|_| Ok(t.clone()),
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap()
+}
+
+#[test]
+fn destroy_refuses_a_container_with_data_volumes_unless_asked() {
+    let node = fake_node();
+    let req = request("jelly", "docker", layer(DATA));
+    assert_eq!(
+        run_once(&node, &req, Options::default()).outcome,
+        Outcome::Created
+    );
+    node.clear_calls();
+    assert_eq!(destroy(&node, false), 1);
+    assert!(
+        node.changing_calls().is_empty(),
+        "{:?}",
+        node.changing_calls()
+    );
+    node.with(|s| assert!(s.cts.contains_key(&100)));
+    assert_eq!(destroy(&node, true), 0);
+    node.with(|s| {
+        assert!(!s.cts.contains_key(&100));
+        // The bind-mounted node directory is untouched.
+        assert_eq!(s.node_dirs["/tank/media"], "101000:101000");
+    });
+}
+
+#[test]
+fn destroy_lists_what_goes_with_sizes_and_what_stays() {
+    use provision::facts::CtConfig;
+    use provision::plan::{ct_volumes, destroy_volumes_verdict};
+    let mut cfg = CtConfig::default();
+    cfg.current
+        .insert("rootfs".into(), "local-lvm:vm-100-disk-0,size=8G".into());
+    cfg.current.insert(
+        "mp0".into(),
+        "local-lvm:vm-100-disk-1,mp=/data,size=16G".into(),
+    );
+    cfg.current
+        .insert("mp1".into(), "/tank/media,mp=/media".into());
+    cfg.current
+        .insert("unused0".into(), "local-zfs:subvol-100-disk-2".into());
+    let vols = ct_volumes(&cfg);
+    let keys: Vec<&str> = vols.iter().map(|v| v.key.as_str()).collect();
+    assert_eq!(keys, ["rootfs", "mp0", "mp1", "unused0"]);
+    let refused = destroy_volumes_verdict(&vols, false).unwrap_err();
+    assert!(
+        refused.contains("mp0 local-lvm:vm-100-disk-1 (16G), unused0 local-zfs:subvol-100-disk-2"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("never touched: /tank/media (mp1)"),
+        "{refused}"
+    );
+    let ok = destroy_volumes_verdict(&vols, true).unwrap();
+    assert!(
+        ok.starts_with("deletes rootfs local-lvm:vm-100-disk-0 (8G), mp0"),
+        "{ok}"
+    );
+    // Only a root disk: nothing to ask.
+    let root_only = &vols[..1];
+    assert!(destroy_volumes_verdict(root_only, false).is_ok());
+}

@@ -70,6 +70,9 @@ pub struct Item {
     pub action: Verdict,
     /// Why.
     pub reason: String,
+    /// Its volumes and bind mounts (what `pct destroy` deletes and what stays).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<crate::plan::CtVolume>,
     /// Index into the run's targets.
     #[serde(skip)]
     pub target: usize,
@@ -256,6 +259,7 @@ pub fn run_with(
                     node: e.node.clone(),
                     action: Verdict::Failed,
                     reason: m.to_string(),
+                    volumes: Vec::new(),
                     target,
                 },
                 Ok(t) => {
@@ -266,12 +270,16 @@ pub fn run_with(
                         node: guest.map(|g| g.node.clone()).or(e.node.clone()),
                         action,
                         reason,
+                        volumes: Vec::new(),
                         target,
                     }
                 }
             }
         })
         .collect();
+    for it in items.iter_mut().filter(|it| it.action == Verdict::Destroy) {
+        judge_volumes(&targets, it, a.delete_volumes);
+    }
     let doomed = items
         .iter()
         .filter(|c| c.action == Verdict::Destroy)
@@ -307,7 +315,7 @@ pub fn run_with(
         let (Ok(t), Some(v)) = (&targets.list[it.target], it.vmid) else {
             return Some(Err((Verdict::Failed, "no node".to_string())));
         };
-        let destroyed = destroy_rechecked(t, entries[i], v, a.force);
+        let destroyed = destroy_rechecked(t, entries[i], v, a.force, a.delete_volumes);
         if destroyed.is_ok() {
             forget_host_key(&entries[i].request);
         }
@@ -344,6 +352,7 @@ fn destroy_rechecked(
     e: &Entry,
     vmid: u32,
     force: bool,
+    delete_volumes: bool,
 ) -> Result<(), (Verdict, String)> {
     let failed = |e: anyhow::Error| (Verdict::Failed, format!("{e:#}"));
     let refused = |m: String| {
@@ -379,9 +388,37 @@ fn destroy_rechecked(
                 "VMID {vmid}'s configuration is not tagged `{TOOL_TAG}`"
             )));
         }
+        // The volumes may have changed since they were listed: judged again on this config.
+        crate::plan::destroy_volumes_verdict(&crate::plan::ct_volumes(&cfg), delete_volumes)
+            .map_err(|m| (Verdict::Refused, m.replace("VMID", &vmid.to_string())))?;
         apply::destroy(t.node(), vmid).map_err(failed)
     })
     .map_err(failed)?
+}
+
+/// Lists a container's volumes (with sizes) and bind mounts in its line, and refuses it when
+/// it holds volumes besides its root disk without `--delete-volumes`.
+fn judge_volumes(targets: &Targets, it: &mut Item, delete_volumes: bool) {
+    let (Ok(t), Some(vmid), Some(node)) = (&targets.list[it.target], it.vmid, it.node.clone())
+    else {
+        return;
+    };
+    match crate::facts::gather_ct(t.node(), &node, vmid) {
+        Err(e) => {
+            it.action = Verdict::Failed;
+            it.reason = format!("cannot read its configuration to list its volumes: {e:#}");
+        }
+        Ok(cfg) => {
+            it.volumes = crate::plan::ct_volumes(&cfg);
+            match crate::plan::destroy_volumes_verdict(&it.volumes, delete_volumes) {
+                Ok(what) => it.reason = format!("{}; {what}", it.reason),
+                Err(why) => {
+                    it.action = Verdict::Refused;
+                    it.reason = why.replace("VMID", &vmid.to_string());
+                }
+            }
+        }
+    }
 }
 
 /// A destroyed container reached over SSH at a fixed address: the host key recorded for that

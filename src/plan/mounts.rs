@@ -275,3 +275,109 @@ fn ownership_note(p: &Profile, m: &MountSpec, notes: &mut Vec<String>) {
     };
     notes.push(note);
 }
+
+/// One volume or bind mount of a container's configuration, for `destroy`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CtVolume {
+    /// `rootfs`, `mpN` or `unusedN`.
+    pub key: String,
+    /// Volume id, or the node path of a bind mount.
+    pub volume: String,
+    /// Size as PVE records it (`8G`), when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    /// A node path (bind or device mount): `pct destroy` never touches it.
+    pub bind: bool,
+}
+
+impl CtVolume {
+    fn show(&self) -> String {
+        match &self.size {
+            Some(s) => format!("{} {} ({s})", self.key, self.volume),
+            None => format!("{} {}", self.key, self.volume),
+        }
+    }
+}
+
+/// The volumes and bind mounts of a configuration (pending values included: `pct destroy`
+/// frees those too), root disk first.
+pub fn ct_volumes(cfg: &CtConfig) -> Vec<CtVolume> {
+    let mut keys: Vec<&String> = cfg.current.keys().chain(cfg.pending.keys()).collect();
+    keys.sort_by_key(|k| {
+        (
+            !k.starts_with("rootfs"),
+            k.starts_with("unused"),
+            k.len(),
+            (*k).clone(),
+        )
+    });
+    keys.dedup();
+    let mut v = Vec::new();
+    for k in keys {
+        let numbered = |p: &str| k.strip_prefix(p).is_some_and(|n| n.parse::<u32>().is_ok());
+        if !(k == "rootfs" || numbered("mp") || numbered("unused")) {
+            continue;
+        }
+        for value in [cfg.current.get(k), cfg.pending.get(k)]
+            .into_iter()
+            .flatten()
+        {
+            let m = map_of(value);
+            let volume = m.get("volume").cloned().unwrap_or_default();
+            if volume.is_empty() || v.iter().any(|x: &CtVolume| x.volume == volume) {
+                continue;
+            }
+            v.push(CtVolume {
+                key: k.clone(),
+                bind: volume.starts_with('/'),
+                size: m.get("size").cloned(),
+                volume,
+            });
+        }
+    }
+    v
+}
+
+/// Whether `destroy` may delete a container with these volumes: `Ok(what goes and what
+/// stays)`, or `Err(why not)` when it holds volumes besides its root disk and
+/// `--delete-volumes` was not given.
+pub fn destroy_volumes_verdict(vols: &[CtVolume], delete_volumes: bool) -> Result<String, String> {
+    let deleted: Vec<String> = vols
+        .iter()
+        .filter(|v| !v.bind)
+        .map(CtVolume::show)
+        .collect();
+    let data: Vec<&CtVolume> = vols
+        .iter()
+        .filter(|v| !v.bind && v.key != "rootfs")
+        .collect();
+    let binds: Vec<String> = vols
+        .iter()
+        .filter(|v| v.bind)
+        .map(|v| format!("{} ({})", v.volume, v.key))
+        .collect();
+    let stays = if binds.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; bind-mounted node paths are never touched: {}",
+            binds.join(", ")
+        )
+    };
+    if !data.is_empty() && !delete_volumes {
+        let list: Vec<String> = data.iter().map(|v| v.show()).collect();
+        return Err(format!(
+            "holds volumes besides its root disk: {}; destroying it would delete them with their data. --delete-volumes deletes them; to keep one, move it to another container first (`pct move-volume VMID {} --target-vmid OTHER`){stays}",
+            list.join(", "),
+            data[0].key
+        ));
+    }
+    Ok(format!(
+        "deletes {}{stays}",
+        if deleted.is_empty() {
+            "no volume".to_string()
+        } else {
+            deleted.join(", ")
+        }
+    ))
+}
