@@ -9,6 +9,7 @@ mod fuzz;
 mod inventory;
 mod known_issues;
 mod lab;
+mod lab_mounts;
 mod lab_release;
 mod mounts;
 mod plan_cases;

@@ -151,7 +151,14 @@ def apply_pending(conf):
     new = {k: v for k, v in conf.items() if k != "pending"}
     pend = conf.get("pending") or {}
     for k in pending_deletes(conf):
-        new.pop(k, None)
+        old = new.pop(k, None)
+        # A detached mount point volume stays, as unusedN (PVE never deletes it on detach).
+        vol = (old or "").split(",")[0].replace("volume=", "")
+        if re.fullmatch(r"mp\d+", k) and vol and not vol.startswith("/"):
+            n = 0
+            while "unused%d" % n in new:
+                n += 1
+            new["unused%d" % n] = vol
     for k, v in pend.items():
         if k == "delete":
             continue

@@ -121,6 +121,8 @@ def lxc_config(vmid, conf):
         L.append("lxc.mount.auto = proc:mixed sys:mixed cgroup:mixed")
     if feats.get("fuse") == "1":
         L.append("lxc.mount.entry = %s dev/fuse none bind,create=file 0 0" % lab.get("fuse_node", sp("dev", "fuse")))
+    from . import mounts
+    L.extend(mounts.mount_entries(conf, schema.load_api_schema("pct-create")["mp0"]["format"]))
     L.append("lxc.signal.halt = SIGRTMIN+3")
     L.append("lxc.signal.reboot = SIGINT")
     L.append("lxc.tty.max = %s" % conf.get("tty", "2"))

@@ -15,7 +15,7 @@ import sys
 import time
 
 from . import conf as pveconf
-from . import lxc, release, schema, storage, task
+from . import lxc, mounts, release, schema, storage, task
 from .common import ConfigLock, PVEError, node_name, param_error, require_lab
 
 VMID = {"name": "vmid", "type": "integer", "format": "pve-vmid", "minimum": 100, "maximum": 999999999}
@@ -217,18 +217,7 @@ def cmd_create(args):
     for k in sorted(list(opts)):
         if re.fullmatch(r"mp\d+", k):
             mp = schema.parse_property_string(props[k]["format"], opts.pop(k))
-            vol = mp["volume"]
-            if vol.startswith("/"):
-                if not os.path.isdir(vol):
-                    raise PVEError("%s: bind mount source path '%s' does not exist" % (k, vol))
-            else:
-                mm = re.fullmatch(r"([^:]+):(\d+(?:\.\d+)?)", vol)
-                if not mm:
-                    raise PVEError("%s: only STORAGE:SIZE or /host/path mount points are supported by the lab" % k)
-                storage.check_exists(mm.group(1))
-                if "rootdir" not in storage.STORAGES[mm.group(1)]["content"]:
-                    raise param_error({"storage": "storage '%s' does not support container directories"
-                                       % mm.group(1)}, usage)
+            mounts.check_source(k, mp, usage)
             mps[k] = mp
         elif re.fullmatch(r"unused\d+", k):
             sys.stderr.write("ignoring '%s', cannot create/restore with unused volume\n" % k)
@@ -273,21 +262,10 @@ def cmd_create(args):
             # pve-container alloc: int(GiB * 1024) * 1024 KiB (whole MiB, truncated).
             root["size"] = format_size(int(gib * 1024) * (1 << 20))
             conf["rootfs"] = schema.print_property_string(root, fmt_root)
-            disk = 1
-            for k, mp in sorted(mps.items()):
-                if not mp["volume"].startswith("/"):
-                    mm = re.fullmatch(r"([^:]+):(\d+(?:\.\d+)?)", mp["volume"])
-                    storage.activate(mm.group(1))
-                    storage.write_fault(mm.group(1), "allocating a volume")
-                    mvol = storage.volume_name(mm.group(1), vmid, disk)
-                    disk += 1
-                    mpath, _ = storage.volume_path(mvol)
-                    os.makedirs(mpath)
-                    created.append(mpath)
-                    if unpriv:
-                        os.chown(mpath, lxc.ID_BASE, lxc.ID_BASE)
-                    mp["volume"] = mvol
-                    mp["size"] = format_size(int(float(mm.group(2)) * 1024) * (1 << 20))
+            alloc = {"rootfs": root["volume"]}
+            for k, mp in sorted(mps.items(), key=lambda t: int(t[0][2:])):
+                created += mounts.allocate(vmid, mp, alloc, unpriv)
+                alloc[k] = mp["volume"]
                 conf[k] = schema.print_property_string(mp, props[k]["format"])
             conf.setdefault("arch", "amd64")
             conf["ostype"] = ostype
@@ -405,8 +383,10 @@ def cmd_set(args):
                 v = net_value(v, pend.get(k) or conf.get(k))
             elif k == "features":
                 check_keyctl(v, unpriv, usage)
-            elif k == "rootfs" or re.fullmatch(r"mp\d+", k):
-                raise PVEError("%s: changing mount points is not supported by the lab node" % k)
+            elif k == "rootfs":
+                raise PVEError("%s: changing the root disk with pct set is not supported by the lab node" % k)
+            elif mounts.is_mp(k):
+                v = set_mount(vmid, k, v, conf, props, usage)
             pend[k] = v
             dels = [d for d in pveconf.pending_deletes(conf) if d != k]
             if dels:
@@ -423,10 +403,26 @@ def cmd_set(args):
     return 0
 
 
+def set_mount(vmid, key, value, conf, props, usage):
+    """`pct set --mpN`: checked and, for `STORAGE:SIZE`, allocated at once (as PVE does, even
+    when the mount point then stays pending)."""
+    fmt = props[key]["format"]
+    mp = schema.parse_property_string(fmt, value)
+    mounts.check_source(key, mp, usage)
+    mounts.allocate(vmid, mp, conf, conf.get("unprivileged") == "1")
+    return schema.print_property_string(mp, fmt)
+
+
 def hotplug(vmid, conf):
     pend = conf.get("pending") or {}
     dels = pveconf.pending_deletes(conf)
     changed_mem = False
+    fmt = api_props("pct-set")["mp0"]["format"]
+    for k in sorted(pend):
+        # Only a new mount point is hot-added; a changed one stays pending.
+        if mounts.is_mp(k) and k not in conf:
+            mounts.hot_add(vmid, k, schema.parse_property_string(fmt, pend[k]), in_worker)
+            conf[k] = pend.pop(k)
     for k in list(dels):
         if k in FASTPLUG or k in HOTPLUG:
             conf.pop(k, None)

@@ -1,0 +1,196 @@
+//! Mount points and destroy on the LXC lab node (real unprivileged LXC, real Docker): a data
+//! volume and a bind mount of a node directory, written by a Docker container as a non-root
+//! user and seen on the node with the mapped owner; a re-run changes nothing; a new mount point
+//! is hot-added to the running container; `destroy` refuses the container with a data volume
+//! without `--delete-volumes`, deletes exactly its volumes with it, and never touches the bind
+//! mounted directory. Runs where ./run-tests runs (CI), like tests/lab.rs.
+
+use crate::lab::{Cleanup, lab, provision};
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn pct_config(vmid: u32) -> String {
+    let o = Command::new("pct")
+        .args(["config", &vmid.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn volumes_and_bind_mounts_work_unprivileged_hot_add_and_destroy_keeps_node_data() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(lab.clone(), vec!["mnt1".into()]);
+    let media = dir.path().join("media");
+    let mounts = format!(
+        "[[mounts]]\npath = \"/data\"\nstorage = \"{s}\"\nsize = 1\n\n[[mounts]]\npath = \"/media\"\nhost = \"{m}\"\ncreate = true\nowner = {{ uid = 1000, gid = 1000 }}\n",
+        s = lab.storage,
+        m = media.display()
+    );
+    let p = lab.profile(dir.path(), "mnt", "docker-auto", &mounts);
+    let args = [
+        "mnt1",
+        "--profile",
+        p.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+    ];
+    let out = provision(&args);
+    let r = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    let vmid = r["containers"][0]["vmid"].as_u64().unwrap() as u32;
+    let cfg = pct_config(vmid);
+    assert!(
+        cfg.contains(&format!("mp1: {},mp=/media", media.display())),
+        "{cfg}"
+    );
+    // The node directory was created and owned by the container's mapped 1000:1000.
+    let md = std::fs::metadata(&media).unwrap();
+    assert_eq!((md.uid(), md.gid()), (101_000, 101_000));
+    // Inside: both mounted, the bind mount owned by 1000:1000 as the container sees it.
+    let mi = lab.attach_ok(vmid, &["cat", "/proc/self/mountinfo"]);
+    assert!(mi.contains(" /data ") && mi.contains(" /media "), "{mi}");
+    assert_eq!(
+        lab.attach_ok(vmid, &["stat", "-c", "%u:%g", "/media"])
+            .trim(),
+        "1000:1000"
+    );
+    // A Docker container writes to a volume on the bind mount as the non-root user 1000.
+    lab.attach_ok(
+        vmid,
+        &[
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--user",
+            "1000:1000",
+            "-v",
+            "/media:/out",
+            "provision-probe:1",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo from-docker > /out/written",
+        ],
+    );
+    let written = media.join("written");
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), "from-docker\n");
+    let wm = std::fs::metadata(&written).unwrap();
+    assert_eq!(
+        (wm.uid(), wm.gid()),
+        (101_000, 101_000),
+        "the node sees the mapped owner"
+    );
+    // Another non-root user of the container cannot write there.
+    let denied = lab.attach(
+        vmid,
+        &[
+            "setpriv",
+            "--reuid",
+            "1001",
+            "--regid",
+            "1001",
+            "--clear-groups",
+            "touch",
+            "/media/other",
+        ],
+    );
+    assert!(!denied.status.success(), "uid 1001 wrote into /media");
+
+    // The same command again: nothing that changes anything runs.
+    let mark = lab.log_mark();
+    let out = provision(&args);
+    assert_eq!(json(&out)["containers"][0]["outcome"], "unchanged");
+    let changing = lab.changing_for(mark, vmid);
+    assert!(changing.is_empty(), "second run changed: {changing:#?}");
+
+    // A new mount point on the running container is hot-added: there at once, not pending.
+    let more = format!(
+        "{mounts}\n[[mounts]]\npath = \"/cache\"\nstorage = \"{}\"\nsize = 1\n",
+        lab.storage
+    );
+    let p2 = lab.profile(dir.path(), "mnt-more", "docker-auto", &more);
+    let out = provision(&[
+        "mnt1",
+        "--profile",
+        p2.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let r = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    assert_eq!(
+        r["containers"][0]["pending"],
+        serde_json::json!([]),
+        "{r:#}"
+    );
+    let mi = lab.attach_ok(vmid, &["cat", "/proc/self/mountinfo"]);
+    assert!(mi.contains(" /cache "), "not hot-added: {mi}");
+    assert!(pct_config(vmid).contains("mp2: "), "{}", pct_config(vmid));
+
+    // destroy: refused without --delete-volumes, nothing changed.
+    let labfile = dir.path().join("lab.toml");
+    std::fs::write(
+        &labfile,
+        "[[container]]\nname = \"mnt1\"\nprofile = \"docker\"\n",
+    )
+    .unwrap();
+    let lf = labfile.to_str().unwrap();
+    let out = provision(&["destroy", lf, "--yes", "--output", "json"]);
+    let r = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{r:#}");
+    let c = &r["containers"][0];
+    assert_eq!(c["action"], "refused", "{c:#}");
+    assert!(
+        c["reason"].as_str().unwrap().contains("--delete-volumes"),
+        "{c:#}"
+    );
+    assert!(lab.vmid_of("mnt1").is_some());
+    // With it: exactly the listed volumes go; the bind-mounted directory stays as it was.
+    let listed: Vec<String> = c["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["bind"] == false)
+        .map(|v| v["volume"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed.len(), 3, "{c:#}"); // rootfs, /data, /cache
+    let out = provision(&[
+        "destroy",
+        lf,
+        "--yes",
+        "--delete-volumes",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(lab.vmid_of("mnt1").is_none());
+    for v in &listed {
+        let (sid, name) = v.split_once(':').unwrap();
+        let path = lab
+            .state
+            .join("storage")
+            .join(sid)
+            .join("images")
+            .join(name);
+        assert!(!path.exists(), "{v} still at {}", path.display());
+    }
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), "from-docker\n");
+    let md = std::fs::metadata(&media).unwrap();
+    assert_eq!((md.uid(), md.gid()), (101_000, 101_000));
+}
