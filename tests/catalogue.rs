@@ -1169,6 +1169,15 @@ fn cases() -> Vec<Case> {
         )
         .at_p(5, 1, "mounts[0].quota")
         .says("for volumes"),
+        Case::profile(
+            "a mount on Docker's data next to docker.data",
+            mount("path = \"/var/lib/docker\"\nstorage = \"local-lvm\"\nsize = 8\n[docker]\ndata = { storage = \"local-lvm\", size = 8 }\n"),
+        )
+        .at_p(3, 1, "mounts[0].path")
+        .says("docker.data"),
+        Case::profile("docker.data without size", "[docker]\ndata = { storage = \"local-lvm\" }\n")
+            .says("docker.data: ")
+            .says("size"),
         Case::profile("unknown mount key", mount("path = \"/data\"\nhost = \"/tank\"\nfoo = 1\n"))
             .says("unknown field `foo`"),
     ]

@@ -29,7 +29,7 @@ fn volumes_and_bind_mounts_work_unprivileged_hot_add_and_destroy_keeps_node_data
     let _cleanup = Cleanup(lab.clone(), vec!["mnt1".into()]);
     let media = dir.path().join("media");
     let mounts = format!(
-        "[[mounts]]\npath = \"/data\"\nstorage = \"{s}\"\nsize = 1\n\n[[mounts]]\npath = \"/media\"\nhost = \"{m}\"\ncreate = true\nowner = {{ uid = 1000, gid = 1000 }}\n",
+        "[[mounts]]\npath = \"/data\"\nstorage = \"{s}\"\nsize = 1\n\n[[mounts]]\npath = \"/media\"\nhost = \"{m}\"\ncreate = true\nowner = {{ uid = 1000, gid = 1000 }}\n[docker]\ndata = {{ storage = \"{s}\", size = 2 }}\n",
         s = lab.storage,
         m = media.display()
     );
@@ -54,9 +54,16 @@ fn volumes_and_bind_mounts_work_unprivileged_hot_add_and_destroy_keeps_node_data
     // The node directory was created and owned by the container's mapped 1000:1000.
     let md = std::fs::metadata(&media).unwrap();
     assert_eq!((md.uid(), md.gid()), (101_000, 101_000));
-    // Inside: both mounted, the bind mount owned by 1000:1000 as the container sees it.
+    // Inside: all mounted, the bind mount owned by 1000:1000 as the container sees it, and
+    // Docker's data on its own volume (Docker ran the probe on it: the run verified it).
     let mi = lab.attach_ok(vmid, &["cat", "/proc/self/mountinfo"]);
     assert!(mi.contains(" /data ") && mi.contains(" /media "), "{mi}");
+    assert!(mi.contains(" /var/lib/docker "), "{mi}");
+    assert!(
+        cfg.contains(&format!("mp2: {}:", lab.storage)) && cfg.contains("mp=/var/lib/docker"),
+        "{cfg}"
+    );
+    assert_eq!(r["containers"][0]["verified"], true, "{r:#}");
     assert_eq!(
         lab.attach_ok(vmid, &["stat", "-c", "%u:%g", "/media"])
             .trim(),
@@ -136,7 +143,7 @@ fn volumes_and_bind_mounts_work_unprivileged_hot_add_and_destroy_keeps_node_data
     );
     let mi = lab.attach_ok(vmid, &["cat", "/proc/self/mountinfo"]);
     assert!(mi.contains(" /cache "), "not hot-added: {mi}");
-    assert!(pct_config(vmid).contains("mp2: "), "{}", pct_config(vmid));
+    assert!(pct_config(vmid).contains("mp3: "), "{}", pct_config(vmid));
 
     // destroy: refused without --delete-volumes, nothing changed.
     let labfile = dir.path().join("lab.toml");
@@ -164,7 +171,7 @@ fn volumes_and_bind_mounts_work_unprivileged_hot_add_and_destroy_keeps_node_data
         .filter(|v| v["bind"] == false)
         .map(|v| v["volume"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(listed.len(), 3, "{c:#}"); // rootfs, /data, /cache
+    assert_eq!(listed.len(), 4, "{c:#}"); // rootfs, /data, /var/lib/docker, /cache
     let out = provision(&[
         "destroy",
         lf,

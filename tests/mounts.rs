@@ -289,3 +289,72 @@ fn destroy_lists_what_goes_with_sizes_and_what_stays() {
     let root_only = &vols[..1];
     assert!(destroy_volumes_verdict(root_only, false).is_ok());
 }
+
+#[test]
+fn docker_data_on_its_own_volume_decides_the_storage_driver() {
+    // Root disk on lvmthin (overlay2 would do), Docker's data on ZFS 2.1: fuse-overlayfs.
+    let node = fake_node();
+    node.with(|s| s.zfs_version = Some("2.1.15-pve1".into()));
+    let t = "[rootfs]\nstorage = \"local-lvm\"\n[docker]\nstorage_driver = \"auto\"\ndata = { storage = \"local-zfs\", size = 32 }\n";
+    let r = run_once(
+        &node,
+        &request("dock", "docker", layer(t)),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Created, "{}", r.text());
+    assert_eq!(r.driver.as_deref(), Some("fuse-overlayfs"), "{}", r.text());
+    assert!(
+        r.driver_reason.contains("own volume on local-zfs"),
+        "{}",
+        r.driver_reason
+    );
+    node.with(|s| {
+        assert_eq!(
+            s.cts[&100].config["mp0"],
+            "local-zfs:vm-100-disk-1,mp=/var/lib/docker,size=32G"
+        );
+    });
+    // The other way round: root disk on ZFS 2.1, Docker's data on lvmthin: overlay2.
+    let node = fake_node();
+    node.with(|s| s.zfs_version = Some("2.1.15-pve1".into()));
+    let t = "[rootfs]\nstorage = \"local-zfs\"\n[docker]\nstorage_driver = \"auto\"\ndata = { storage = \"local-lvm\", size = 32 }\n";
+    let r = run_once(
+        &node,
+        &request("dock", "docker", layer(t)),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Created, "{}", r.text());
+    assert_eq!(r.driver.as_deref(), Some("overlay2"), "{}", r.text());
+}
+
+#[test]
+fn docker_data_is_never_mounted_over_an_existing_containers_docker() {
+    let node = fake_node();
+    assert_eq!(
+        run_once(
+            &node,
+            &request("dock", "docker", Layer::default()),
+            Options::default()
+        )
+        .outcome,
+        Outcome::Created
+    );
+    node.clear_calls();
+    let t = "[docker]\ndata = { storage = \"local-lvm\", size = 32 }\n";
+    let r = run_once(
+        &node,
+        &request("dock", "docker", layer(t)),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Failed, "{}", r.text());
+    assert!(
+        r.text().contains("would hide the Docker data"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        node.changing_calls().is_empty(),
+        "{:?}",
+        node.changing_calls()
+    );
+}

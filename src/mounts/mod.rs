@@ -104,6 +104,27 @@ pub enum Ownership {
 }
 
 impl MountSpec {
+    /// A mount with only a path (and no source yet): for building one in code.
+    pub fn bare() -> MountSpec {
+        MountSpec {
+            path: String::new(),
+            storage: None,
+            size: None,
+            volume: None,
+            host: None,
+            create: None,
+            owner: None,
+            ownership: None,
+            ro: None,
+            backup: None,
+            acl: None,
+            quota: None,
+            replicate: None,
+            shared: None,
+            mountoptions: None,
+        }
+    }
+
     /// What it mounts (after [`check`]: exactly one source is set).
     pub fn source(&self) -> Source<'_> {
         match (&self.storage, &self.volume, &self.host) {
@@ -263,6 +284,17 @@ pub fn volume_id(s: &str) -> validate::Rule {
     propstr::value_rule(s)
 }
 
+/// The size of a new volume in GiB.
+pub fn size_rule(g: f64) -> validate::Rule {
+    if g.is_finite() && (0.001..=131_072.0).contains(&g) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{g} is out of range: a new volume is 0.001 to 131072 GiB"
+        ))
+    }
+}
+
 /// Every problem of a list of mounts, as (field, message) pairs (`mounts[1].path`, ...).
 pub fn check(specs: &[MountSpec]) -> Vec<(String, String)> {
     let mut er = Vec::new();
@@ -310,11 +342,11 @@ fn check_source(m: &MountSpec, f: &dyn Fn(&str) -> String, er: &mut Vec<(String,
         }
         match m.size {
             None => er.push((f("size"), "a new volume needs its size in GiB".into())),
-            Some(g) if !(0.001..=131_072.0).contains(&g) || !g.is_finite() => er.push((
-                f("size"),
-                format!("{g} is out of range: a new volume is 0.001 to 131072 GiB"),
-            )),
-            _ => {}
+            Some(g) => {
+                if let Err(e) = size_rule(g) {
+                    er.push((f("size"), e));
+                }
+            }
         }
     } else if m.size.is_some() {
         er.push((

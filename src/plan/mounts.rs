@@ -96,6 +96,12 @@ pub fn plan_mounts(p: &Profile, nf: &NodeFacts, cfg: Option<&CtConfig>) -> Resul
                 matched.push(*n);
                 compare(m, *n, value, &mut mp)?;
             }
+            None if cfg.is_some() && m.path == crate::profile::DOCKER_DATA_PATH => {
+                bail!(
+                    "docker.data: this container has no volume at {0} yet, and mounting one now would hide the Docker data already there (images, containers, volumes) from a running dockerd. Give docker.data when the container is created; for this one, stop Docker, copy {0} onto a new mount point yourself, or drop docker.data from the profile",
+                    m.path
+                );
+            }
             None => {
                 let n = (0..256u32).find(|n| !used.contains(n)).ok_or_else(|| {
                     anyhow::anyhow!(

@@ -228,13 +228,23 @@ fn choose_driver(
     ct: Option<&CtConfig>,
     plan: &mut NodePlan,
 ) -> Result<()> {
-    let disk_storage = rootfs_storage(ct).unwrap_or_else(|| p.rootfs.storage.clone());
+    // Docker's data decides: on its own volume (docker.data) that volume's storage, else the
+    // root disk's.
+    let disk_storage = docker_data_storage(p, ct)
+        .or_else(|| rootfs_storage(ct))
+        .unwrap_or_else(|| p.rootfs.storage.clone());
     let disk_kind = nf
         .storages
         .iter()
         .find(|s| s.name == disk_storage)
         .map(|s| s.kind.as_str());
-    let (auto_driver, auto_reason) = decide_driver(disk_kind, nf.zfs_version.as_deref());
+    let (auto_driver, mut auto_reason) = decide_driver(disk_kind, nf.zfs_version.as_deref());
+    if p.docker.data.is_some() {
+        auto_reason = format!(
+            "Docker's data is on its own volume on {disk_storage} (docker.data): {}",
+            auto_reason.replacen("the root disk", "that volume", 1)
+        );
+    }
     if p.docker.install != crate::profile::DockerInstall::None {
         match p.docker.storage_driver {
             Driver::Auto => {
@@ -277,6 +287,21 @@ fn choose_driver(
         }
     }
     Ok(())
+}
+
+/// The storage of Docker's data volume: the container's mount point at /var/lib/docker when
+/// it has one, else the profile's `docker.data.storage`.
+fn docker_data_storage(p: &Profile, ct: Option<&CtConfig>) -> Option<String> {
+    let want = p.docker.data.as_ref()?;
+    let have = ct.and_then(|c| {
+        config_mounts(c).into_iter().find_map(|(_, v)| {
+            let m = parse_property_string(&v, "volume");
+            (m.get("mp").map(String::as_str) == Some(crate::profile::DOCKER_DATA_PATH))
+                .then(|| m.get("volume")?.split_once(':').map(|(s, _)| s.to_string()))
+                .flatten()
+        })
+    });
+    Some(have.unwrap_or_else(|| want.storage.clone()))
 }
 
 /// Refuses a root disk storage the node does not have, or one that does not take container

@@ -215,6 +215,16 @@ fn check_docker(er: &mut Vec<InputError>, idx: &Index, d: &DockerLayer) {
     if let Some(u) = &d.repository {
         push_rule(er, idx, "docker.repository", check_url(u));
     }
+    if let Some(data) = &d.data {
+        match &data.storage {
+            Some(s) => push_rule(er, idx, "docker.data.storage", validate::storage_id(s)),
+            None => er.push(idx.error("docker.data", "give the volume's `storage` (and `size`)")),
+        }
+        match data.size {
+            Some(g) => push_rule(er, idx, "docker.data.size", crate::mounts::size_rule(g)),
+            None => er.push(idx.error("docker.data", "give the volume's `size` in GiB")),
+        }
+    }
     if let Some(img) = &d.verify_image {
         let rule = if img.is_empty()
             || (img.starts_with(|c: char| c.is_ascii_alphanumeric())

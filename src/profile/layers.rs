@@ -78,6 +78,16 @@ pub struct FuseOverlayfsLayer {
     pub sha256: Option<String>,
 }
 
+/// `[docker] data`: Docker's data (/var/lib/docker) on its own volume.
+#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DockerDataLayer {
+    /// Storage of the volume (must allow `rootdir`).
+    pub storage: Option<String>,
+    /// Size in GiB.
+    pub size: Option<f64>,
+}
+
 /// `[docker]`.
 #[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +104,9 @@ pub struct DockerLayer {
     /// With install = "docker-ce": the URL of Docker's apt repository for this distribution
     /// (the directory that holds `gpg` and `dists/`).
     pub repository: Option<String>,
+    /// Docker's data (/var/lib/docker) on its own mount point volume: the root disk stays
+    /// small, and the storage driver is chosen for this volume's storage.
+    pub data: Option<DockerDataLayer>,
 }
 
 /// `[access]`: how the inside of the container is reached.
@@ -235,6 +248,7 @@ impl Layer {
         );
         overlay_sub(&mut self.docker, &top.docker, |b, t| {
             overlay!(b, t; install, storage_driver, verify_image, repository);
+            overlay_sub(&mut b.data, &t.data, |b, t| overlay!(b, t; storage, size));
             overlay_sub(
                 &mut b.fuse_overlayfs,
                 &t.fuse_overlayfs,

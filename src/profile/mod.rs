@@ -131,7 +131,22 @@ pub struct Docker {
     /// Docker's apt repository URL (install = docker-ce).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub repository: String,
+    /// Docker's data on its own volume (also one of the profile's `mounts`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<DockerData>,
 }
+
+/// `docker.data`, resolved.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct DockerData {
+    /// Storage ID.
+    pub storage: String,
+    /// GiB.
+    pub size: f64,
+}
+
+/// Where Docker keeps its data.
+pub const DOCKER_DATA_PATH: &str = "/var/lib/docker";
 
 /// How Docker gets into the container (`docker.install`).
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]

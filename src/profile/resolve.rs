@@ -44,6 +44,16 @@ pub fn resolve(
         &mut errors,
         &mut warnings,
     );
+    let docker_data = dock.data.as_ref().map(|d| DockerData {
+        storage: d.storage.clone().unwrap_or_default(),
+        size: d.size.unwrap_or(0.0),
+    });
+    let mounts = with_docker_data(
+        normal_mounts(m.mounts.clone().unwrap_or_default()),
+        docker_data.as_ref(),
+        layers,
+        &mut errors,
+    );
     if !errors.is_empty() {
         return Err(InputErrors(errors));
     }
@@ -89,10 +99,11 @@ pub fn resolve(
             fuse_overlayfs: fuse_source,
             verify_image: dock.verify_image.unwrap_or_default(),
             repository: dock.repository.clone().unwrap_or_default(),
+            data: docker_data.clone(),
         },
         files: normal_files(m.files.clone().unwrap_or_default()),
         commands: m.commands.clone().unwrap_or_default(),
-        mounts: normal_mounts(m.mounts.clone().unwrap_or_default()),
+        mounts,
         warnings,
         base_dir,
         sources: String::new(),
@@ -109,6 +120,34 @@ fn normal_files(mut files: Vec<FileSpec>) -> Vec<FileSpec> {
         }
     }
     files
+}
+
+/// The profile's mounts plus Docker's data volume (`docker.data`), which is one more mount
+/// point at /var/lib/docker; a `[[mounts]]` entry there too is refused.
+fn with_docker_data(
+    mut mounts: Vec<crate::mounts::MountSpec>,
+    data: Option<&DockerData>,
+    layers: &[(Layer, Index)],
+    errors: &mut Vec<InputError>,
+) -> Vec<crate::mounts::MountSpec> {
+    let Some(d) = data else {
+        return mounts;
+    };
+    if let Some(i) = mounts.iter().position(|m| m.path == DOCKER_DATA_PATH) {
+        let idx = last_setter(layers, &|l| l.mounts.is_some());
+        errors.push(idx.error(
+            &format!("mounts[{i}].path"),
+            format!("{DOCKER_DATA_PATH} is Docker's data volume, set by docker.data: give it there, not in [[mounts]]"),
+        ));
+        return mounts;
+    }
+    mounts.push(crate::mounts::MountSpec {
+        path: DOCKER_DATA_PATH.into(),
+        storage: Some(d.storage.clone()),
+        size: Some(d.size),
+        ..crate::mounts::MountSpec::bare()
+    });
+    mounts
 }
 
 /// `mounts` with every path in its normal spelling (the layers' checks refused any that has
