@@ -108,6 +108,25 @@ class Refusals(unittest.TestCase):
     def create(self, *opts, vmid="990"):
         return ["pct", "create", vmid, self.tpl, "--rootfs", "labct:1"] + list(opts)
 
+    def test_mount_point_sources_are_checked_like_pve(self):
+        self.refused(self.create("--mp0", "/nonexistent-lab-dir,mp=/x"),
+                     "mp0: bind mount source path '/nonexistent-lab-dir' does not exist")
+        self.refused(self.create("--mp0", "labct:1,mp=/a/../b"), "invalid path")
+        self.refused(self.create("--mp0", "local:1,mp=/x"), "does not support container directories")
+        self.refused(self.create("--mp0", "labct:1"), "mp")
+
+    def test_a_mount_point_set_on_a_stopped_ct_is_allocated_and_kept_as_unused_when_detached(self):
+        v = self.vmid
+        r = run("pct", "set", v, "--mp0", "labct:1,mp=/data,ro=1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        vol = "labct:%s/vm-%s-disk-1.raw" % (v, v)
+        self.assertIn("mp0: %s,mp=/data,ro=1,size=1G\n" % vol, run("pct", "config", v).stdout)
+        r = run("pct", "set", v, "--delete", "mp0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        cfg = run("pct", "config", v).stdout
+        self.assertNotIn("mp0:", cfg)
+        self.assertIn("unused0: %s\n" % vol, cfg)
+
     def test_unknown_option(self):
         self.refused(self.create("--bogus", "1"), "Unknown option: bogus", "400 unable to parse option",
                      usage="pct create <vmid> <ostemplate> [OPTIONS]")

@@ -1178,6 +1178,30 @@ fn cases() -> Vec<Case> {
         Case::profile("docker.data without size", "[docker]\ndata = { storage = \"local-lvm\" }\n")
             .says("docker.data: ")
             .says("size"),
+        Case::profile(
+            "device outside /dev",
+            "template = \"debian-12\"\n[[devices]]\npath = \"/etc/shadow\"\n",
+        )
+        .at_p(3, 1, "devices[0].path")
+        .says("not under /dev"),
+        Case::profile(
+            "device path climbing out of /dev",
+            "template = \"debian-12\"\n[[devices]]\npath = \"/dev/../etc/shadow\"\n",
+        )
+        .at_p(3, 1, "devices[0].path")
+        .says("`..`"),
+        Case::profile(
+            "comma injects a key into the dev string",
+            "template = \"debian-12\"\n[[devices]]\npath = \"/dev/null,mode=0666\"\n",
+        )
+        .at_p(3, 1, "devices[0].path")
+        .says("property string"),
+        Case::profile(
+            "device mode not octal",
+            "template = \"debian-12\"\n[[devices]]\npath = \"/dev/null\"\nmode = \"rw\"\n",
+        )
+        .at_p(4, 1, "devices[0].mode")
+        .says("octal"),
         Case::profile("unknown mount key", mount("path = \"/data\"\nhost = \"/tank\"\nfoo = 1\n"))
             .says("unknown field `foo`"),
     ]

@@ -172,7 +172,7 @@ fn idmap_where_the_release_has_it_keeps_node_ids() {
     node.with(|s| {
         assert_eq!(
             s.cts[&100].config["mp1"],
-            "/tank/media,mp=/media,ro=1,idmap=u:1000:1000:1;g:1000:1000:1"
+            "/tank/media,mp=/media,idmap=u:1000:1000:1;g:1000:1000:1,ro=1"
         );
         assert_eq!(s.node_dirs["/tank/media"], "1000:1000");
     });
@@ -352,6 +352,90 @@ fn docker_data_is_never_mounted_over_an_existing_containers_docker() {
         "{}",
         r.text()
     );
+    assert!(
+        node.changing_calls().is_empty(),
+        "{:?}",
+        node.changing_calls()
+    );
+}
+
+const GPU: &str = r#"
+[[devices]]
+path = "/dev/dri/renderD128"
+gid = 104
+mode = "0660"
+"#;
+
+#[test]
+fn a_device_is_created_with_the_container_and_re_runs_change_nothing() {
+    let node = fake_node();
+    let req = request("gpu", "docker", layer(GPU));
+    let r = run_once(&node, &req, Options::default());
+    assert_eq!(r.outcome, Outcome::Created, "{}", r.text());
+    node.with(|s| {
+        assert_eq!(
+            s.cts[&100].config["dev0"],
+            "/dev/dri/renderD128,gid=104,mode=0660"
+        );
+    });
+    node.clear_calls();
+    assert_eq!(
+        run_once(&node, &req, Options::default()).outcome,
+        Outcome::Unchanged
+    );
+    assert!(
+        node.changing_calls().is_empty(),
+        "{:?}",
+        node.changing_calls()
+    );
+}
+
+#[test]
+fn a_new_device_is_hot_added_from_6_0_4_and_pending_before() {
+    for (container, hot) in [("6.0.4", true), ("5.2.6", false)] {
+        let node = fake_node();
+        node.with(|s| s.pveversion = Some(versions_with_container(container)));
+        let plain = request("gpu", "docker", Layer::default());
+        assert_eq!(
+            run_once(&node, &plain, Options::default()).outcome,
+            Outcome::Created
+        );
+        let r = run_once(
+            &node,
+            &request("gpu", "docker", layer(GPU)),
+            Options::default(),
+        );
+        assert_eq!(r.outcome, Outcome::Changed, "{}", r.text());
+        node.with(|s| {
+            let ct = &s.cts[&100];
+            assert_eq!(
+                ct.config.contains_key("dev0"),
+                hot,
+                "{container}: {:?}",
+                ct.config
+            );
+            assert_eq!(ct.pending.contains_key("dev0"), !hot, "{container}");
+        });
+        assert_eq!(
+            r.pending.contains(&"dev0".to_string()),
+            !hot,
+            "{container}: {}",
+            r.text()
+        );
+    }
+}
+
+#[test]
+fn devices_on_a_release_without_dev_n_are_refused_before_any_change() {
+    let node = fake_node();
+    node.with(|s| s.pveversion = Some(versions_with_container("5.0.6")));
+    let r = run_once(
+        &node,
+        &request("gpu", "docker", layer(GPU)),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Failed, "{}", r.text());
+    assert!(r.text().contains("5.0.7"), "{}", r.text());
     assert!(
         node.changing_calls().is_empty(),
         "{:?}",

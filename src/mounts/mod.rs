@@ -3,6 +3,7 @@
 //! strings through one renderer ([`propstr`]). Pure: no host is read or changed here; which
 //! `mpN` a mount gets on a container is the planner's business (`plan::mounts`).
 
+pub mod devices;
 pub mod propstr;
 
 use crate::validate;
@@ -162,27 +163,29 @@ impl MountSpec {
     }
 
     /// The options that PVE keeps beside the volume, as PVE stores them (booleans `0`/`1`,
-    /// mount options joined by `;`), in the order the tool writes them.
+    /// mount options joined by `;`), in the order PVE prints them: `mp` (required), then the
+    /// others sorted by name, so that `pct config` shows what the tool wrote.
     pub fn options(&self) -> Vec<(&'static str, String)> {
-        let b = |v: bool| if v { "1" } else { "0" }.to_string();
+        let b = |v: Option<bool>| v.map(|v| if v { "1" } else { "0" }.to_string());
+        let mountoptions = self
+            .mountoptions
+            .as_ref()
+            .filter(|m| !m.is_empty())
+            .map(|m| m.join(";"));
         let mut o = vec![("mp", self.path.clone())];
         for (k, v) in [
-            ("acl", self.acl),
-            ("backup", self.backup),
-            ("quota", self.quota),
-            ("replicate", self.replicate),
-            ("ro", self.ro),
-            ("shared", self.shared),
+            ("acl", b(self.acl)),
+            ("backup", b(self.backup)),
+            ("idmap", self.idmap()),
+            ("mountoptions", mountoptions),
+            ("quota", b(self.quota)),
+            ("replicate", b(self.replicate)),
+            ("ro", b(self.ro)),
+            ("shared", b(self.shared)),
         ] {
             if let Some(v) = v {
-                o.push((k, b(v)));
+                o.push((k, v));
             }
-        }
-        if let Some(m) = self.mountoptions.as_ref().filter(|m| !m.is_empty()) {
-            o.push(("mountoptions", m.join(";")));
-        }
-        if let Some(i) = self.idmap() {
-            o.push(("idmap", i));
         }
         o
     }

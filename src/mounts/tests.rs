@@ -32,7 +32,7 @@ fn a_bind_mount_renders_as_pve_writes_it() {
     assert!(check(std::slice::from_ref(&m)).is_empty());
     assert_eq!(
         m.value(&m.volume_arg()).unwrap(),
-        "/tank/media,mp=/media,ro=1,idmap=u:1000:1000:1;g:1001:1001:1"
+        "/tank/media,mp=/media,idmap=u:1000:1000:1;g:1001:1001:1,ro=1"
     );
     assert_eq!(m.host_owner(true), Some((1000, 1001)));
     m.ownership = None;

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 mod actions;
 mod daemon_json;
+mod devices;
 mod driver;
 mod inside;
 mod mounts;
@@ -33,6 +34,7 @@ mod template;
 
 pub use actions::*;
 pub use daemon_json::*;
+pub use devices::*;
 pub use driver::*;
 pub use inside::*;
 pub use mounts::*;

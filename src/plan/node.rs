@@ -118,6 +118,7 @@ pub fn plan_node(i: &NodeInput<'_>) -> Result<NodePlan> {
     choose_driver(p, nf, ct, &mut plan)?;
     check_rootfs_storage(p, nf, existing)?;
     let mut mounts = plan_mounts(p, nf, existing.and(ct))?;
+    plan_devices(p, nf, existing.and(ct), &mut mounts)?;
     plan.notes.append(&mut mounts.notes);
     plan.already.append(&mut mounts.already);
     plan.steps.append(&mut mounts.host_dirs);
@@ -165,7 +166,7 @@ pub fn plan_node(i: &NodeInput<'_>) -> Result<NodePlan> {
     let will_pend = forecast_pending(&cfg, &set, plan.running, &mounts.hot);
     if plan.running && !mounts.hot.is_empty() {
         plan.notes.push(format!(
-            "{} added to the running container at once (PVE hot-plugs new mount points)",
+            "{} added to the running container at once (PVE hot-plugs new mount points, and new devices from pve-container 6.0.4)",
             mounts.hot.join(", ")
         ));
     }

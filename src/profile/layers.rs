@@ -201,6 +201,9 @@ pub struct Layer {
     /// Mount points: new volumes, existing volumes, bind mounts of node directories. The
     /// layer that sets the list last gives the whole list.
     pub mounts: Option<Vec<crate::mounts::MountSpec>>,
+    /// Devices passed through (PVE's devN). The layer that sets the list last gives the
+    /// whole list.
+    pub devices: Option<Vec<crate::mounts::devices::DeviceSpec>>,
 }
 
 macro_rules! overlay {
@@ -225,7 +228,7 @@ impl Layer {
     pub fn overlay(&mut self, top: &Layer) {
         overlay!(self, top; extends, description, hostname, vmid, template, template_storage,
             unprivileged, cores, memory, swap, onboot, tags, timezone, nameserver, searchdomain,
-            ssh_public_keys, root_password, files, commands, mounts);
+            ssh_public_keys, root_password, files, commands, mounts, devices);
         overlay_sub(
             &mut self.rootfs,
             &top.rootfs,

@@ -306,6 +306,9 @@ pub struct Profile {
     /// Mount points (paths in their normal spelling), in the profile's order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<crate::mounts::MountSpec>,
+    /// Devices (paths in their normal spelling), in the profile's order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<crate::mounts::devices::DeviceSpec>,
     /// Warnings found while resolving (shown in the plan).
     #[serde(skip)]
     pub warnings: Vec<String>,

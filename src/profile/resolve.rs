@@ -104,6 +104,18 @@ pub fn resolve(
         files: normal_files(m.files.clone().unwrap_or_default()),
         commands: m.commands.clone().unwrap_or_default(),
         mounts,
+        devices: m
+            .devices
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut d| {
+                if let Ok(n) = crate::mounts::devices::device_path(&d.path) {
+                    d.path = n;
+                }
+                d
+            })
+            .collect(),
         warnings,
         base_dir,
         sources: String::new(),

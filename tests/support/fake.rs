@@ -652,6 +652,12 @@ impl FakeState {
             ["pct", "create", id, template, rest @ ..] => self.create(id, template, rest),
             ["pct", "set", id, rest @ ..] => {
                 let dirs = self.node_dirs.clone();
+                let dev_hotplug = {
+                    let v = provision::release::parse_pveversion(
+                        self.pveversion.as_deref().unwrap_or(""),
+                    );
+                    provision::release::Caps::from_versions(&v).dev_hotplug
+                };
                 let Some(ct) = id.parse().ok().and_then(|i: u32| self.cts.get_mut(&i)) else {
                     return Output::fail(
                         2,
@@ -684,8 +690,13 @@ impl FakeState {
                     } else {
                         v
                     };
-                    // PVE hot-adds a new mount point; a changed one stays pending.
-                    if ct.running && !HOT.contains(&k.as_str()) && !new_mp {
+                    let new_dev = k.starts_with("dev")
+                        && dev_hotplug
+                        && !ct.config.contains_key(&k)
+                        && !ct.pending.contains_key(&k);
+                    // PVE hot-adds a new mount point (and a new device from 6.0.4); a changed
+                    // one stays pending.
+                    if ct.running && !HOT.contains(&k.as_str()) && !new_mp && !new_dev {
                         ct.pending.insert(k, v);
                     } else {
                         ct.config.insert(k, v);

@@ -1,0 +1,106 @@
+//! Devices on the node plan: which `devN` each profile device gets (stable: matched by its
+//! path; a new one takes the lowest free number), hot-added on a running container where the
+//! node's pve-container does it (6.0.4, PVE 9.0), else pending until restart, and never removed
+//! by a converge.
+
+use super::*;
+use crate::mounts::propstr;
+
+/// The `devN` keys of a configuration with their effective values, by number.
+fn config_devices(cfg: &CtConfig) -> Vec<(u32, String)> {
+    let mut keys: Vec<&String> = cfg.current.keys().chain(cfg.pending.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut v: Vec<(u32, String)> = keys
+        .into_iter()
+        .filter_map(|k| {
+            let n = k.strip_prefix("dev")?.parse::<u32>().ok()?;
+            Some((n, cfg.effective(k)?.to_string()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn comparable(value: &str) -> Vec<(String, String)> {
+    let mut v = propstr::parse(value, "path");
+    if let Some(d) = v.iter_mut().find(|(k, _)| k == "deny-write") {
+        d.1 = if d.1 == "1" { "1" } else { "0" }.into();
+    } else {
+        v.push(("deny-write".into(), "0".into()));
+    }
+    v.sort();
+    v
+}
+
+/// Plans the profile's devices against the container's configuration (None: a new one).
+/// Adds to `mp` (the same shape as mount points: keys to set, hot keys, notes).
+pub fn plan_devices(
+    p: &Profile,
+    nf: &NodeFacts,
+    cfg: Option<&CtConfig>,
+    mp: &mut MountPlan,
+) -> Result<()> {
+    if p.devices.is_empty() {
+        return Ok(());
+    }
+    if !nf.caps.dev_passthrough {
+        return Err(crate::error::InputErrors(vec![InputError::whole(
+            format!("profile {}", p.name),
+            "devices",
+            format!(
+                "this node's pve-container {} has no devN (device passthrough came with 5.0.7, PVE 8.1); update the node, or pass the device with raw lxc.cgroup2.devices.allow and lxc.mount.entry lines in /etc/pve/lxc/VMID.conf (see README, \"Data and devices\")",
+                nf.caps.container
+            ),
+        )])
+        .into());
+    }
+    let have = cfg.map(config_devices).unwrap_or_default();
+    let mut used: Vec<u32> = have.iter().map(|(n, _)| *n).collect();
+    let mut matched = Vec::new();
+    for d in &p.devices {
+        let want = d.value().map_err(|e| anyhow::anyhow!("devices: {e}"))?;
+        let existing = have.iter().find(|(_, v)| {
+            propstr::parse(v, "path")
+                .iter()
+                .any(|(k, x)| k == "path" && *x == d.path)
+        });
+        match existing {
+            Some((n, value)) => {
+                matched.push(*n);
+                let key = format!("dev{n}");
+                if comparable(value) == comparable(&want) {
+                    mp.already.push(Already {
+                        step: "devices".into(),
+                        why: format!("{key} is {}", d.path),
+                    });
+                } else {
+                    mp.why.push(format!("{key}: {value} -> {want}"));
+                    mp.set.push((key, want));
+                }
+            }
+            None => {
+                let n = (0..256u32)
+                    .find(|n| !used.contains(n))
+                    .ok_or_else(|| anyhow::anyhow!("container has no free device number"))?;
+                used.push(n);
+                let key = format!("dev{n}");
+                if cfg.is_some() {
+                    mp.why.push(format!("{key}: passes {}", d.path));
+                    if nf.caps.dev_hotplug {
+                        mp.hot.push(key.clone());
+                    }
+                }
+                mp.set.push((key, want));
+            }
+        }
+    }
+    for (n, value) in &have {
+        if !matched.contains(n) {
+            mp.notes.push(format!(
+                "dev{n} ({value}) is not in the profile: it stays (provision never removes a device on its own; `pct set VMID --delete dev{n}` does)"
+            ));
+        }
+    }
+    Ok(())
+}
