@@ -119,6 +119,7 @@ pub fn evaluate(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
     out.extend(check_templates(f, reqs));
     out.extend(check_drivers(f, reqs));
     out.extend(check_fuse_sources(f, reqs));
+    out.extend(check_devices(f, reqs));
     out.extend(known::checks(f, reqs));
     out.extend(pin_errors);
     // Ids are unique: two entries that differ only in a setting the id does not show (say, a
@@ -787,6 +788,37 @@ pub(super) fn check_fuse_sources(f: &HostFacts, reqs: &[Request]) -> Vec<Check> 
         });
     }
     out
+}
+
+/// Every `[[devices]]` path must be a device node on the node (PVE refuses devN otherwise:
+/// "Device PATH does not exist", "PATH is not a device"), and the node must have devN.
+pub(super) fn check_devices(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
+    let mut paths: Vec<&str> = reqs
+        .iter()
+        .flat_map(|r| r.profile.devices.iter().map(|d| d.path.as_str()))
+        .collect();
+    paths.sort_unstable();
+    paths.dedup();
+    let caps = f.caps();
+    paths
+        .into_iter()
+        .map(|path| {
+            let id = format!("device:{path}");
+            let title = format!("device {path} on the node");
+            if !caps.dev_passthrough {
+                return check(id, Level::Fail, title, format!("pve-container {} has no devN (device passthrough came with 5.0.7, PVE 8.1)", caps.container))
+                    .fix("update the node; on older nodes a device needs raw lxc.cgroup2.devices.allow and lxc.mount.entry lines in the container's config");
+            }
+            match f.device_nodes.get(path).map(String::as_str) {
+                Some("c") | Some("b") => check(id, Level::Ok, title, format!("{path} is a device node")),
+                Some("other") => check(id, Level::Fail, title, format!("{path} is not a device node (PVE: \"{path} is not a device\")"))
+                    .fix("give the device node itself, e.g. /dev/dri/renderD128"),
+                Some(_) => check(id, Level::Fail, title, format!("{path} does not exist on the node (PVE: \"Device {path} does not exist\")"))
+                    .fix("load its driver on the node (for a GPU: i915/xe for Intel, amdgpu for AMD; `ls -l /dev/dri`), or remove the device from the profile"),
+                None => check(id, Level::Warn, title, format!("{path} was not checked")),
+            }
+        })
+        .collect()
 }
 
 pub(super) fn check_node_binary(f: &HostFacts, path: &str, pinned: Option<&str>) -> Check {

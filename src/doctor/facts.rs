@@ -104,6 +104,8 @@ pub struct HostFacts {
     pub files: BTreeMap<String, NodeFile>,
     /// Files asked about that do not exist.
     pub missing_files: BTreeSet<String>,
+    /// Device paths asked about (`[[devices]]`): path -> `c`, `b`, `other` or `missing`.
+    pub device_nodes: BTreeMap<String, String>,
     /// Containers on this node.
     pub cts: Vec<ExistingCt>,
 }
@@ -111,7 +113,8 @@ pub struct HostFacts {
 /// The node facts script. Read-only; prints `key=value` lines; always exits 0. It finds tools
 /// on the caller's PATH first (as the rest of provision does), then in the system directories.
 /// Arguments:
-/// `tmpl=STORAGE` (list that template storage) and `file=PATH` (hash a node file).
+/// `tmpl=STORAGE` (list that template storage), `file=PATH` (hash a node file) and `dev=PATH`
+/// (what kind of node a `[[devices]]` path is).
 pub const FACTS_SCRIPT: &str = include_str!("../scripts/node-doctor-facts.sh");
 
 /// Where the fuse-overlayfs binary of a profile is on the node, if it comes from the node.
@@ -137,6 +140,9 @@ pub fn facts_cmd(reqs: &[Request]) -> Cmd {
             && let Some(path) = fuse_node_path(p)
         {
             args.insert(format!("file={path}"));
+        }
+        for d in &p.devices {
+            args.insert(format!("dev={}", d.path));
         }
     }
     Cmd::new("sh")
@@ -302,6 +308,11 @@ pub fn parse_facts(text: &str) -> HostFacts {
             }
             "file_missing" => {
                 f.missing_files.insert(v.to_string());
+            }
+            "dev_node" => {
+                if let Some((kind, path)) = v.split_once(' ') {
+                    f.device_nodes.insert(path.to_string(), kind.to_string());
+                }
             }
             "ct" => f.cts.extend(parse_ct(v)),
             _ => {}

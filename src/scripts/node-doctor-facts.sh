@@ -42,6 +42,9 @@ for a in "$@"; do
       else
         echo "file_missing=$f"
       fi ;;
+    dev=*) d=${a#dev=}
+      if [ -c "$d" ]; then echo "dev_node=c $d"; elif [ -b "$d" ]; then echo "dev_node=b $d"
+      elif [ -e "$d" ]; then echo "dev_node=other $d"; else echo "dev_node=missing $d"; fi ;;
   esac
 done
 for f in /etc/pve/lxc/*.conf; do
