@@ -201,3 +201,112 @@ fn volumes_and_bind_mounts_work_unprivileged_hot_add_and_destroy_keeps_node_data
     let md = std::fs::metadata(&media).unwrap();
     assert_eq!((md.uid(), md.gid()), (101_000, 101_000));
 }
+
+/// A character device made on the node for the test (a second node of /dev/null's or
+/// /dev/zero's numbers), removed when dropped.
+struct TestDevice(String);
+
+impl TestDevice {
+    fn new(name: &str, minor: u32) -> TestDevice {
+        let path = format!("/dev/{name}-{}", std::process::id());
+        let _ = std::fs::remove_file(&path);
+        let st = Command::new("mknod")
+            .args([&path, "c", "1", &minor.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "mknod {path}");
+        TestDevice(path)
+    }
+}
+
+impl Drop for TestDevice {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_passed_device_has_the_requested_group_inside_and_only_that_group_can_open_it() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(lab.clone(), vec!["dev1".into()]);
+    let one = TestDevice::new("provision-lab-null", 3);
+    let two = TestDevice::new("provision-lab-zero", 5);
+    let dev = |p: &str| format!("[[devices]]\npath = \"{p}\"\ngid = 1234\nmode = \"0660\"\n");
+    let extra = format!("{}[docker]\ninstall = \"none\"\n", dev(&one.0));
+    let p = lab.profile(dir.path(), "dev", "docker-auto", &extra);
+    let out = provision(&[
+        "dev1",
+        "--profile",
+        p.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let r = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    let vmid = r["containers"][0]["vmid"].as_u64().unwrap() as u32;
+    let seen = lab.attach_ok(vmid, &["stat", "-c", "%F %g %a %t:%T", &one.0]);
+    assert_eq!(seen.trim(), "character special file 1234 660 1:3");
+    let write_as = |gid: &str, path: &str| {
+        lab.attach(
+            vmid,
+            &[
+                "setpriv",
+                "--reuid",
+                "1001",
+                "--regid",
+                gid,
+                "--clear-groups",
+                "sh",
+                "-c",
+                &format!("echo x > {path}"),
+            ],
+        )
+        .status
+        .success()
+    };
+    assert!(
+        write_as("1234", &one.0),
+        "a member of group 1234 cannot open {}",
+        one.0
+    );
+    assert!(!write_as("1001", &one.0), "a non-member opened {}", one.0);
+
+    // A second device on the running container: hot-added (PVE 9.x), usable at once.
+    let extra = format!(
+        "{}{}[docker]\ninstall = \"none\"\n",
+        dev(&one.0),
+        dev(&two.0)
+    );
+    let p = lab.profile(dir.path(), "dev2", "docker-auto", &extra);
+    let args = [
+        "dev1",
+        "--profile",
+        p.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+    ];
+    let out = provision(&args);
+    let r = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    assert_eq!(
+        r["containers"][0]["pending"],
+        serde_json::json!([]),
+        "{r:#}"
+    );
+    assert!(
+        write_as("1234", &two.0),
+        "the hot-added {} is not usable",
+        two.0
+    );
+    assert!(pct_config(vmid).contains(&format!("dev1: {},gid=1234,mode=0660", two.0)));
+    // And again: nothing changes.
+    let mark = lab.log_mark();
+    assert_eq!(
+        json(&provision(&args))["containers"][0]["outcome"],
+        "unchanged"
+    );
+    assert!(lab.changing_for(mark, vmid).is_empty());
+}

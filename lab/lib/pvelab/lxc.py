@@ -122,7 +122,10 @@ def lxc_config(vmid, conf):
     if feats.get("fuse") == "1":
         L.append("lxc.mount.entry = %s dev/fuse none bind,create=file 0 0" % lab.get("fuse_node", sp("dev", "fuse")))
     from . import mounts
-    L.extend(mounts.mount_entries(conf, schema.load_api_schema("pct-create")["mp0"]["format"]))
+    api = schema.load_api_schema("pct-create")
+    L.extend(mounts.mount_entries(conf, api["mp0"]["format"]))
+    if "dev0" in api:
+        L.extend(mounts.device_entries(vmid, conf, api["dev0"]["format"]))
     L.append("lxc.signal.halt = SIGRTMIN+3")
     L.append("lxc.signal.reboot = SIGINT")
     L.append("lxc.tty.max = %s" % conf.get("tty", "2"))

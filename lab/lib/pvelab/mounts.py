@@ -15,8 +15,10 @@
 import ctypes
 import os
 import re
+import stat
+import subprocess
 
-from .common import PVEError, param_error
+from .common import ID_BASE, PVEError, param_error
 from . import lxc, schema, storage
 
 SYS_OPEN_TREE = 428
@@ -30,6 +32,7 @@ OPEN_TREE_CLOEXEC = 0o2000000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOUNT_ATTR_RDONLY = 0x1
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
 
 NEW_VOLUME = re.compile(r"([^:/]+):(\d+(?:\.\d+)?)")
 
@@ -90,7 +93,7 @@ def allocate(vmid, mp, conf, unpriv, first=1):
     path, _ = storage.volume_path(vol)
     os.makedirs(path)
     if unpriv:
-        os.chown(path, lxc.ID_BASE, lxc.ID_BASE)
+        os.chown(path, ID_BASE, ID_BASE)
     mp["volume"] = vol
     mp["size"] = format_size(int(gib * 1024) * (1 << 20))
     return [path]
@@ -137,7 +140,7 @@ class _MountAttr(ctypes.Structure):
                 ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
 
 
-def hot_add(vmid, key, mp, in_worker):
+def hot_add(vmid, key, mp, in_worker, file=False):
     """Attach a new mount point to the running container (pve-container's mountpoint hotplug)."""
     src = source_path(mp)
     target = mp["mp"].rstrip("/") or "/"
@@ -154,9 +157,17 @@ def hot_add(vmid, key, mp, in_worker):
     except OSError as e:
         raise PVEError("unable to hotplug %s: %s" % (key, e))
     ns = os.open("/proc/%d/ns/mnt" % pid, os.O_RDONLY)
+    userns = os.open("/proc/%d/ns/user" % pid, os.O_RDONLY)
 
     def attach():
         libc = ctypes.CDLL(None, use_errno=True)
+        # A file target is created on the container's /dev, a tmpfs of its user namespace: only
+        # an ID mapped there may create it (host root gets EOVERFLOW), so enter it as its root.
+        if file and os.readlink("/proc/%d/ns/user" % pid) != os.readlink("/proc/self/ns/user"):
+            if libc.setns(userns, CLONE_NEWUSER) != 0:
+                raise PVEError("unable to hotplug %s: cannot enter the container's user namespace" % key)
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
         if libc.setns(ns, CLONE_NEWNS) != 0:
             raise PVEError("unable to hotplug %s: cannot enter the container's mount namespace" % key)
         os.chdir("/")
@@ -168,7 +179,10 @@ def hot_add(vmid, key, mp, in_worker):
             if os.path.islink(cur):
                 raise PVEError("unable to hotplug %s: mount point path '%s' contains a symlink" % (key, target))
             if not os.path.exists(cur):
-                os.mkdir(cur, 0o755)
+                if file and cur == target:
+                    os.close(os.open(cur, os.O_CREAT | os.O_WRONLY, 0o600))
+                else:
+                    os.mkdir(cur, 0o755)
         try:
             _syscall(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, target.encode(), MOVE_MOUNT_F_EMPTY_PATH)
         except OSError as e:
@@ -178,6 +192,7 @@ def hot_add(vmid, key, mp, in_worker):
         in_worker(attach)
     finally:
         os.close(ns)
+        os.close(userns)
         os.close(tree)
 
 
@@ -186,3 +201,74 @@ def next_unused(conf):
     while "unused%d" % n in conf:
         n += 1
     return "unused%d" % n
+
+
+# ---------------------------------------------------------------- devN (device passthrough)
+
+def is_dev(key):
+    return re.fullmatch(r"dev\d+", key) is not None
+
+
+def check_device(key, dev):
+    """PVE::LXC::Tools::get_device_mode_and_rdev, at `pct set`/`create` and at start."""
+    path = dev.get("path")
+    if not path:
+        raise PVEError("Path is not defined for passthrough device %s" % key)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise PVEError("Device %s does not exist" % path)
+    except OSError:
+        raise PVEError("Error accessing device %s" % path)
+    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        raise PVEError("%s is not a device" % path)
+    return st
+
+
+def device_node(vmid, key, dev, unpriv):
+    """create_passthrough_device_node: a node of the same type and number under the CT's
+    passthrough directory, mode (default 0660) and owner mapped like the container's IDs."""
+    st = check_device(key, dev)
+    node = os.path.join(lxc.ct_dir(vmid), "passthrough") + dev["path"]
+    os.makedirs(os.path.dirname(node), exist_ok=True)
+    try:
+        os.unlink(node)
+    except FileNotFoundError:
+        pass
+    os.mknod(node, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev)
+    os.chmod(node, int(dev["mode"], 8) if dev.get("mode") else 0o660)
+    shift = ID_BASE if unpriv else 0
+    os.chown(node, shift + int(dev.get("uid", 0)), shift + int(dev.get("gid", 0)))
+    return node, st
+
+
+def _allow(st, dev):
+    kind = "b" if stat.S_ISBLK(st.st_mode) else "c"
+    perms = "r" if dev.get("deny-write") == "1" else "rw"
+    return "%s %d:%d %s" % (kind, os.major(st.st_rdev), os.minor(st.st_rdev), perms)
+
+
+def device_entries(vmid, conf, fmt):
+    """lxc config lines for the devN of conf: the cgroup allow line and a bind mount of the
+    passthrough node at the device's path (PVE's autodev hook makes the node in /dev)."""
+    unpriv = conf.get("unprivileged") == "1"
+    v1 = os.path.isdir("/sys/fs/cgroup/devices")
+    lines = []
+    for k in sorted((k for k in conf if is_dev(k)), key=lambda k: int(k[3:])):
+        dev = parse(fmt, conf[k])
+        node, st = device_node(vmid, k, dev, unpriv)
+        lines.append("%s = %s" % ("lxc.cgroup.devices.allow" if v1 else "lxc.cgroup2.devices.allow",
+                                  _allow(st, dev)))
+        lines.append("lxc.mount.entry = %s %s none bind,create=file 0 0" % (node, dev["path"].lstrip("/")))
+    return lines
+
+
+def hot_add_device(vmid, key, dev, unpriv, in_worker):
+    """device_passthrough_hotplug (pve-container 6.0.4): the node appears at once; the
+    device cgroup is widened with lxc-cgroup."""
+    node, st = device_node(vmid, key, dev, unpriv)
+    r = subprocess.run(["lxc-cgroup", "-P", lxc.lxcpath(), "-n", str(vmid), "devices.allow", _allow(st, dev)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        raise PVEError("unable to hotplug %s: %s" % (key, r.stderr.strip() or "cannot allow the device"))
+    hot_add(vmid, key, {"volume": node, "mp": dev["path"]}, in_worker, file=True)

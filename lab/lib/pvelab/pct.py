@@ -219,6 +219,8 @@ def cmd_create(args):
             mp = schema.parse_property_string(props[k]["format"], opts.pop(k))
             mounts.check_source(k, mp, usage)
             mps[k] = mp
+        elif mounts.is_dev(k):
+            mounts.check_device(k, schema.parse_property_string(props[k]["format"], opts[k]))
         elif re.fullmatch(r"unused\d+", k):
             sys.stderr.write("ignoring '%s', cannot create/restore with unused volume\n" % k)
             opts.pop(k)
@@ -387,6 +389,8 @@ def cmd_set(args):
                 raise PVEError("%s: changing the root disk with pct set is not supported by the lab node" % k)
             elif mounts.is_mp(k):
                 v = set_mount(vmid, k, v, conf, props, usage)
+            elif mounts.is_dev(k):
+                mounts.check_device(k, schema.parse_property_string(props[k]["format"], v))
             pend[k] = v
             dels = [d for d in pveconf.pending_deletes(conf) if d != k]
             if dels:
@@ -422,6 +426,12 @@ def hotplug(vmid, conf):
         # Only a new mount point is hot-added; a changed one stays pending.
         if mounts.is_mp(k) and k not in conf:
             mounts.hot_add(vmid, k, schema.parse_property_string(fmt, pend[k]), in_worker)
+            conf[k] = pend.pop(k)
+        # A new device is hot-added from pve-container 6.0.4; before, and when changed, pending.
+        elif mounts.is_dev(k) and k not in conf and release.at_least("container", "6.0.4"):
+            dfmt = api_props("pct-set")[k]["format"]
+            mounts.hot_add_device(vmid, k, schema.parse_property_string(dfmt, pend[k]),
+                                  conf.get("unprivileged") == "1", in_worker)
             conf[k] = pend.pop(k)
     for k in list(dels):
         if k in FASTPLUG or k in HOTPLUG:
