@@ -140,6 +140,8 @@ pub struct InsideFacts {
     pub busybox: bool,
     /// libfuse3 is installed (a node-built fuse-overlayfs needs it).
     pub libfuse3: bool,
+    /// The `render` group's ID as the container numbers it (a GPU's render node needs it).
+    pub render_gid: Option<u32>,
     /// SHA-256 of files asked about, by path.
     pub files: BTreeMap<String, String>,
     /// Permission bits of files asked about, by path.
@@ -401,6 +403,7 @@ pub fn parse_inside_facts(text: &str) -> Result<InsideFacts> {
             "fuse_overlayfs_link" => f.fuse_overlayfs_link = Some(v.to_string()),
             "busybox" => f.busybox = v == "1",
             "libfuse3" => f.libfuse3 = v == "1",
+            "group_render" => f.render_gid = v.parse().ok(),
             "addr" => f.addresses.push(v.to_string()),
             "file" => {
                 let mut it = v.splitn(3, ' ');

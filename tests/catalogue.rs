@@ -1202,6 +1202,15 @@ fn cases() -> Vec<Case> {
         )
         .at_p(4, 1, "devices[0].mode")
         .says("octal"),
+        Case::profile("gpu of an unknown vendor", "gpu = \"nvidia\"\n")
+            .at_p(1, 1, "gpu")
+            .says("intel"),
+        Case::profile(
+            "gpu and the render node as a device",
+            "gpu = \"intel\"\n[[devices]]\npath = \"/dev/dri/renderD128\"\n",
+        )
+        .says("devices[0].path")
+        .says("not both"),
         Case::profile("unknown mount key", mount("path = \"/data\"\nhost = \"/tank\"\nfoo = 1\n"))
             .says("unknown field `foo`"),
     ]

@@ -442,3 +442,60 @@ fn devices_on_a_release_without_dev_n_are_refused_before_any_change() {
         node.changing_calls()
     );
 }
+
+#[test]
+fn gpu_passes_the_render_node_with_the_containers_own_render_group() {
+    let node = fake_node();
+    let req = request("jelly", "docker", layer("gpu = \"intel\"\n"));
+    let r = run_once(&node, &req, Options::default());
+    assert_eq!(r.outcome, Outcome::Created, "{}", r.text());
+    node.with(|s| {
+        assert_eq!(
+            s.cts[&100].config["dev0"],
+            "/dev/dri/renderD128,gid=993,mode=0660"
+        );
+    });
+    node.clear_calls();
+    let again = run_once(&node, &req, Options::default());
+    assert_eq!(again.outcome, Outcome::Unchanged, "{}", again.text());
+    assert!(
+        node.changing_calls().is_empty(),
+        "{:?}",
+        node.changing_calls()
+    );
+}
+
+#[test]
+fn gpu_before_device_hotplug_is_pending_and_without_a_render_group_is_refused() {
+    let node = fake_node();
+    node.with(|s| s.pveversion = Some(versions_with_container("5.2.6")));
+    let r = run_once(
+        &node,
+        &request("jelly", "docker", layer("gpu = \"amd\"\n")),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Created, "{}", r.text());
+    assert_eq!(r.pending, ["dev0"], "{}", r.text());
+    node.with(|s| assert!(s.cts[&100].pending.contains_key("dev0")));
+
+    let node = fake_node();
+    let plain = request("bare", "docker", Layer::default());
+    assert_eq!(
+        run_once(&node, &plain, Options::default()).outcome,
+        Outcome::Created
+    );
+    node.with(|s| s.cts.get_mut(&100).unwrap().no_render_group = true);
+    node.clear_calls();
+    let r = run_once(
+        &node,
+        &request("bare", "docker", layer("gpu = \"intel\"\n")),
+        Options::default(),
+    );
+    assert_eq!(r.outcome, Outcome::Failed, "{}", r.text());
+    assert!(r.text().contains("no `render` group"), "{}", r.text());
+    assert!(
+        !node.changing_calls().iter().any(|c| c.contains("--dev")),
+        "{:?}",
+        node.changing_calls()
+    );
+}

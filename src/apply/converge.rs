@@ -385,6 +385,12 @@ fn converge_inner(
     let inside = facts::gather_inside(ct.as_ref(), &file_dests)?;
     tracing::debug!("ct/{vmid}: ready and facts read in {:?}", t0.elapsed());
     r.report.addresses = crate::addresses::container_addresses(&inside.addresses);
+    let node = node_name.unwrap_or_default();
+    for step in gpu::gpu_steps(ctx, req, nf, node, vmid, &inside, &mut r.report)? {
+        r.step(&step, |r| {
+            r.run_actions(&step, vmid, ct.as_ref()).map(|_| ())
+        })?;
+    }
     let ip = plan::plan_inside(&plan::InsideInput {
         profile: &req.profile,
         driver: node_plan.driver,

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 mod converge;
 mod dry_run;
+mod gpu;
 mod sources;
 mod vmid;
 

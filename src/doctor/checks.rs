@@ -795,7 +795,14 @@ pub(super) fn check_fuse_sources(f: &HostFacts, reqs: &[Request]) -> Vec<Check> 
 pub(super) fn check_devices(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
     let mut paths: Vec<&str> = reqs
         .iter()
-        .flat_map(|r| r.profile.devices.iter().map(|d| d.path.as_str()))
+        .flat_map(|r| {
+            let gpu = r
+                .profile
+                .gpu
+                .as_ref()
+                .map(|_| crate::mounts::devices::GPU_RENDER_NODE);
+            r.profile.devices.iter().map(|d| d.path.as_str()).chain(gpu)
+        })
         .collect();
     paths.sort_unstable();
     paths.dedup();

@@ -144,6 +144,9 @@ pub fn facts_cmd(reqs: &[Request]) -> Cmd {
         for d in &p.devices {
             args.insert(format!("dev={}", d.path));
         }
+        if p.gpu.is_some() {
+            args.insert(format!("dev={}", crate::mounts::devices::GPU_RENDER_NODE));
+        }
     }
     Cmd::new("sh")
         .args(["-c", FACTS_SCRIPT, "provision-doctor"])

@@ -6,6 +6,9 @@ use super::propstr;
 use crate::validate;
 use serde::{Deserialize, Serialize};
 
+/// The render node `gpu = "intel" | "amd"` passes (VA-API, QSV, AMF: what media servers use).
+pub const GPU_RENDER_NODE: &str = "/dev/dri/renderD128";
+
 /// One device as written (`[[devices]]`).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

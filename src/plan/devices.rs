@@ -4,6 +4,7 @@
 //! by a converge.
 
 use super::*;
+use crate::mounts::devices::{DeviceSpec, GPU_RENDER_NODE};
 use crate::mounts::propstr;
 
 /// The `devN` keys of a configuration with their effective values, by number.
@@ -41,7 +42,7 @@ pub fn plan_devices(
     cfg: Option<&CtConfig>,
     mp: &mut MountPlan,
 ) -> Result<()> {
-    if p.devices.is_empty() {
+    if p.devices.is_empty() && p.gpu.is_none() {
         return Ok(());
     }
     if !nf.caps.dev_passthrough {
@@ -95,12 +96,74 @@ pub fn plan_devices(
             }
         }
     }
+    let gpu_node = |v: &str| {
+        p.gpu.is_some()
+            && propstr::parse(v, "path")
+                .iter()
+                .any(|(k, x)| k == "path" && x == GPU_RENDER_NODE)
+    };
     for (n, value) in &have {
-        if !matched.contains(n) {
+        if !matched.contains(n) && !gpu_node(value) {
             mp.notes.push(format!(
                 "dev{n} ({value}) is not in the profile: it stays (provision never removes a device on its own; `pct set VMID --delete dev{n}` does)"
             ));
         }
     }
     Ok(())
+}
+
+/// What `gpu` needs on a running container whose `render` group has ID `render_gid` inside:
+/// `Some((key, value, why, pending))` when the render node's `devN` must be added (hot from
+/// pve-container 6.0.4, else pending) or changed (pending), None when it is right.
+pub fn plan_gpu(
+    p: &Profile,
+    caps: &Caps,
+    cfg: &CtConfig,
+    render_gid: Option<u32>,
+) -> Result<Option<(String, String, String, bool)>> {
+    let Some(vendor) = &p.gpu else {
+        return Ok(None);
+    };
+    let Some(gid) = render_gid else {
+        bail!(
+            "gpu = {vendor:?}: the container has no `render` group, whose members may use {GPU_RENDER_NODE}; create it inside (`groupadd -r render`) or pass the device with [[devices]] and an explicit gid"
+        );
+    };
+    let want = DeviceSpec {
+        path: GPU_RENDER_NODE.into(),
+        uid: None,
+        gid: Some(i64::from(gid)),
+        mode: Some("0660".into()),
+        deny_write: None,
+    }
+    .value()
+    .map_err(|e| anyhow::anyhow!("gpu: {e}"))?;
+    let have = config_devices(cfg);
+    let existing = have.iter().find(|(_, v)| {
+        propstr::parse(v, "path")
+            .iter()
+            .any(|(k, x)| k == "path" && x == GPU_RENDER_NODE)
+    });
+    Ok(match existing {
+        Some((_, v)) if comparable(v) == comparable(&want) => None,
+        Some((n, v)) => Some((
+            format!("dev{n}"),
+            want.clone(),
+            format!("dev{n}: {v} -> {want} (the container's render group is {gid})"),
+            true,
+        )),
+        None => {
+            let n = (0..256u32)
+                .find(|n| !have.iter().any(|(m, _)| m == n))
+                .ok_or_else(|| anyhow::anyhow!("container has no free device number"))?;
+            Some((
+                format!("dev{n}"),
+                want,
+                format!(
+                    "dev{n}: passes the {vendor} GPU's {GPU_RENDER_NODE} with the container's render group {gid}"
+                ),
+                !caps.dev_hotplug,
+            ))
+        }
+    })
 }

@@ -107,6 +107,9 @@ pub fn check_layer(l: &Layer, idx: &Index) -> Vec<InputError> {
             er.push(idx.error(&field, message));
         }
     }
+    if let Some(g) = &l.gpu {
+        push_rule(er, idx, "gpu", one_of(g, &["intel", "amd"]));
+    }
     if let Some(d) = &l.devices {
         for (field, message) in crate::mounts::devices::check(d) {
             er.push(idx.error(&field, message));

@@ -204,6 +204,9 @@ pub struct Layer {
     /// Devices passed through (PVE's devN). The layer that sets the list last gives the
     /// whole list.
     pub devices: Option<Vec<crate::mounts::devices::DeviceSpec>>,
+    /// `intel` or `amd`: pass the GPU's render node (/dev/dri/renderD128) owned by the
+    /// container's own `render` group (its ID read inside), mode 0660.
+    pub gpu: Option<String>,
 }
 
 macro_rules! overlay {
@@ -228,7 +231,7 @@ impl Layer {
     pub fn overlay(&mut self, top: &Layer) {
         overlay!(self, top; extends, description, hostname, vmid, template, template_storage,
             unprivileged, cores, memory, swap, onboot, tags, timezone, nameserver, searchdomain,
-            ssh_public_keys, root_password, files, commands, mounts, devices);
+            ssh_public_keys, root_password, files, commands, mounts, devices, gpu);
         overlay_sub(
             &mut self.rootfs,
             &top.rootfs,

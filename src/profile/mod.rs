@@ -309,6 +309,9 @@ pub struct Profile {
     /// Devices (paths in their normal spelling), in the profile's order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<crate::mounts::devices::DeviceSpec>,
+    /// `intel` or `amd`: the GPU's render node with the container's `render` group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
     /// Warnings found while resolving (shown in the plan).
     #[serde(skip)]
     pub warnings: Vec<String>,

@@ -44,16 +44,7 @@ pub fn resolve(
         &mut errors,
         &mut warnings,
     );
-    let docker_data = dock.data.as_ref().map(|d| DockerData {
-        storage: d.storage.clone().unwrap_or_default(),
-        size: d.size.unwrap_or(0.0),
-    });
-    let mounts = with_docker_data(
-        normal_mounts(m.mounts.clone().unwrap_or_default()),
-        docker_data.as_ref(),
-        layers,
-        &mut errors,
-    );
+    let (docker_data, mounts, devices) = data_and_devices(&m, layers, &mut errors);
     if !errors.is_empty() {
         return Err(InputErrors(errors));
     }
@@ -104,18 +95,8 @@ pub fn resolve(
         files: normal_files(m.files.clone().unwrap_or_default()),
         commands: m.commands.clone().unwrap_or_default(),
         mounts,
-        devices: m
-            .devices
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|mut d| {
-                if let Ok(n) = crate::mounts::devices::device_path(&d.path) {
-                    d.path = n;
-                }
-                d
-            })
-            .collect(),
+        devices,
+        gpu: m.gpu.clone(),
         warnings,
         base_dir,
         sources: String::new(),
@@ -132,6 +113,59 @@ fn normal_files(mut files: Vec<FileSpec>) -> Vec<FileSpec> {
         }
     }
     files
+}
+
+/// Docker's data volume, the mounts (with it) and the devices, paths in their normal
+/// spelling; a `[[devices]]` entry on the render node next to `gpu` is refused.
+type DataAndDevices = (
+    Option<DockerData>,
+    Vec<crate::mounts::MountSpec>,
+    Vec<crate::mounts::devices::DeviceSpec>,
+);
+
+fn data_and_devices(
+    m: &Layer,
+    layers: &[(Layer, Index)],
+    errors: &mut Vec<InputError>,
+) -> DataAndDevices {
+    use crate::mounts::devices::{GPU_RENDER_NODE, device_path};
+    let dock = m.docker.clone().unwrap_or_default();
+    let docker_data = dock.data.as_ref().map(|d| DockerData {
+        storage: d.storage.clone().unwrap_or_default(),
+        size: d.size.unwrap_or(0.0),
+    });
+    if m.gpu.is_some()
+        && let Some(i) = m
+            .devices
+            .iter()
+            .flatten()
+            .position(|d| device_path(&d.path).as_deref() == Ok(GPU_RENDER_NODE))
+    {
+        let idx = last_setter(layers, &|l| l.devices.is_some());
+        errors.push(idx.error(
+            &format!("devices[{i}].path"),
+            "the render node is what `gpu` passes (with the container's render group): give one of them, not both",
+        ));
+    }
+    let mounts = with_docker_data(
+        normal_mounts(m.mounts.clone().unwrap_or_default()),
+        docker_data.as_ref(),
+        layers,
+        errors,
+    );
+    let devices = m
+        .devices
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut d| {
+            if let Ok(n) = device_path(&d.path) {
+                d.path = n;
+            }
+            d
+        })
+        .collect();
+    (docker_data, mounts, devices)
 }
 
 /// The profile's mounts plus Docker's data volume (`docker.data`), which is one more mount

@@ -67,6 +67,8 @@ pub struct FakeCt {
     pub passwords: Vec<Vec<u8>>,
     /// /dev/fuse usable inside.
     pub fuse_usable: bool,
+    /// The container has no `render` group (its facts report none).
+    pub no_render_group: bool,
     /// The OS of the template.
     pub os: (String, String),
 }
@@ -1055,6 +1057,9 @@ fn exec_inside(ct: &mut FakeCt, inner: &[String], stdin: Option<&[u8]>) -> Outpu
     match w.as_slice() {
         ["sh", "-c", script, _, args @ ..] if script.contains("os_id=") => {
             let mut s = format!("os_id={}\nos_version={}\n", ct.os.0, ct.os.1);
+            if !ct.no_render_group {
+                s.push_str("group_render=993\n");
+            }
             if ct.docker_installed {
                 s.push_str("docker_installed=1\n");
             }
