@@ -310,3 +310,64 @@ fn a_passed_device_has_the_requested_group_inside_and_only_that_group_can_open_i
     );
     assert!(lab.changing_for(mark, vmid).is_empty());
 }
+
+#[test]
+fn on_pve_8_1_a_new_device_waits_for_a_restart_and_restart_applies_it() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(lab.clone(), vec!["dev81".into()]);
+    let at = |args: &[&str]| crate::lab::provision_with(args, &[("PROVISION_LAB_RELEASE", "8.1")]);
+    let plain = lab.profile(
+        dir.path(),
+        "plain81",
+        "docker-auto",
+        "[docker]\ninstall = \"none\"\n",
+    );
+    let out = at(&[
+        "dev81",
+        "--profile",
+        plain.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let r = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    let vmid = r["containers"][0]["vmid"].as_u64().unwrap() as u32;
+    let one = TestDevice::new("provision-lab-null81", 3);
+    let extra = format!(
+        "[[devices]]\npath = \"{}\"\ngid = 1234\nmode = \"0660\"\n[docker]\ninstall = \"none\"\n",
+        one.0
+    );
+    let p = lab.profile(dir.path(), "dev81", "docker-auto", &extra);
+    let args = [
+        "dev81",
+        "--profile",
+        p.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+    ];
+    // pve-container 5.0.7 has devN but hot-adds none (6.0.4 does): pending, not inside yet.
+    let out = at(&args);
+    let r = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    assert_eq!(
+        r["containers"][0]["pending"],
+        serde_json::json!(["dev0"]),
+        "{r:#}"
+    );
+    assert!(
+        !lab.attach(vmid, &["test", "-e", &one.0]).status.success(),
+        "{} is there before the restart",
+        one.0
+    );
+    // --restart applies it.
+    let mut restart = args.to_vec();
+    restart.push("--restart");
+    let out = at(&restart);
+    let r = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    let seen = lab.attach_ok(vmid, &["stat", "-c", "%g %a", &one.0]);
+    assert_eq!(seen.trim(), "1234 660");
+}
