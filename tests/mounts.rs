@@ -499,3 +499,17 @@ fn gpu_before_device_hotplug_is_pending_and_without_a_render_group_is_refused() 
         node.changing_calls()
     );
 }
+
+#[test]
+fn profiles_show_leaves_out_the_mount_docker_data_makes() {
+    let p = provision::profile::load(
+        "docker",
+        &layer("[docker]\ndata = { storage = \"local-lvm\", size = 8 }\n"),
+    )
+    .unwrap();
+    assert_eq!(p.mounts.len(), 1);
+    let shown = p.to_toml();
+    assert!(!shown.contains("[[mounts]]"), "{shown}");
+    let again: Layer = toml::from_str(&shown).unwrap();
+    assert!(provision::profile::load("docker", &again).is_ok());
+}

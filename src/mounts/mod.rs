@@ -82,6 +82,21 @@ pub struct MountSpec {
     /// Mount options: discard, lazytime, noatime, nodev, noexec, nosuid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mountoptions: Option<Vec<String>>,
+    /// Made from `docker.data` (not written in `[[mounts]]`): `profiles show` leaves it out.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub from_docker_data: bool,
+}
+
+/// Serialises the mounts a profile wrote (not the one `docker.data` makes).
+pub fn serialize_written<S: serde::Serializer>(m: &[MountSpec], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let written: Vec<&MountSpec> = m.iter().filter(|x| !x.from_docker_data).collect();
+    let mut seq = s.serialize_seq(Some(written.len()))?;
+    for x in written {
+        seq.serialize_element(x)?;
+    }
+    seq.end()
 }
 
 /// What a mount mounts.
@@ -123,6 +138,7 @@ impl MountSpec {
             replicate: None,
             shared: None,
             mountoptions: None,
+            from_docker_data: false,
         }
     }
 

@@ -17,6 +17,7 @@ fn spec(path: &str) -> MountSpec {
         replicate: None,
         shared: None,
         mountoptions: None,
+        from_docker_data: false,
     }
 }
 

@@ -304,7 +304,10 @@ pub struct Profile {
     /// Commands to run.
     pub commands: Vec<Vec<String>>,
     /// Mount points (paths in their normal spelling), in the profile's order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "no_written_mounts",
+        serialize_with = "crate::mounts::serialize_written"
+    )]
     pub mounts: Vec<crate::mounts::MountSpec>,
     /// Devices (paths in their normal spelling), in the profile's order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -322,6 +325,10 @@ pub struct Profile {
     /// reports: which file (a local one that shadows a shipped profile, too) was used.
     #[serde(skip)]
     pub sources: String,
+}
+
+fn no_written_mounts(m: &[crate::mounts::MountSpec]) -> bool {
+    m.iter().all(|x| x.from_docker_data)
 }
 
 impl Profile {

@@ -191,6 +191,7 @@ fn with_docker_data(
         path: DOCKER_DATA_PATH.into(),
         storage: Some(d.storage.clone()),
         size: Some(d.size),
+        from_docker_data: true,
         ..crate::mounts::MountSpec::bare()
     });
     mounts
