@@ -793,8 +793,7 @@ class Vzdump(unittest.TestCase):
     def test_mirror_closed_and_open(self):
         vmid = self.create(os.environ["PROVISION_LAB_TEMPLATE"])
         probe = "apt-get -o Acquire::Retries=0 -o Acquire::http::Timeout=20 update 2>&1; echo rc=$?"
-        labctl("mirror", "closed")
-        labctl("mirror", "closed")  # idempotent
+        labctl("mirror", "closed", os.environ.get("PROVISION_LAB_SUBNET", "10.199.77.0/24"))
         r = run("pct", "exec", vmid, "--", "sh", "-c", probe, timeout=120)
         self.assertTrue(re.search(r"Could not connect|unreachable|Failed to fetch", r.stdout), r.stdout)
         labctl("mirror", "open")

@@ -220,15 +220,28 @@ fn converge_one(targets: &Targets, job: &Job<'_>, line: &Line) -> ContainerRepor
         line.finish(false, "failed: node");
         return failed_report(name, "node", m, "nothing was changed");
     }
-    let run = || {
-        apply::converge(
-            &t.ctx,
-            &job.entry.request,
-            &t.facts,
-            job.password.as_deref(),
-            &job.files,
-            line,
-        )
+    let run = || match crate::image::ensure(&t.ctx, &job.entry.request, &t.facts, line) {
+        Ok((req, note)) => {
+            let mut r = apply::converge(
+                &t.ctx,
+                &req,
+                &t.facts,
+                job.password.as_deref(),
+                &job.files,
+                line,
+            );
+            r.notes.extend(note);
+            r
+        }
+        Err(e) => {
+            line.finish(false, "failed: image");
+            failed_report(
+                name,
+                "image",
+                format!("{e:#}"),
+                "nothing was changed but a failed image build's leftovers, which were removed",
+            )
+        }
     };
     let mut r = match std::panic::catch_unwind(AssertUnwindSafe(run)) {
         Ok(r) => r,
@@ -334,13 +347,8 @@ pub fn dry_all(
             return Err(m);
         }
         let plan = || {
-            apply::dry_plan(
-                &t.ctx,
-                &job.entry.request,
-                &t.facts,
-                job.password.as_deref(),
-                &job.files,
-            )
+            let req = crate::image::dry_request(&t.ctx, &job.entry.request, &t.facts)?;
+            apply::dry_plan(&t.ctx, &req, &t.facts, job.password.as_deref(), &job.files)
         };
         // A panic (a bug) fails the plan of this one container, never the others'.
         match std::panic::catch_unwind(AssertUnwindSafe(plan)) {

@@ -24,6 +24,7 @@ use std::sync::Arc;
 mod actions;
 mod daemon_json;
 mod driver;
+mod image;
 mod inside;
 mod node;
 mod pve_config;
@@ -33,6 +34,7 @@ mod template;
 pub use actions::*;
 pub use daemon_json::*;
 pub use driver::*;
+pub use image::*;
 pub use inside::*;
 pub use node::*;
 pub use pve_config::*;
@@ -201,6 +203,14 @@ pub enum Step {
         url: String,
         /// Expected SHA-256.
         sha256: String,
+    },
+    /// Build the profile's image on this node (done before the container's own steps, under
+    /// the node lock; see [`crate::plan::image`]).
+    BuildImage {
+        /// Image file name.
+        name: String,
+        /// Template storage it goes to.
+        storage: String,
     },
     /// Choose a VMID (under the node lock) and `pct create`.
     Create {

@@ -185,6 +185,9 @@ pub struct Layer {
     pub files: Option<Vec<FileSpec>>,
     /// Commands (argv arrays) to run inside after creation.
     pub commands: Option<Vec<Vec<String>>>,
+    /// `auto`: build the profile's image-level part once per node into the template storage
+    /// and create every container from it; `none` (the default): install into each container.
+    pub image: Option<String>,
 }
 
 macro_rules! overlay {
@@ -209,7 +212,7 @@ impl Layer {
     pub fn overlay(&mut self, top: &Layer) {
         overlay!(self, top; extends, description, hostname, vmid, template, template_storage,
             unprivileged, cores, memory, swap, onboot, tags, timezone, nameserver, searchdomain,
-            ssh_public_keys, root_password, files, commands);
+            ssh_public_keys, root_password, files, commands, image);
         overlay_sub(
             &mut self.rootfs,
             &top.rootfs,

@@ -92,6 +92,11 @@ pub fn resolve(
         },
         files: normal_files(m.files.clone().unwrap_or_default()),
         commands: m.commands.clone().unwrap_or_default(),
+        image: match m.image.as_deref() {
+            Some("auto") => ImageMode::Auto,
+            _ => ImageMode::None,
+        },
+        from_image: None,
         warnings,
         base_dir,
         sources: String::new(),

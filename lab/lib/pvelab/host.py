@@ -320,19 +320,26 @@ def mirror_rule_handles():
             if MIRROR_CLOSED in line and "# handle " in line]
 
 
-def set_mirror(state):
+def set_mirror(state, source=None):
     """open: containers reach the Debian mirror (the default); closed: every packet from the
-    bridge to a mirror address is rejected at once (ICMP admin-prohibited), so apt fails fast
-    with "Could not connect" instead of waiting for a timeout - a node without internet."""
+    bridge (or only from the addresses in `source`, an IPv4 CIDR) to a mirror address is
+    rejected at once (ICMP admin-prohibited), so apt fails fast with "Could not connect" instead
+    of waiting for a timeout - a node without internet. `open` removes every such rule."""
     if state not in ("open", "closed"):
         raise LabError("mirror state must be open or closed, not %r" % state)
-    handles = mirror_rule_handles()
+    if source is not None:
+        try:
+            source = str(ipaddress.IPv4Network(source, strict=False))
+        except ValueError as e:
+            raise LabError("not an IPv4 network: %r (%s)" % (source, e))
     if state == "open":
-        for h in handles:
+        for h in mirror_rule_handles():
             run(["nft", "delete", "rule", "inet", NFT_TABLE, "forward", "handle", h])
-    elif not handles:
-        run(["nft", "insert", "rule", "inet", NFT_TABLE, "forward", "iifname", BRIDGE, "ip", "daddr", "@mirror4",
-             "counter", "reject", "with", "icmpx", "type", "admin-prohibited", "comment", '"%s"' % MIRROR_CLOSED])
+        return
+    match = ["ip", "saddr", source] if source else []
+    run(["nft", "insert", "rule", "inet", NFT_TABLE, "forward", "iifname", BRIDGE] + match +
+        ["ip", "daddr", "@mirror4", "counter", "reject", "with", "icmpx", "type", "admin-prohibited",
+         "comment", '"%s"' % MIRROR_CLOSED])
 
 
 def resolve4(host):
