@@ -347,3 +347,88 @@ impl Drop for Reopen {
             .output();
     }
 }
+
+#[test]
+fn image_build_list_and_prune_touch_only_images_provision_built() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let p = lab.profile(dir.path(), "img-cli", "docker-auto", "");
+    let p = p.to_str().unwrap();
+    let tdir = template_dir(&lab);
+    // An unused image of ours (a name only this tool gives), and two templates that are not ours.
+    let stale = "provision-docker-000000000000_amd64.tar.zst";
+    let custom = "provision-docker-custom_amd64.tar.zst";
+    for n in [stale, custom] {
+        std::fs::copy(
+            tdir.join(lab.template.rsplit('/').next().unwrap()),
+            tdir.join(n),
+        )
+        .unwrap();
+    }
+    let _rm = RemoveFiles(vec![tdir.join(stale), tdir.join(custom)]);
+
+    let out = provision(&["image", "build", "--profile", p, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let r = report(&out);
+    let mine = r["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["used_by"].to_string().contains("img-cli"))
+        .unwrap_or_else(|| panic!("{r:#}"))["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(images(&lab).contains(&mine), "{r:#}");
+    // A second build finds it there and builds nothing.
+    let mark = lab.log_mark();
+    let out = provision(&["image", "build", "--profile", p, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!lab.invocations_since(mark).iter().any(|a| a[0] == "vzdump"));
+
+    let out = provision(&["image", "list", "--profile", p, "--output", "json"]);
+    let r = report(&out);
+    let names: Vec<&str> = r["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&stale) && names.contains(&mine.as_str()),
+        "{r:#}"
+    );
+    assert!(!names.contains(&custom), "not ours: {r:#}");
+
+    let dry = provision(&["image", "prune", "--profile", p, "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0));
+    assert!(tdir.join(stale).exists(), "a dry run removes nothing");
+    let out = provision(&["image", "prune", "--profile", p, "--output", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!tdir.join(stale).exists(), "the unused image is removed");
+    assert!(tdir.join(&mine).exists(), "the used image stays");
+    assert!(
+        tdir.join(custom).exists(),
+        "a template provision did not build stays"
+    );
+    assert!(tdir.join(lab.template.rsplit('/').next().unwrap()).exists());
+    // Without profiles or a lab file, prune refuses (it cannot tell what is in use).
+    let out = provision(&["image", "prune"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Removes files when dropped.
+struct RemoveFiles(Vec<PathBuf>);
+
+impl Drop for RemoveFiles {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}

@@ -15,6 +15,8 @@ use crate::transport::{Transport, run_ok};
 use anyhow::{Context, Result, anyhow, bail};
 use std::time::{Duration, Instant};
 
+pub mod manage;
+
 /// How long a vzdump of a build container may take.
 const VZDUMP_LIMIT: Duration = Duration::from_secs(1800);
 
@@ -46,6 +48,28 @@ pub fn resolve(ctx: &Ctx, req: &Request, nf: &NodeFacts) -> Result<Option<Resolv
     if !wanted(req) || !nf.pve || plan::find_existing(req, &nf.guests, &ctx.opts)?.is_some() {
         return Ok(None);
     }
+    let Some(spec) = spec_of(ctx, req, nf)? else {
+        return Ok(None);
+    };
+    let present = ctx
+        .templates_of(&req.profile.template_storage)?
+        .present
+        .contains(&spec.volid);
+    Ok(Some(Resolved {
+        req: plan::from_image(req, &spec),
+        spec,
+        present,
+    }))
+}
+
+/// The image of `req`'s profile on this node (its base template and storage driver as the node
+/// decides them for a new container), whatever the profile's `image` says.
+pub fn spec_of(ctx: &Ctx, req: &Request, nf: &NodeFacts) -> Result<Option<ImageSpec>> {
+    let mut fresh = req.clone();
+    fresh.vmid = None;
+    fresh.profile.vmid = None;
+    fresh.hostname = "provision-image-query".into();
+    let req = &fresh;
     let (prep, _) = apply::prepare(ctx, req, nf, false)?;
     let Some(driver) = prep.node_plan.driver else {
         return Ok(None);
@@ -56,16 +80,12 @@ pub fn resolve(ctx: &Ctx, req: &Request, nf: &NodeFacts) -> Result<Option<Resolv
     }) else {
         return Ok(None);
     };
-    let spec = plan::image_spec(&req.profile, &base, driver, prep.src.fuse_sha256.as_deref());
-    let present = ctx
-        .templates_of(&req.profile.template_storage)?
-        .present
-        .contains(&spec.volid);
-    Ok(Some(Resolved {
-        req: plan::from_image(req, &spec),
-        spec,
-        present,
-    }))
+    Ok(Some(plan::image_spec(
+        &req.profile,
+        &base,
+        driver,
+        prep.src.fuse_sha256.as_deref(),
+    )))
 }
 
 /// The request to plan for a dry run: from the image when the profile uses one (the plan then
@@ -89,26 +109,40 @@ pub fn ensure(
     if r.present {
         return Ok((r.req, None));
     }
+    let (built, secs) = build_once(ctx, nf, req, &r.spec, line)?;
+    let note = match built {
+        true => format!(
+            "built image {} in {secs:.1} s (once for this node)",
+            r.spec.name
+        ),
+        false => format!("image {} was built meanwhile by another run", r.spec.name),
+    };
+    Ok((r.req, Some(note)))
+}
+
+/// Builds `spec` unless it is there once the node lock for it is held (another run or worker
+/// may have built it meanwhile). Returns whether this call built it, and how long it took.
+pub fn build_once(
+    ctx: &Ctx,
+    nf: &NodeFacts,
+    req: &Request,
+    spec: &ImageSpec,
+    line: &Line,
+) -> Result<(bool, f64)> {
     let storage = &req.profile.template_storage;
-    line.step(&format!("wait for image {} (node lock)", r.spec.name));
+    line.step(&format!("wait for image {} (node lock)", spec.name));
     let _lock = ctx
         .node
-        .lock(&format!("image-{}", &r.spec.hash[..12]), ctx.lock_wait)?;
+        .lock(&format!("image-{}", &spec.hash[..12]), ctx.lock_wait)?;
     let tf = facts::gather_templates(ctx.node.as_ref(), storage)?;
-    let note = if tf.present.contains(&r.spec.volid) {
-        format!("image {} was built meanwhile by another run", r.spec.name)
-    } else {
-        line.step(&format!("build image {}", r.spec.name));
-        let t0 = Instant::now();
-        build(ctx, nf, req, &r.spec)?;
-        format!(
-            "built image {} in {:.1} s (once for this node)",
-            r.spec.name,
-            t0.elapsed().as_secs_f64()
-        )
-    };
-    mark_present(ctx, storage, &r.spec.volid);
-    Ok((r.req, Some(note)))
+    let t0 = Instant::now();
+    let built = !tf.present.contains(&spec.volid);
+    if built {
+        line.step(&format!("build image {}", spec.name));
+        build(ctx, nf, req, spec)?;
+    }
+    mark_present(ctx, storage, &spec.volid);
+    Ok((built, t0.elapsed().as_secs_f64()))
 }
 
 /// This run's cached template list learns of an image made (or found) meanwhile.
