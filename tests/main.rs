@@ -6,6 +6,7 @@ mod doctor;
 mod faults;
 mod flow;
 mod fuzz;
+mod images;
 mod inventory;
 mod known_issues;
 mod lab;
