@@ -177,6 +177,21 @@ pub fn failed_report(name: &str, step: &str, message: String, left: &str) -> Con
     r
 }
 
+/// The report of a container whose image could not be made (its build's temporary container
+/// and files are removed by then; `interrupted`: by Ctrl-C).
+pub fn image_failure(name: &str, e: &anyhow::Error, interrupted: bool) -> ContainerReport {
+    let mut r = failed_report(
+        name,
+        "image",
+        format!("{e:#}"),
+        "not created; the image build's temporary container and files were removed",
+    );
+    if let Some(f) = r.failure.as_mut() {
+        f.interrupted = interrupted;
+    }
+    r
+}
+
 /// Why an entry with `node = "X"` cannot go where its transport reaches, if it cannot.
 fn wrong_node(t: &Target, e: &Entry) -> Option<String> {
     let want = e.node.as_deref()?;
@@ -235,12 +250,7 @@ fn converge_one(targets: &Targets, job: &Job<'_>, line: &Line) -> ContainerRepor
         }
         Err(e) => {
             line.finish(false, "failed: image");
-            failed_report(
-                name,
-                "image",
-                format!("{e:#}"),
-                "nothing was changed but a failed image build's leftovers, which were removed",
-            )
+            image_failure(name, &e, t.ctx.cancel.load(Ordering::SeqCst))
         }
     };
     let mut r = match std::panic::catch_unwind(AssertUnwindSafe(run)) {

@@ -432,3 +432,69 @@ impl Drop for RemoveFiles {
         }
     }
 }
+
+#[test]
+fn an_interrupted_image_build_leaves_no_build_container_and_no_partial_image() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(lab.clone(), vec!["img-int".into()]);
+    // An image no other test builds (fuse-overlayfs from the container's package).
+    let file = lab_file(
+        dir.path(),
+        "int.toml",
+        &[("img-int", "")],
+        "[defaults.docker]\nstorage_driver = \"fuse-overlayfs\"\n[defaults.docker.fuse_overlayfs]\nsource = \"package\"\n",
+    );
+    let mark = lab.log_mark();
+    let child = Command::new(env!("CARGO_BIN_EXE_provision"))
+        .args(["apply", file.to_str().unwrap(), "--yes", "--output", "json"])
+        .env("CI", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the build container has started (its apt install comes next).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let build = loop {
+        let inv = lab.invocations_since(mark);
+        let created = inv.iter().find_map(|a| {
+            let h = a.iter().position(|w| w == "--hostname")?;
+            (a[1] == "create" && a[h + 1].starts_with("provision-build-"))
+                .then(|| (a[2].clone(), a[h + 1].clone()))
+        });
+        if let Some((id, host)) = &created
+            && inv
+                .iter()
+                .any(|a| a.len() == 3 && a[1] == "start" && &a[2] == id)
+        {
+            break host.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `pct start` of a provision-build-* container within 300 s: {inv:#?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&out);
+    assert!(r.to_string().contains("interrupted"), "{r:#}");
+    let image = format!(
+        "provision-docker-{}_amd64.tar.zst",
+        build.trim_start_matches("provision-build-")
+    );
+    assert_eq!(lab.vmid_of(&build), None, "the build container is gone");
+    assert_eq!(leftovers(&lab, &image), (vec![], vec![]));
+    assert!(!images(&lab).contains(&image), "no (partial) image");
+    assert_eq!(lab.vmid_of("img-int"), None);
+}

@@ -153,11 +153,10 @@ pub fn run(a: &SingleArgs, g: &GlobalArgs) -> Result<u8> {
             r.notes.extend(note);
             r
         }
-        Err(e) => crate::batch::failed_report(
+        Err(e) => crate::batch::image_failure(
             &req.hostname,
-            "image",
-            format!("{e:#}"),
-            "nothing was changed but a failed image build's leftovers, which were removed",
+            &e,
+            ctx.cancel.load(std::sync::atomic::Ordering::SeqCst),
         ),
     };
     progress.finish();
