@@ -730,6 +730,96 @@ class HappyPath(unittest.TestCase):
         self.assertIn("CT %s already running" % vmid, r.stderr)
 
 
+class Vzdump(unittest.TestCase):
+    """vzdump --mode stop of a running CT, then pct create from that archive in vztmpl."""
+
+    def setUp(self):
+        need_lab(self)
+        self.made = []
+        self.files = []
+
+    def tearDown(self):
+        for v in self.made:
+            run("pct", "destroy", v, "--force", "1", "--purge", "1")
+        for f in self.files:
+            if os.path.exists(f):
+                os.unlink(f)
+        labctl("mirror", "open")
+
+    def create(self, tpl, start=True):
+        vmid = nextid()
+        r = run("pct", "create", vmid, tpl, "--rootfs", "labct:2", "--hostname", "vz%s" % vmid,
+                "--net0", "name=eth0,bridge=vmbr0,ip=dhcp", "--start", "1" if start else "0", timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.made.append(vmid)
+        return vmid
+
+    def ct_read(self, vmid, path):
+        r = run("pct", "exec", vmid, "--", "cat", path)
+        return r.stdout if r.returncode == 0 else None
+
+    def test_stop_mode_archive_and_create_from_it(self):
+        src = self.create(os.environ["PROVISION_LAB_TEMPLATE"])
+        r = run("pct", "exec", src, "--", "sh", "-c",
+                "echo built > /opt/marker && chown 1000:1000 /opt/marker && echo junk > /tmp/junk")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        d = tempfile.mkdtemp(prefix="vzdump-test.")
+        r = run("vzdump", src, "--mode", "stop", "--compress", "zstd", "--dumpdir", d, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("INFO: backup mode: stop", r.stderr)
+        self.assertIn("INFO: stopping virtual guest", r.stderr)
+        self.assertIn("INFO: Backup job finished successfully", r.stderr)
+        m = re.search(r"INFO: creating vzdump archive '([^']+)'", r.stderr)
+        self.assertTrue(m, r.stderr)
+        arch = m.group(1)
+        self.assertRegex(os.path.basename(arch), r"^vzdump-lxc-%s-\d{4}_\d\d_\d\d-\d\d_\d\d_\d\d\.tar\.zst$" % src)
+        self.assertEqual(sorted(os.listdir(d)), [os.path.basename(arch)], "no temporary file left")
+        self.assertEqual(run("pct", "status", src).stdout.strip(), "status: running", "restarted after the dump")
+        listing = run("tar", "--zstd", "-tvf", arch, "--numeric-owner", timeout=120).stdout.splitlines()
+        self.assertTrue(listing[0].endswith("./etc/vzdump/pct.conf"), listing[0])
+        owners = {l.split()[5]: l.split()[1] for l in listing if len(l.split()) >= 6}
+        self.assertEqual(owners.get("./etc/passwd"), "0/0", "ownership is unshifted (as the CT sees it)")
+        self.assertEqual(owners.get("./opt/marker"), "1000/1000")
+        self.assertNotIn("./tmp/junk", owners, "/tmp/?* is excluded by default")
+        # into the template storage, then create from it like from any template
+        name = "lab-test-vzdump-%s_amd64.tar.zst" % src
+        dst = os.path.join(os.environ["PROVISION_LAB_STATE"], "storage/local/template/cache", name)
+        os.rename(arch, dst)
+        os.rmdir(d)
+        self.files.append(dst)
+        new = self.create("local:vztmpl/" + name)
+        self.assertEqual(self.ct_read(new, "/opt/marker"), "built\n")
+        self.assertIn("hostname: vz%s" % src, self.ct_read(new, "/etc/vzdump/pct.conf") or "",
+                      "a template create does not remove etc/vzdump/pct.conf (only a restore does)")
+        self.assertNotEqual(self.ct_read(new, "/etc/ssh/ssh_host_ed25519_key.pub"),
+                            self.ct_read(src, "/etc/ssh/ssh_host_ed25519_key.pub"), "new SSH host keys at create")
+        mid_new, mid_src = self.ct_read(new, "/etc/machine-id"), self.ct_read(src, "/etc/machine-id")
+        self.assertTrue(mid_new and mid_new.strip(), "systemd made a machine-id at first boot")
+        self.assertNotEqual(mid_new, mid_src)
+
+    def test_refusals_and_job_errors(self):
+        r = run("vzdump", "100", "--dumpdir", "/tmp", "--storage", "local")
+        self.assertEqual(r.returncode, 255)
+        self.assertIn("cannot use options 'storage' and 'dumpdir' at the same time", r.stderr)
+        r = run("vzdump", "999999998", "--mode", "stop", "--dumpdir", "/tmp")
+        self.assertEqual(r.returncode, 255)
+        self.assertIn("ERROR: Backup of VM 999999998 failed - unable to find VM 999999998", r.stderr)
+        self.assertIn("INFO: Backup job finished with errors", r.stderr)
+        r = run("vzdump", "100", "--storage", "labct")
+        self.assertEqual(r.returncode, 255)
+        self.assertIn("storage 'labct' does not support backups", r.stderr)
+
+    def test_mirror_closed_and_open(self):
+        vmid = self.create(os.environ["PROVISION_LAB_TEMPLATE"])
+        probe = "apt-get -o Acquire::Retries=0 -o Acquire::http::Timeout=20 update 2>&1; echo rc=$?"
+        labctl("mirror", "closed", os.environ.get("PROVISION_LAB_SUBNET", "10.199.77.0/24"))
+        r = run("pct", "exec", vmid, "--", "sh", "-c", probe, timeout=120)
+        self.assertTrue(re.search(r"Could not connect|unreachable|Failed to fetch", r.stdout), r.stdout)
+        labctl("mirror", "open")
+        r = run("pct", "exec", vmid, "--", "sh", "-c", probe, timeout=180)
+        self.assertNotRegex(r.stdout, r"Could not connect|unreachable", r.stdout)
+
+
 class InvocationLog(unittest.TestCase):
     def setUp(self):
         need_lab(self)

@@ -177,6 +177,21 @@ pub fn failed_report(name: &str, step: &str, message: String, left: &str) -> Con
     r
 }
 
+/// The report of a container whose image could not be made (its build's temporary container
+/// and files are removed by then; `interrupted`: by Ctrl-C).
+pub fn image_failure(name: &str, e: &anyhow::Error, interrupted: bool) -> ContainerReport {
+    let mut r = failed_report(
+        name,
+        "image",
+        format!("{e:#}"),
+        "not created; the image build's temporary container and files were removed",
+    );
+    if let Some(f) = r.failure.as_mut() {
+        f.interrupted = interrupted;
+    }
+    r
+}
+
 /// Why an entry with `node = "X"` cannot go where its transport reaches, if it cannot.
 fn wrong_node(t: &Target, e: &Entry) -> Option<String> {
     let want = e.node.as_deref()?;
@@ -220,15 +235,23 @@ fn converge_one(targets: &Targets, job: &Job<'_>, line: &Line) -> ContainerRepor
         line.finish(false, "failed: node");
         return failed_report(name, "node", m, "nothing was changed");
     }
-    let run = || {
-        apply::converge(
-            &t.ctx,
-            &job.entry.request,
-            &t.facts,
-            job.password.as_deref(),
-            &job.files,
-            line,
-        )
+    let run = || match crate::image::ensure(&t.ctx, &job.entry.request, &t.facts, line) {
+        Ok((req, note)) => {
+            let mut r = apply::converge(
+                &t.ctx,
+                &req,
+                &t.facts,
+                job.password.as_deref(),
+                &job.files,
+                line,
+            );
+            r.notes.extend(note);
+            r
+        }
+        Err(e) => {
+            line.finish(false, "failed: image");
+            image_failure(name, &e, t.ctx.cancel.load(Ordering::SeqCst))
+        }
     };
     let mut r = match std::panic::catch_unwind(AssertUnwindSafe(run)) {
         Ok(r) => r,
@@ -334,13 +357,8 @@ pub fn dry_all(
             return Err(m);
         }
         let plan = || {
-            apply::dry_plan(
-                &t.ctx,
-                &job.entry.request,
-                &t.facts,
-                job.password.as_deref(),
-                &job.files,
-            )
+            let req = crate::image::dry_request(&t.ctx, &job.entry.request, &t.facts)?;
+            apply::dry_plan(&t.ctx, &req, &t.facts, job.password.as_deref(), &job.files)
         };
         // A panic (a bug) fails the plan of this one container, never the others'.
         match std::panic::catch_unwind(AssertUnwindSafe(plan)) {

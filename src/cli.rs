@@ -220,6 +220,8 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Write an inventory of a lab file's containers for CI tools (JSON, Ansible, ssh_config).
     Inventory(InventoryArgs),
+    /// Node-local images (`image = "auto"`): build, list, prune.
+    Image(ImageArgs),
     /// Print the shell completion script for bash, zsh or fish.
     Completions {
         /// The shell.
@@ -271,6 +273,31 @@ pub struct InventoryArgs {
     /// Write to this file instead of stdout (replaced atomically).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+/// What `provision image` does.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageAction {
+    /// Build the images of the profiles (and of the lab file's `image = "auto"` entries) that
+    /// are not on the node yet, each once.
+    Build,
+    /// List the images this tool built on the node, with the profiles and entries using them.
+    List,
+    /// Remove the images no given profile or lab-file entry uses (only images this tool built).
+    Prune,
+}
+
+/// `image`.
+#[derive(Args, Debug)]
+pub struct ImageArgs {
+    /// build, list or prune.
+    #[arg(value_enum)]
+    pub action: ImageAction,
+    /// A lab file whose entries with `image = "auto"` count as users of their images.
+    pub file: Option<PathBuf>,
+    /// Profiles whose images count (repeatable).
+    #[arg(long, short = 'p', value_name = "PROFILE")]
+    pub profile: Vec<String>,
 }
 
 /// `profiles` actions.

@@ -15,6 +15,7 @@ pub mod commands;
 pub mod doctor;
 pub mod error;
 pub mod facts;
+pub mod image;
 pub mod input;
 pub mod known_issues;
 pub mod labfile;

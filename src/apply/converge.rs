@@ -400,6 +400,7 @@ fn converge_inner(
         password,
         opts: &ctx.opts,
     })?;
+    plan::check_no_install(&req.profile, &ip)?;
     r.report.already.extend(ip.already.iter().cloned());
     r.report.notes.extend(ip.notes.iter().cloned());
     r.line.plan_rest(ip.steps.len());
@@ -509,6 +510,9 @@ impl Runner<'_> {
                 Step::DownloadTemplate { storage, name } => {
                     self.download_template(&step, storage, name)?;
                 }
+                Step::BuildImage { name, .. } => bail!(
+                    "image {name} is not on the node: it is built before the containers that need it (`provision image build`)"
+                ),
                 Step::Create { fixed_vmid, .. } => {
                     if ctx.cancel.load(Ordering::SeqCst) {
                         return Err(Interrupted::BeforeCreate.into());

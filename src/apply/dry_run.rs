@@ -111,12 +111,26 @@ pub fn dry_plan(
             notes.push("the container is stopped: in-container steps assume what a fresh container needs; the real run reads it after start".into());
             InsideFacts::fresh()
         }
-        None => {
-            if nf.pve {
-                notes.push("in-container steps assume a fresh container from the template".into());
+        None => match &req.profile.from_image {
+            Some(image) => {
+                notes.push(format!(
+                    "in-container steps assume a fresh container from image {image}"
+                ));
+                plan::image_inside_facts(
+                    &req.profile,
+                    np.driver.unwrap_or(Driver::Overlay2),
+                    &prep.src,
+                )
             }
-            InsideFacts::fresh()
-        }
+            None => {
+                if nf.pve {
+                    notes.push(
+                        "in-container steps assume a fresh container from the template".into(),
+                    );
+                }
+                InsideFacts::fresh()
+            }
+        },
     };
     let ip: InsidePlan = plan::plan_inside(&plan::InsideInput {
         profile: &req.profile,

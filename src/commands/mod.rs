@@ -7,6 +7,7 @@ pub mod apply;
 pub mod completions;
 pub mod destroy;
 pub mod doctor;
+pub mod image;
 pub mod inventory;
 pub mod profiles;
 pub mod single;
@@ -30,6 +31,7 @@ pub fn dispatch(c: &crate::cli::Command, g: &GlobalArgs) -> Result<u8> {
         crate::cli::Command::Status(a) => status::run(a, g),
         crate::cli::Command::Destroy(a) => destroy::run(a, g),
         crate::cli::Command::Inventory(a) => inventory::run(a, g),
+        crate::cli::Command::Image(a) => image::run(a, g),
         crate::cli::Command::Completions { shell } => completions::run(*shell),
         crate::cli::Command::Man { dir } => completions::man(dir),
         crate::cli::Command::CompleteProfiles => completions::profile_names(),

@@ -108,6 +108,7 @@ pub fn run(a: &SingleArgs, g: &GlobalArgs) -> Result<u8> {
         );
     }
     if g.dry_run {
+        let req = crate::image::dry_request(&ctx, &req, &nf)?;
         let view = apply::dry_plan(&ctx, &req, &nf, password.as_deref(), &files)?;
         if json(g) {
             print_json(&DryRun {
@@ -134,7 +135,8 @@ pub fn run(a: &SingleArgs, g: &GlobalArgs) -> Result<u8> {
         .into());
     }
     if !g.yes && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        let view = apply::dry_plan(&ctx, &req, &nf, password.as_deref(), &files)?;
+        let dry = crate::image::dry_request(&ctx, &req, &nf)?;
+        let view = apply::dry_plan(&ctx, &dry, &nf, password.as_deref(), &files)?;
         crate::err!("{}", apply::plan_text(&view, g.verbose > 0));
         if !confirm(g, "Apply this plan?")? {
             crate::errln!("nothing was changed");
@@ -145,7 +147,18 @@ pub fn run(a: &SingleArgs, g: &GlobalArgs) -> Result<u8> {
     let mut progress = Progress::auto(g.quiet || json(g));
     progress.prepare(std::slice::from_ref(&req.hostname));
     let line = progress.line(&req.hostname);
-    let report = apply::converge(&ctx, &req, &nf, password.as_deref(), &files, &line);
+    let report = match crate::image::ensure(&ctx, &req, &nf, &line) {
+        Ok((req, note)) => {
+            let mut r = apply::converge(&ctx, &req, &nf, password.as_deref(), &files, &line);
+            r.notes.extend(note);
+            r
+        }
+        Err(e) => crate::batch::image_failure(
+            &req.hostname,
+            &e,
+            ctx.cancel.load(std::sync::atomic::Ordering::SeqCst),
+        ),
+    };
     progress.finish();
     let run = RunReport {
         containers: vec![report],

@@ -6,7 +6,7 @@ use super::*;
 /// In-container script (see its use in [`Step::actions`]).
 pub const SH_PRELUDE: &str = "set -eu; export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C DEBIAN_FRONTEND=noninteractive; ";
 
-fn sh(script: &str, args: &[&str]) -> Cmd {
+pub(super) fn sh(script: &str, args: &[&str]) -> Cmd {
     Cmd::new("sh")
         .arg("-c")
         .arg(format!("{SH_PRELUDE}{script}"))
@@ -91,6 +91,9 @@ impl Step {
             Step::UpdateTemplateIndex => "update template index".into(),
             Step::DownloadTemplate { name, .. } => format!("download template {name}"),
             Step::FetchFuseOverlayfs { .. } => "download fuse-overlayfs".into(),
+            Step::BuildImage { name, .. } => {
+                format!("build image {name} (once), then create from it")
+            }
             Step::Create { .. } => "create".into(),
             Step::Set { .. } => "set config".into(),
             Step::HostDir { path, .. } => format!("bind mount source {path}"),
@@ -123,7 +126,13 @@ impl Step {
                 "not in the node cache yet (sha256 {})",
                 &sha256[..12.min(sha256.len())]
             ),
-            Step::Create { .. } => "no such container yet".into(),
+            Step::BuildImage { storage, .. } => format!(
+                "not on storage {storage} yet: built once per node from the base template (a temporary container with the install steps, cleaned, archived with vzdump), under the node lock"
+            ),
+            Step::Create { template, .. } => match image_of(template) {
+                Some(image) => format!("no such container yet; create from image {image}"),
+                None => "no such container yet".into(),
+            },
             Step::Set { why, .. } => why.join("; "),
             Step::HostDir { create, owner, .. } => match (create, owner) {
                 (true, Some((u, g))) => {
@@ -179,6 +188,7 @@ impl Step {
             | Step::LinkPackageFuseOverlayfs => "fuse-overlayfs",
             Step::Create { .. } => "create",
             Step::Set { .. } | Step::Resize { .. } | Step::HostDir { .. } => "config",
+            Step::BuildImage { .. } => "install",
             Step::Start | Step::Reboot { .. } => "start",
             Step::InstallPackages { .. } => "install",
             Step::WriteDaemonJson { .. } | Step::RestartDocker { .. } => "docker",
@@ -210,6 +220,8 @@ impl Step {
         let id = vmid.to_string();
         match self {
             Step::UpdateTemplateIndex => vec![Action::Node(Cmd::new("pveam").arg("update"))],
+            // Built by `crate::image` before the container's steps: no actions of its own.
+            Step::BuildImage { .. } => vec![],
             Step::DownloadTemplate { storage, name } => vec![
                 Action::Node(Cmd::new("pveam").args(["download", storage, name])),
                 Action::Node(Cmd::new("pveam").args(["list", storage])),

@@ -75,7 +75,10 @@ fn plan_packages(
     let docker = if f.docker_installed {
         plan.already.push(Already {
             step: "docker".into(),
-            why: "dockerd is installed".into(),
+            why: match &p.from_image {
+                Some(image) => format!("installed (from image {image})"),
+                None => "dockerd is installed".into(),
+            },
         });
         None
     } else {

@@ -25,6 +25,7 @@ mod actions;
 mod daemon_json;
 mod devices;
 mod driver;
+mod image;
 mod inside;
 mod mounts;
 mod node;
@@ -36,6 +37,7 @@ pub use actions::*;
 pub use daemon_json::*;
 pub use devices::*;
 pub use driver::*;
+pub use image::*;
 pub use inside::*;
 pub use mounts::*;
 pub use node::*;
@@ -205,6 +207,14 @@ pub enum Step {
         url: String,
         /// Expected SHA-256.
         sha256: String,
+    },
+    /// Build the profile's image on this node (done before the container's own steps, under
+    /// the node lock; see [`crate::plan::image`]).
+    BuildImage {
+        /// Image file name.
+        name: String,
+        /// Template storage it goes to.
+        storage: String,
     },
     /// Choose a VMID (under the node lock) and `pct create`.
     Create {

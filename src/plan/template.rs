@@ -87,6 +87,19 @@ fn resolve_template_name(
         if tf.present.iter().any(|v| v == &p.template) {
             return Ok((p.template.clone(), vec![]));
         }
+        if let Some(image) = p
+            .from_image
+            .as_deref()
+            .filter(|_| image_of(&p.template).is_some())
+        {
+            return Ok((
+                p.template.clone(),
+                vec![Step::BuildImage {
+                    name: image.to_string(),
+                    storage: storage.to_string(),
+                }],
+            ));
+        }
         return Ok((
             p.template.clone(),
             vec![Step::DownloadTemplate {

@@ -38,6 +38,9 @@ pub fn check_layer(l: &Layer, idx: &Index) -> Vec<InputError> {
     if let Some(s) = &l.template_storage {
         push_rule(er, idx, "template_storage", validate::storage_id(s));
     }
+    if let Some(i) = &l.image {
+        push_rule(er, idx, "image", one_of(i, &["auto", "none"]));
+    }
     if let Some(v) = l.cores {
         push_rule(er, idx, "cores", range(v, 1, 8192, "cores"));
     }

@@ -207,6 +207,9 @@ pub struct Layer {
     /// `intel` or `amd`: pass the GPU's render node (/dev/dri/renderD128) owned by the
     /// container's own `render` group (its ID read inside), mode 0660.
     pub gpu: Option<String>,
+    /// `auto`: build the profile's image-level part once per node into the template storage
+    /// and create every container from it; `none` (the default): install into each container.
+    pub image: Option<String>,
 }
 
 macro_rules! overlay {
@@ -231,7 +234,7 @@ impl Layer {
     pub fn overlay(&mut self, top: &Layer) {
         overlay!(self, top; extends, description, hostname, vmid, template, template_storage,
             unprivileged, cores, memory, swap, onboot, tags, timezone, nameserver, searchdomain,
-            ssh_public_keys, root_password, files, commands, mounts, devices, gpu);
+            ssh_public_keys, root_password, files, commands, mounts, devices, gpu, image);
         overlay_sub(
             &mut self.rootfs,
             &top.rootfs,

@@ -184,6 +184,17 @@ impl DockerInstall {
     }
 }
 
+/// Whether containers of a profile are made from an image (`image`).
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageMode {
+    /// Build the image once per node when missing, then create every container from it.
+    Auto,
+    /// Install into every container from the base template (the default).
+    #[default]
+    None,
+}
+
 /// How the inside of the container is reached (`access.method`).
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
@@ -315,6 +326,12 @@ pub struct Profile {
     /// `intel` or `amd`: the GPU's render node with the container's `render` group.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu: Option<String>,
+    /// Whether containers are created from a node-local image (`image = "auto"`).
+    pub image: ImageMode,
+    /// Set by the applier when this container is created from that image: the image's file
+    /// name (never read from a profile file).
+    #[serde(skip)]
+    pub from_image: Option<String>,
     /// Warnings found while resolving (shown in the plan).
     #[serde(skip)]
     pub warnings: Vec<String>,

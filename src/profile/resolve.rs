@@ -97,6 +97,11 @@ pub fn resolve(
         mounts,
         devices,
         gpu: m.gpu.clone(),
+        image: match m.image.as_deref() {
+            Some("auto") => ImageMode::Auto,
+            _ => ImageMode::None,
+        },
+        from_image: None,
         warnings,
         base_dir,
         sources: String::new(),

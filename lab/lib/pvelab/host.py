@@ -307,6 +307,41 @@ def nft_table_exists():
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
 
 
+MIRROR_CLOSED = "provision-lab: mirror closed"
+
+
+def mirror_rule_handles():
+    """Handles of the rule that `labctl mirror closed` inserted (none: the mirror is open)."""
+    r = subprocess.run(["nft", "-a", "list", "chain", "inet", NFT_TABLE, "forward"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        raise LabError("the lab's nft table is missing (is the lab up?): %s" % r.stderr.strip())
+    return [line.rsplit("# handle ", 1)[1].strip() for line in r.stdout.splitlines()
+            if MIRROR_CLOSED in line and "# handle " in line]
+
+
+def set_mirror(state, source=None):
+    """open: containers reach the Debian mirror (the default); closed: every packet from the
+    bridge (or only from the addresses in `source`, an IPv4 CIDR) to a mirror address is
+    rejected at once (ICMP admin-prohibited), so apt fails fast with "Could not connect" instead
+    of waiting for a timeout - a node without internet. `open` removes every such rule."""
+    if state not in ("open", "closed"):
+        raise LabError("mirror state must be open or closed, not %r" % state)
+    if source is not None:
+        try:
+            source = str(ipaddress.IPv4Network(source, strict=False))
+        except ValueError as e:
+            raise LabError("not an IPv4 network: %r (%s)" % (source, e))
+    if state == "open":
+        for h in mirror_rule_handles():
+            run(["nft", "delete", "rule", "inet", NFT_TABLE, "forward", "handle", h])
+        return
+    match = ["ip", "saddr", source] if source else []
+    run(["nft", "insert", "rule", "inet", NFT_TABLE, "forward", "iifname", BRIDGE] + match +
+        ["ip", "daddr", "@mirror4", "counter", "reject", "with", "icmpx", "type", "admin-prohibited",
+         "comment", '"%s"' % MIRROR_CLOSED])
+
+
 def resolve4(host):
     try:
         ipaddress.IPv4Address(host)

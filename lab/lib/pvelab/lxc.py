@@ -295,6 +295,21 @@ def mask_units(rfs):
             rfs.symlink(rel, "/dev/null")
 
 
+def clear_machine_id(rfs):
+    """PVE's Setup::Base::clear_machine_id at create (not clone): with systemd in the guest, the
+    D-Bus machine id (unless a symlink) and /etc/machine-id are removed, so that the first boot
+    makes new ones."""
+    root = rfs.path
+    if not any(os.access(os.path.join(root, p), os.X_OK) for p in ("lib/systemd/systemd", "usr/lib/systemd/systemd")):
+        return
+    dbus = os.path.join(root, "var/lib/dbus/machine-id")
+    if os.path.lexists(dbus) and not os.path.islink(dbus):
+        os.unlink(dbus)
+    mid = os.path.join(root, "etc/machine-id")
+    if os.path.lexists(mid):
+        os.unlink(mid)
+
+
 def install_ssh_keys(rfs, keys):
     rfs.mkdir("root/.ssh", 0o700)
     old = rfs.read("root/.ssh/authorized_keys") or ""

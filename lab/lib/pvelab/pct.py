@@ -279,6 +279,7 @@ def cmd_create(args):
             rfs = lxc.Rootfs(root_path, unpriv)
             for t in ("rsa", "ecdsa", "ed25519"):
                 out("Creating SSH host key 'ssh_host_%s_key' - this may take some time ..." % t)
+            lxc.clear_machine_id(rfs)  # post_create_hook, before the SSH host keys are rewritten
             keys.install(rfs)
             lxc.mask_units(rfs)
             if ssh_keys:

@@ -1,5 +1,6 @@
 """`pvesm` of the lab node: `status` (and `list`) over the two lab storages."""
 
+import os
 import re
 import sys
 
@@ -12,6 +13,7 @@ USAGE = {
     "status": "pvesm status [OPTIONS]",
     "list": "pvesm list <storage> [OPTIONS]",
     "path": "pvesm path <volume>",
+    "free": "pvesm free <volume> [OPTIONS]",
 }
 
 
@@ -89,7 +91,25 @@ def cmd_path(args):
     return 0
 
 
-COMMANDS = {"status": cmd_status, "list": cmd_list, "path": cmd_path}
+def cmd_free(args):
+    """`pvesm free VOLID` (API DELETE .../storage/S/content/VOLID): here only for templates
+    (vztmpl), which is what the lab's callers free; other volumes go with `pct destroy`."""
+    o = schema.parse_and_validate(args, {"volume": {"type": "string"},
+                                         "storage": STORE, "delay": {"type": "integer", "optional": True}},
+                                  ["volume"], USAGE["free"])
+    require_lab()
+    path, kind = storage.volume_path(o["volume"])
+    storage.activate(storage.parse_volume_id(o["volume"])[0])
+    if kind != "vztmpl":
+        raise PVEError("the lab frees only templates (vztmpl); destroy the guest that owns '%s'" % o["volume"])
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        raise PVEError("volume '%s' does not exist" % o["volume"])
+    return 0
+
+
+COMMANDS = {"status": cmd_status, "list": cmd_list, "path": cmd_path, "free": cmd_free}
 
 
 def usage_all(err):
