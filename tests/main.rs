@@ -9,6 +9,7 @@ mod fuzz;
 mod inventory;
 mod known_issues;
 mod lab;
+mod lab_cluster;
 mod lab_release;
 mod plan_cases;
 mod release;

@@ -13,7 +13,8 @@ Layout under the lab's state dir S (the single-node lab keeps S as it is):
       pve -> ../../cluster/nodes/<node>   so its configs are where pmxcfs keeps them
       lxc/ storage/ lock/    its own LXC path, node-local storages and config locks
       storage/labshared -> S/shared-storage   the one shared storage
-      sshd_config, ssh_host_ed25519_key, sshd.pid, offline (present while it is down)
+      sshd_config, ssh_host_ed25519_key, sshd.pid, sshd.log, offline (present while it is down)
+      run-lock/              the member's /run/lock (its sshd runs in a mount namespace)
   S/sysroot/                 what a member's / holds for the tool: etc/pve -> S/cluster,
                              root/.ssh/id_ed25519 (root's key, shared by all members)
 
@@ -231,7 +232,7 @@ def _sshd_config(name, ip, root):
         "StrictModes no",
         "MaxStartups 100:30:200",
         "MaxSessions 100",
-        "LogLevel ERROR",
+        "LogLevel INFO",  # one 'Accepted publickey' line per session: the sessions a run opened
         "Subsystem sftp internal-sftp",
         "SetEnv " + " ".join("%s=%s" % kv for kv in sorted(env.items())),
         "",
@@ -243,7 +244,12 @@ def start_sshd(name, root=None):
     if _pid_alive(os.path.join(d, "sshd.pid")):
         return
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-    r = subprocess.run(["/usr/sbin/sshd", "-f", os.path.join(d, "sshd_config"), "-E", os.path.join(d, "sshd.log")],
+    os.makedirs(os.path.join(d, "run-lock"), mode=0o755, exist_ok=True)
+    # A node's /run/lock is its own: the member's sessions get a private one (a mount namespace
+    # whose /run/lock is the member's dir), so node-local locks do not serialise members.
+    script = 'mount --bind "$1" /run/lock && exec /usr/sbin/sshd -f "$2" -E "$3"'
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sshd-" + name,
+                        os.path.join(d, "run-lock"), os.path.join(d, "sshd_config"), os.path.join(d, "sshd.log")],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if r.returncode != 0:
         raise PVEError("sshd of member %s did not start: %s" % (name, r.stderr.strip()))
