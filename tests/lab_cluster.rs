@@ -425,8 +425,24 @@ fn a_member_down_fails_only_its_entries_and_the_next_apply_completes_them() {
         ],
     );
     labctl(&["node-down", "pve3"]);
+    let doc = c.provision(d, &["doctor", &f, "--output", "json"]);
     let out = c.provision(d, &["apply", &f, "--yes", "--output", "json"]);
     labctl(&["node-up", "pve3"]);
+    // doctor: the cluster is quorate (2 of 3), the member the file uses is offline
+    assert_eq!(doc.status.code(), Some(1));
+    let doc = report(&doc);
+    let cl = &doc["nodes"][0];
+    let level = |id: &str| {
+        cl["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["level"].clone())
+    };
+    assert_eq!(level("cluster:quorum"), Some("ok".into()), "{doc:#}");
+    assert_eq!(level("cluster:node:pve3"), Some("fail".into()), "{doc:#}");
+    assert_eq!(level("cluster:node:pve2"), Some("ok".into()), "{doc:#}");
     let r = report(&out);
     assert_eq!(out.status.code(), Some(1), "{r:#}");
     let by_name = |r: &serde_json::Value, n: &str| {

@@ -8,6 +8,7 @@
 //! node it is for and how that node is reached; [`reach`] opens an SSH session to a member the
 //! way PVE's own node-to-node SSH does.
 
+pub mod checks;
 pub mod place;
 pub mod reach;
 pub mod route;

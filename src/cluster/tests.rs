@@ -156,3 +156,34 @@ fn a_node_list_limits_the_choice_and_unknown_storage_is_refused() {
         "{got:?}"
     );
 }
+
+#[test]
+fn doctor_fails_an_offline_member_the_file_uses_and_warns_for_another() {
+    use crate::doctor::Level;
+    let f = facts([0, 0, 0], [100 * GIB; 3], false);
+    let r = checks::evaluate(&f, &["pve1".into(), "pve3".into()]);
+    let level = |id: &str| r.checks.iter().find(|c| c.id == id).unwrap().level;
+    assert_eq!(level("cluster:quorum"), Level::Ok);
+    assert_eq!(level("cluster:node:pve1"), Level::Ok);
+    assert_eq!(level("cluster:node:pve3"), Level::Fail);
+    assert!(!r.ok);
+    let r = checks::evaluate(&f, &["pve1".into()]);
+    assert_eq!(
+        r.checks
+            .iter()
+            .find(|c| c.id == "cluster:node:pve3")
+            .unwrap()
+            .level,
+        Level::Warn
+    );
+    assert!(r.ok);
+    let mut lost = f.clone();
+    lost.quorate = false;
+    let r = checks::evaluate(&lost, &[]);
+    assert_eq!(r.checks[0].level, Level::Fail);
+    assert!(
+        r.checks[0].detail.contains("2 of 3 members online"),
+        "{:?}",
+        r.checks[0]
+    );
+}
