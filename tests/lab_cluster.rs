@@ -250,6 +250,14 @@ fn six_auto_containers_spread_over_three_members_reapply_is_a_no_op_status_and_d
         &["name = \"cl6-{n}\"\ncount = 6\nnode = \"auto\""],
     );
     let d = dir.path();
+    // the plan shows where each goes and why (same facts: the same places as the run below)
+    let plan = c.provision(d, &["apply", &f, "--dry-run", "--output", "json"]);
+    assert_eq!(plan.status.code(), Some(0));
+    let notes = report(&plan)["notes"].to_string();
+    for (n, node) in [(1, "pve1"), (2, "pve2"), (3, "pve3"), (4, "pve1")] {
+        let want = format!("placement: cl6-{n} -> {node} (most free memory");
+        assert!(notes.contains(&want), "{want} not in {notes}");
+    }
     let marks = c.log_marks();
     let out = c.provision(
         d,
