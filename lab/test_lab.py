@@ -10,6 +10,7 @@ PROVISION_SKIP_LAB=1 (then they are skipped, visibly).
 import json
 import os
 import re
+import shlex
 import stat
 import subprocess
 import tempfile
@@ -842,6 +843,165 @@ class InvocationLog(unittest.TestCase):
         self.assertEqual(bad[-1]["exit"], 255)
         self.assertNotIn("s3cret-value", read(log), "passwords must not be logged")
         self.assertEqual(stat.S_IMODE(os.stat(log).st_mode), 0o600)
+
+
+class Cluster(unittest.TestCase):
+    """The lab cluster (`labctl up --nodes 3`, beside the single-node lab): members answer as their
+    own nodes through their own sshd; VMIDs are unique cluster-wide; pct refuses another node's
+    guest as PVE does; pvesh proxies /nodes/OTHER; node-down/node-up; migrate."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not LAB_UP:
+            return
+        r = subprocess.run([os.path.join(LAB, "labctl"), "up", "--nodes", "3"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=300)
+        assert r.returncode == 0, "labctl up --nodes 3: %s" % r.stderr
+        cls.env = {}
+        for name in ("pve1", "pve2", "pve3"):
+            out = labctl("env", "--node", name).stdout
+            env = dict(os.environ)
+            for line in out.splitlines():
+                k, v = line[len("export "):].split("=", 1)
+                env[k] = shlex.split(v)[0].replace("$PATH", os.environ["PATH"]) if k == "PATH" else shlex.split(v)[0]
+            cls.env[name] = env
+        cls.root = cls.env["pve1"]["PROVISION_PVE_ROOT"]
+        cls.tmp = tempfile.mkdtemp(prefix="lab-test-")
+        os.chmod(cls.tmp, 0o755)
+        cls.tpl = fake_template(cls.tmp, "cluster-debian-12.2", debian("12.2"))
+
+    def setUp(self):
+        need_lab(self)
+
+    def on(self, node, *argv, timeout=120):
+        return subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              timeout=timeout, env=self.env[node])
+
+    def ssh(self, ip, alias, *argv):
+        """As PVE's node-to-node SSH: root's key, host key checked against the cluster's file."""
+        cmd = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "HostKeyAlias=" + alias,
+               "-o", "UserKnownHostsFile=" + os.path.join(self.root, "etc/pve/priv/known_hosts"),
+               "-o", "GlobalKnownHostsFile=none", "-i", os.path.join(self.root, "root/.ssh/id_ed25519"),
+               "root@" + ip, "--"] + list(argv)
+        return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+
+    def create(self, node, vmid=None):
+        vmid = vmid or str(int(json.loads(self.on(node, "pvesh", "get", "/cluster/nextid",
+                                                   "--output-format", "json").stdout)))
+        r = self.on(node, "pct", "create", vmid, self.tpl, "--rootfs", "labct:1", "--hostname", "cl%s" % vmid)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.addCleanup(self.destroy, vmid)
+        return vmid
+
+    def destroy(self, vmid):
+        for n in ("pve1", "pve2", "pve3"):
+            self.on(n, "pct", "destroy", vmid, "--force", "1")
+
+    def status(self, node):
+        r = self.on(node, "pvesh", "get", "/cluster/status", "--output-format", "json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)
+
+    def test_cluster_status_names_members_addresses_and_quorum(self):
+        st = self.status("pve2")
+        cl = [e for e in st if e["type"] == "cluster"]
+        self.assertEqual((cl[0]["nodes"], cl[0]["quorate"]), (3, 1))
+        nodes = {e["name"]: e for e in st if e["type"] == "node"}
+        self.assertEqual(sorted(nodes), ["pve1", "pve2", "pve3"])
+        self.assertEqual([nodes[n]["local"] for n in ("pve1", "pve2", "pve3")], [0, 1, 0])
+        self.assertEqual(nodes["pve3"]["ip"], "127.0.10.3")
+        self.assertTrue(all(e["online"] == 1 for e in nodes.values()))
+
+    def test_each_member_answers_through_its_own_sshd_with_the_cluster_trust(self):
+        for i, n in enumerate(("pve1", "pve2", "pve3"), 1):
+            r = self.ssh("127.0.10.%d" % i, n, "pvesh", "get", "/cluster/status", "--output-format", "json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            local = [e["name"] for e in json.loads(r.stdout) if e.get("local") == 1]
+            self.assertEqual(local, [n])
+        # the host key of pve2 is not pve1's: a wrong alias fails the strict check
+        r = self.ssh("127.0.10.2", "pve1", "true")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("host key", r.stderr.lower())
+
+    def test_a_vmid_exists_once_in_the_cluster(self):
+        vmid = self.create("pve1")
+        r = self.on("pve2", "pct", "create", vmid, self.tpl, "--rootfs", "labct:1")
+        self.assertEqual(r.returncode, 255)
+        self.assertIn("CT %s already exists on node 'pve1'" % vmid, r.stderr)
+        nxt = self.on("pve3", "pvesh", "get", "/cluster/nextid", "--output-format", "json").stdout
+        self.assertNotEqual(str(int(json.loads(nxt))), vmid)
+        r = self.on("pve3", "pvesh", "get", "/cluster/nextid", "--vmid", vmid)
+        self.assertEqual(r.returncode, 255)
+        self.assertIn("vmid: VM %s already exists" % vmid, r.stderr)
+
+    def test_concurrent_creates_of_one_vmid_on_two_members_one_wins(self):
+        vmid = str(int(json.loads(self.on("pve1", "pvesh", "get", "/cluster/nextid", "--output-format", "json").stdout)))
+        self.addCleanup(self.destroy, vmid)
+        procs = [subprocess.Popen(["pct", "create", vmid, self.tpl, "--rootfs", "labct:1"], env=self.env[n],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for n in ("pve1", "pve2")]
+        res = [(p.returncode, p.communicate(timeout=120)[1]) for p in procs]
+        res = [(p.returncode, e) for p, (_, e) in zip(procs, res)]
+        self.assertEqual(sorted(c for c, _ in res), [0, 255], res)
+        self.assertIn("already exists on node", [e for c, e in res if c == 255][0])
+        confs = [n for n in ("pve1", "pve2", "pve3")
+                 if os.path.exists(os.path.join(self.root, "etc/pve/nodes", n, "lxc", vmid + ".conf"))]
+        self.assertEqual(len(confs), 1, confs)
+
+    def test_pct_refuses_another_nodes_guest_as_pve_does(self):
+        vmid = self.create("pve1")
+        for cmd in (["config", vmid], ["start", vmid], ["destroy", vmid]):
+            r = self.on("pve2", "pct", *cmd)
+            self.assertEqual(r.returncode, 255, cmd)
+            self.assertIn("Configuration file 'nodes/pve2/lxc/%s.conf' does not exist" % vmid, r.stderr)
+        self.assertNotIn("\n%s " % vmid, self.on("pve2", "pct", "list").stdout)
+        self.assertEqual(self.on("pve1", "pct", "config", vmid).returncode, 0)
+
+    def test_pvesh_proxies_other_nodes_and_lists_the_whole_cluster(self):
+        vmid = self.create("pve1")
+        r = self.on("pve3", "pvesh", "get", "/nodes/pve1/lxc/%s/config" % vmid, "--output-format", "json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["hostname"], "cl" + vmid)
+        log = os.path.join(self.root, "..", "members", "pve1", "invocations.jsonl")
+        self.assertIn("--noproxy", read(log).splitlines()[-1], "the proxied call ran on pve1")
+        res = json.loads(self.on("pve2", "pvesh", "get", "/cluster/resources", "--output-format", "json").stdout)
+        vm = [e for e in res if e.get("vmid") == int(vmid)]
+        self.assertEqual([(e["node"], e["name"]) for e in vm], [("pve1", "cl" + vmid)])
+        st = {(e["node"], e["storage"]): e for e in res if e["type"] == "storage"}
+        for n in ("pve1", "pve2", "pve3"):
+            self.assertEqual(st[(n, "labshared")]["shared"], 1)
+            self.assertEqual(st[(n, "labct")]["shared"], 0)
+        self.assertEqual(sorted(e["node"] for e in res if e["type"] == "node"), ["pve1", "pve2", "pve3"])
+
+    def test_node_down_and_up(self):
+        vmid = self.create("pve3")
+        self.addCleanup(labctl, "node-up", "pve3")
+        labctl("node-down", "pve3")
+        nodes = {e["name"]: e for e in self.status("pve1") if e["type"] == "node"}
+        self.assertEqual(nodes["pve3"]["online"], 0)
+        self.assertEqual([e["quorate"] for e in self.status("pve1") if e["type"] == "cluster"], [1])
+        r = self.on("pve1", "pvesh", "get", "/nodes/pve3/lxc", "--output-format", "json")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("proxy handler failed", r.stderr)
+        self.assertNotEqual(self.ssh("127.0.10.3", "pve3", "true").returncode, 0)
+        res = json.loads(self.on("pve1", "pvesh", "get", "/cluster/resources", "--output-format", "json").stdout)
+        self.assertEqual([e["status"] for e in res if e.get("vmid") == int(vmid)], ["unknown"])
+        self.assertEqual([e["status"] for e in res if e.get("type") == "node" and e["node"] == "pve3"], ["offline"])
+        labctl("node-up", "pve3")
+        r = self.on("pve1", "pvesh", "get", "/nodes/pve3/lxc", "--output-format", "json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([e["vmid"] for e in json.loads(r.stdout)], [int(vmid)])
+
+    def test_migrate_moves_config_and_volume(self):
+        vmid = self.create("pve1")
+        labctl("migrate", vmid, "pve2")
+        self.assertEqual(self.on("pve1", "pct", "config", vmid).returncode, 255)
+        r = self.on("pve2", "pct", "config", vmid)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        vol = re.search(r"rootfs: (labct:[^,]+)", r.stdout).group(1)
+        p = self.on("pve2", "pvesm", "path", vol)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(os.path.isdir(p.stdout.strip()), p.stdout)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ pub mod addresses;
 pub mod apply;
 pub mod batch;
 pub mod cli;
+pub mod cluster;
 pub mod cmd;
 pub mod commands;
 pub mod doctor;

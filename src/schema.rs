@@ -47,8 +47,10 @@ struct Entry {
     vmid: Option<i64>,
     /// First VMID of a counted entry.
     vmid_base: Option<i64>,
-    /// The PVE node it must be on.
+    /// The PVE node it must be on; `auto`: the cluster member with the most headroom.
     node: Option<String>,
+    /// The members `node = "auto"` may choose from (default: all).
+    nodes: Option<Vec<String>>,
     /// Reach that node over SSH (`[user@]host[:port]`).
     host: Option<String>,
     #[serde(flatten)]

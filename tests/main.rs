@@ -10,6 +10,7 @@ mod images;
 mod inventory;
 mod known_issues;
 mod lab;
+mod lab_cluster;
 mod lab_images;
 mod lab_mounts;
 mod lab_release;

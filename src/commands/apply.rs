@@ -166,6 +166,9 @@ pub fn run_with(
     let entries = lab.select(&a.file.only)?;
     let inputs = read_inputs(&lab, &entries)?;
     let opts = options(&a.change);
+    let member = super::member_opener(g);
+    let routed = crate::cluster::route::route(&entries, open, &member, &opts);
+    let entries = routed.refs();
     let make_ctx = |t: Arc<dyn Transport>| {
         let mut c = Ctx::new(t, opts.clone());
         c.container_ssh = super::ssh_options(g);
@@ -173,7 +176,7 @@ pub fn run_with(
         c.cancel = cancel.clone();
         c
     };
-    let targets = Targets::open(&entries, open, &make_ctx);
+    let targets = Targets::open(&entries, &|h| routed.open(h), &make_ctx);
     let jobs: Vec<Job<'_>> = entries
         .iter()
         .zip(inputs)
@@ -186,6 +189,7 @@ pub fn run_with(
         })
         .collect();
     let mut notes = node_notes(&targets);
+    notes.extend(routed.notes.iter().cloned());
     if g.dry_run {
         return dry_run(g, a.jobs, &targets, &jobs, &cancel, notes);
     }

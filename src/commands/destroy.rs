@@ -245,7 +245,12 @@ pub fn run_with(
 ) -> Result<u8> {
     let lab = load_lab(&a.file)?;
     let entries = lab.select(&a.file.only)?;
-    let targets = Targets::open(&entries, open, &|t| apply::Ctx::new(t, Options::default()));
+    let member = super::member_opener(g);
+    let routed = crate::cluster::route::route(&entries, open, &member, &Options::default());
+    let entries = routed.refs();
+    let targets = Targets::open(&entries, &|h| routed.open(h), &|t| {
+        apply::Ctx::new(t, Options::default())
+    });
     require_pve(&targets)?;
     let mut items: Vec<Item> = entries
         .iter()

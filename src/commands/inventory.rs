@@ -334,7 +334,8 @@ pub fn ssh_config(file: &str, hosts: &[Host]) -> Result<String> {
 pub fn run(a: &InventoryArgs, g: &GlobalArgs) -> Result<u8> {
     let lab = super::apply::load_lab(&a.file)?;
     let entries = lab.select(&a.file.only)?;
-    let report = status::collect(&a.file, &|h| open_host(g, h))?;
+    let member = super::member_opener(g);
+    let report = status::collect_with(&a.file, &|h| open_host(g, h), &member)?;
     let hs = hosts(g, &entries, &report).map_err(|e| {
         InputErrors(vec![InputError::whole(
             lab.shown.clone(),

@@ -60,6 +60,16 @@ fn ssh_node(g: &GlobalArgs, host: &str) -> Result<Arc<dyn Transport>> {
     Ok(Arc::new(s))
 }
 
+/// Opens a cluster member (see [`crate::cluster::reach`]): root's key on a node, the
+/// command line's keys with `--host`; the cluster's known_hosts either way.
+pub fn member_opener(
+    g: &GlobalArgs,
+) -> impl Fn(&crate::cluster::Member, &dyn Transport) -> Result<Arc<dyn Transport>> + Sync + use<> {
+    let base = ssh_options(g);
+    let on_node = g.host.is_none();
+    move |m, via| crate::cluster::reach::open_member(m, via, &base, on_node)
+}
+
 /// SSH settings from the command line (for nodes, and the keys for containers reached over SSH).
 pub fn ssh_options(g: &GlobalArgs) -> crate::transport::ssh::SshOptions {
     let mut opts = crate::transport::ssh::SshOptions::default();

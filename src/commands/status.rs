@@ -232,7 +232,8 @@ impl StatusReport {
 
 /// Runs `provision status`.
 pub fn run(a: &FileArgs, g: &GlobalArgs) -> Result<u8> {
-    let report = collect(a, &|h| open_host(g, h))?;
+    let member = super::member_opener(g);
+    let report = collect_with(a, &|h| open_host(g, h), &member)?;
     if json(g) {
         print_json(&report)?;
     } else {
@@ -242,11 +243,26 @@ pub fn run(a: &FileArgs, g: &GlobalArgs) -> Result<u8> {
     Ok(if unreadable { 1 } else { 0 })
 }
 
-/// Reads the status of every selected entry through the transports `open` gives.
+/// Reads the status of every selected entry through the transports `open` gives (cluster
+/// members with root's key, as on a node).
 pub fn collect(a: &FileArgs, open: &Opener<'_>) -> Result<StatusReport> {
+    let base = crate::transport::ssh::SshOptions::default();
+    collect_with(a, open, &|m, via| {
+        crate::cluster::reach::open_member(m, via, &base, true)
+    })
+}
+
+/// [`collect`] with the opener of other cluster members.
+pub fn collect_with(
+    a: &FileArgs,
+    open: &Opener<'_>,
+    member: &crate::cluster::route::MemberOpener<'_>,
+) -> Result<StatusReport> {
     let lab = load_lab(a)?;
     let entries = lab.select(&a.only)?;
-    let targets = Targets::open(&entries, open, &|t| {
+    let routed = crate::cluster::route::route(&entries, open, member, &Options::default());
+    let entries = routed.refs();
+    let targets = Targets::open(&entries, &|h| routed.open(h), &|t| {
         crate::apply::Ctx::new(t, Options::default())
     });
     require_pve(&targets)?;

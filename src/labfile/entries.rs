@@ -91,6 +91,7 @@ pub(super) fn check(
                 pattern: counted.then(|| name.clone()),
                 n,
                 node: e.node.clone(),
+                nodes: e.nodes.clone().unwrap_or_default(),
                 host: e.host.clone(),
                 request: Request {
                     hostname,
@@ -184,6 +185,23 @@ pub(super) fn check_entry_place(cx: &mut Cx<'_>, p: &str, e: &RawEntry, counted:
             &format!("{p}.node"),
             m.replace("a valid hostname", "a valid PVE node name"),
         );
+    }
+    for (i, n) in e.nodes.iter().flatten().enumerate() {
+        if let Err(m) = validate::hostname(n) {
+            let m = m.replace("a valid hostname", "a valid PVE node name");
+            cx.err(&format!("{p}.nodes[{i}]"), m);
+        }
+    }
+    match (&e.node, &e.nodes) {
+        (_, Some(l)) if l.is_empty() => cx.err(
+            &format!("{p}.nodes"),
+            "is empty: list the members `node = \"auto\"` may choose from, or leave `nodes` out for all of them".to_string(),
+        ),
+        (Some(n), Some(_)) if n != "auto" => cx.err(
+            &format!("{p}.nodes"),
+            format!("`nodes` is the choice of `node = \"auto\"`, but `node` is {n:?}"),
+        ),
+        _ => {}
     }
     if let Some(h) = &e.host
         && let Err(err) = crate::transport::ssh::SshTarget::parse(h)

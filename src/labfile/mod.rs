@@ -62,6 +62,7 @@ pub const ENTRY_KEYS: &[&str] = &[
     "vmid",
     "vmid_base",
     "node",
+    "nodes",
     "host",
 ];
 
@@ -76,8 +77,11 @@ pub struct Entry {
     pub pattern: Option<String>,
     /// The counter value (1-based) for a counted entry.
     pub n: Option<u32>,
-    /// The PVE node the container must be on, when the file says.
+    /// The PVE node the container must be on, when the file says; `auto`: placed on the
+    /// cluster member with the most headroom (see [`crate::cluster`]).
     pub node: Option<String>,
+    /// The members `auto` may choose from (empty: every member).
+    pub nodes: Vec<String>,
     /// SSH target of the node (`[user@]host[:port]`); None: the default node.
     pub host: Option<String>,
     /// What to converge: hostname, fixed VMID (entry `vmid`, `vmid_base + n - 1`, or the
@@ -169,6 +173,7 @@ struct RawEntry {
     vmid: Option<i64>,
     vmid_base: Option<i64>,
     node: Option<String>,
+    nodes: Option<Vec<String>>,
     host: Option<String>,
     /// Entry keys that were written, whatever their type: a key given with a wrong type is
     /// reported as that, never also as missing.
@@ -332,6 +337,7 @@ pub fn parse(
                     e.name = own.remove("name").and_then(|v| cx.de(v));
                     e.profile = own.remove("profile").and_then(|v| cx.de(v));
                     e.node = own.remove("node").and_then(|v| cx.de(v));
+                    e.nodes = own.remove("nodes").and_then(|v| cx.de(v));
                     e.host = own.remove("host").and_then(|v| cx.de(v));
                     e.count = own.remove("count").and_then(|v| cx.de(v));
                     e.vmid = own.remove("vmid").and_then(|v| cx.de(v));

@@ -38,6 +38,10 @@ def sp(*parts):
 
 
 def node_name():
+    """The machine's short host name; a member of the lab cluster is the node its state names."""
+    cfg = lab_config()
+    if cfg and cfg.get("member_of"):
+        return cfg["node"]
     return socket.gethostname().split(".")[0]
 
 

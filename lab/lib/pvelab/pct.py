@@ -15,7 +15,7 @@ import sys
 import time
 
 from . import conf as pveconf
-from . import lxc, mounts, release, schema, storage, task
+from . import cluster, lxc, mounts, release, schema, storage, task
 from .common import ConfigLock, PVEError, node_name, param_error, require_lab
 
 VMID = {"name": "vmid", "type": "integer", "format": "pve-vmid", "minimum": 100, "maximum": 999999999}
@@ -183,6 +183,7 @@ def cmd_create(args):
     def check_unused():
         if pveconf.exists(vmid) and not force:
             raise PVEError("CT %d already exists on node '%s'" % (vmid, node))
+        cluster.check_vmid_unused(vmid, pveconf.conf_dir())
         if force and pveconf.exists(vmid) and lxc.is_running(vmid):
             raise PVEError("can't overwrite running container")
 
@@ -241,7 +242,9 @@ def cmd_create(args):
         if force and pveconf.exists(vmid):
             destroy_volumes(vmid, pveconf.load(vmid))
             lxc.remove_ct(vmid)
-        pveconf.write(vmid, {})  # reserve the ID, like PVE's empty config
+        with cluster.registry_lock():  # pmxcfs refuses a config whose VMID another node has
+            cluster.check_vmid_unused(vmid, pveconf.conf_dir())
+            pveconf.write(vmid, {})  # reserve the ID, like PVE's empty config
         created = []
         keys = lxc.SSHHostKeys(conf.get("hostname", "CT%d" % vmid))
         try:

@@ -6,7 +6,7 @@ import re
 import sys
 
 from . import conf as pveconf
-from . import lxc, pct, release, schema, storage
+from . import cluster, lxc, pct, release, schema, storage
 from .common import PVEError, node_name, param_error, require_lab
 
 USAGE_GET = "pvesh get <api_path> [OPTIONS] [FORMAT_OPTIONS]"
@@ -42,7 +42,7 @@ def storage_resources():
     for s in storage.status_list():
         out.append({"id": "storage/%s/%s" % (node_name(), s["storage"]), "type": "storage",
                     "storage": s["storage"], "node": node_name(), "status": "available",
-                    "content": s["content"], "plugintype": s["type"], "shared": 0,
+                    "content": s["content"], "plugintype": s["type"], "shared": s["shared"],
                     "maxdisk": s["total"], "disk": s["used"]})
     return out
 
@@ -81,7 +81,7 @@ def routes():
     v = r"(?P<vmid>[^/]+)"
     return [
         (r"/version", {}, lambda m, o: version()),
-        (r"/nodes", {}, lambda m, o: [dict(node_resource(), id="node/%s" % node_name(), ssl_fingerprint="")]),
+        (r"/nodes", {}, lambda m, o: nodes_list()),
         (r"/nodes/%s" % n, {}, lambda m, o: [{"name": x} for x in ("lxc", "status", "storage", "version")]),
         (r"/nodes/%s/status" % n, {}, lambda m, o: {"uptime": node_resource()["uptime"],
                                                      "cpuinfo": {"cpus": os.cpu_count() or 1},
@@ -108,8 +108,7 @@ def routes():
         (r"/cluster/nextid", {"vmid": VMID_OPT}, nextid),
         (r"/cluster/resources", {"type": {"type": "string", "enum": ["vm", "storage", "node", "sdn"], "optional": True}},
          resources),
-        (r"/cluster/status", {}, lambda m, o: [{"type": "node", "name": node_name(), "id": "node/%s" % node_name(),
-                                                 "online": 1, "local": 1, "nodeid": 1, "ip": "127.0.0.1", "level": ""}]),
+        (r"/cluster/status", {}, lambda m, o: cluster_status()),
     ]
 
 
@@ -173,9 +172,66 @@ def ct_interfaces(m, o):
     return res
 
 
+def nodes_list():
+    if not cluster.is_member():
+        return [dict(node_resource(), id="node/%s" % node_name(), ssl_fingerprint="")]
+    return [dict(r, ssl_fingerprint="") for r in member_node_resources()]
+
+
+def cluster_status():
+    """GET /cluster/status: a one-node lab has no cluster entry; a member lists the cluster
+    (quorum) and every node with its address, online state and which one is `local`."""
+    if not cluster.is_member():
+        return [{"type": "node", "name": node_name(), "id": "node/%s" % node_name(),
+                 "online": 1, "local": 1, "nodeid": 1, "ip": "127.0.0.1", "level": ""}]
+    ms = cluster.members()
+    out = [{"type": "cluster", "id": "cluster", "name": cluster.NAME, "nodes": len(ms),
+            "quorate": 1 if cluster.quorate() else 0, "version": len(ms)}]
+    for mem in ms:
+        out.append({"type": "node", "name": mem["name"], "id": "node/%s" % mem["name"], "ip": mem["ip"],
+                    "nodeid": mem["nodeid"], "online": 1 if cluster.online(mem["name"]) else 0,
+                    "local": 1 if mem["name"] == node_name() else 0, "level": ""})
+    return out
+
+
+def member_node_resources():
+    out = []
+    for mem in cluster.members():
+        with cluster.as_member(mem["name"]):
+            r = node_resource()
+        if not cluster.online(mem["name"]):
+            r = {"id": r["id"], "type": "node", "node": mem["name"], "status": "offline"}
+        out.append(r)
+    return out
+
+
+def member_resources(t):
+    """What pmxcfs's status gives every node: the guests and storages of all members."""
+    res = []
+    for mem in cluster.members():
+        up = cluster.online(mem["name"])
+        with cluster.as_member(mem["name"]):
+            if t in (None, "vm"):
+                for vmid in pveconf.list_vmids():
+                    try:
+                        r = vm_resource(vmid)
+                    except PVEError:
+                        continue
+                    if not up:
+                        r = {k: r[k] for k in ("id", "type", "vmid", "name", "node", "template", "tags") if k in r}
+                        r["status"] = "unknown"
+                    res.append(r)
+            if t in (None, "storage") and up:
+                res += storage_resources()
+    if t in (None, "node"):
+        res += member_node_resources()
+    return res
+
+
 def nextid(m, o):
-    """An integer, as the API schema says (`returns => { type => 'integer' }`)."""
-    used = set(pveconf.list_vmids())
+    """An integer, as the API schema says (`returns => { type => 'integer' }`); free in the
+    whole cluster (and this machine's single-node lab, which shares the bridge)."""
+    used = cluster.all_vmids() | set(pveconf.list_vmids())
     if o.get("vmid"):
         v = int(o["vmid"])
         if v in used:
@@ -191,6 +247,8 @@ def nextid(m, o):
 
 def resources(m, o):
     t = o.get("type")
+    if cluster.is_member():
+        return member_resources(t)
     res = []
     if t in (None, "vm"):
         for vmid in pveconf.list_vmids():
@@ -240,7 +298,7 @@ def _yaml(d, ind=0):
     return "%s%s\n" % (pad, json.dumps(d))
 
 
-def cmd_get(args):
+def cmd_get(args, noproxy=False):
     # the API path is the first non-option argument
     path = None
     rest = []
@@ -264,8 +322,18 @@ def cmd_get(args):
         props = dict(FORMAT_OPTS)
         props.update(params)
         o = schema.parse_and_validate(rest, props, [], USAGE_GET)
-        if "node" in m.groupdict() and m.group("node") not in (node_name(), "localhost"):
-            nn = m.group("node")
+        nn = m.groupdict().get("node")
+        if nn is not None and nn not in (node_name(), "localhost") and cluster.member(nn) is not None:
+            if noproxy:
+                raise PVEError("proxy loop detected - aborting")
+            args = []
+            for k, v in sorted(o.items()):
+                if k not in ("output-format", "quiet"):
+                    args += ["--" + k, v]
+            data = cluster.proxy_get(nn, p, args)
+            sys.stdout.write(render(data, o.get("output-format", "text")))
+            return 0
+        if nn is not None and nn not in (node_name(), "localhost"):
             raise PVEError("hostname lookup '%s' failed - failed to get address info for: %s: "
                            "Name or service not known" % (nn, nn))
         data = handler(m, o)
@@ -284,8 +352,14 @@ def main(argv):
     if not argv:
         sys.stderr.write(usage_all("no command specified"))
         return 255
-    if argv[0] == "get":
-        return cmd_get(argv[1:])
+    noproxy = argv[0] == "--noproxy"  # what a proxying node runs on the target node
+    if noproxy:
+        argv = argv[1:]
+    if argv and argv[0] == "get":
+        return cmd_get(argv[1:], noproxy)
+    if not argv:
+        sys.stderr.write(usage_all("no command specified"))
+        return 255
     if argv[0] in ("ls", "set", "create", "delete", "usage", "help"):
         raise PVEError("lab node: 'pvesh %s' is not implemented (only 'pvesh get')" % argv[0])
     sys.stderr.write(usage_all("unknown command 'pvesh %s'" % argv[0]))

@@ -20,7 +20,7 @@ import json
 import os
 import re
 
-from .common import PVEError, atomic_write, sp
+from .common import PVEError, atomic_write, lab_config, sp
 
 STORAGES = {
     "local": {"type": "dir", "content": ["backup", "iso", "vztmpl"], "subdir": "local"},
@@ -31,6 +31,9 @@ STORAGES = {
                   "pool": "rpool/data"},
 }
 STATES = ("online", "offline", "failing")
+if (lab_config() or {}).get("member_of"):
+    # a member of the lab cluster also sees the cluster's one shared storage (cluster.py)
+    STORAGES["labshared"] = {"type": "dir", "content": ["images", "rootdir"], "subdir": "labshared", "shared": 1}
 
 
 def path_of(storeid):
@@ -203,7 +206,7 @@ def status_list(content=None, storage=None, warn=None):
         if content and content not in s["content"]:
             continue
         rec = {"storage": sid, "type": s["type"], "content": content_str(sid),
-               "active": 0, "enabled": 1, "shared": 0, "total": 0, "used": 0, "avail": 0}
+               "active": 0, "enabled": 1, "shared": s.get("shared", 0), "total": 0, "used": 0, "avail": 0}
         if state(sid) == "offline":
             if warn:
                 warn(activation_error(sid) + "\n")

@@ -143,6 +143,13 @@ pub(super) fn prefer_known_key_types(sess: &Session, known: &KnownKeys) {
     let _ = sess.method_pref(ssh2::MethodType::HostKey, &prefs.join(","));
 }
 
+/// The name a host's key is recorded under: the alias when one is set, else host (and port).
+pub(super) fn known_hosts_name(t: &SshTarget, opts: &SshOptions) -> String {
+    opts.host_key_alias
+        .clone()
+        .unwrap_or_else(|| t.known_hosts_name())
+}
+
 pub(super) fn verify_host_key(
     sess: &Session,
     t: &SshTarget,
@@ -152,7 +159,7 @@ pub(super) fn verify_host_key(
     let (blob, _) = sess
         .host_key()
         .ok_or_else(|| anyhow!("ssh:{t}: the server presented no host key"))?;
-    let name = t.known_hosts_name();
+    let name = known_hosts_name(t, opts);
     let ty = key_type(blob);
     let label = key_type_label(ty);
     let fp = fingerprint(blob);

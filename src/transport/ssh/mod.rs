@@ -111,7 +111,7 @@ impl Ssh {
         sess.set_tcp_stream(tcp);
         sess.set_timeout(u32::try_from(opts.connect_timeout.as_millis()).unwrap_or(u32::MAX));
 
-        let known = scan_known_hosts(&sess, &opts.known_hosts, &target.known_hosts_name());
+        let known = scan_known_hosts(&sess, &opts.known_hosts, &known_hosts_name(&target, opts));
         prefer_known_key_types(&sess, &known);
 
         sess.handshake().map_err(|e| {

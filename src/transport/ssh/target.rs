@@ -157,6 +157,9 @@ pub struct SshOptions {
     pub connect_timeout: Duration,
     /// Limit for each command and upload (default none).
     pub command_timeout: Option<Duration>,
+    /// The name the host key is looked up under instead of the host (OpenSSH's
+    /// `HostKeyAlias`; PVE's node-to-node SSH uses the node name).
+    pub host_key_alias: Option<String>,
 }
 
 impl Default for SshOptions {
@@ -175,6 +178,7 @@ impl Default for SshOptions {
             use_agent: true,
             connect_timeout: Duration::from_secs(10),
             command_timeout: None,
+            host_key_alias: None,
         }
     }
 }
