@@ -197,6 +197,11 @@ fn two_containers_from_one_image_differ_in_identity_and_install_nothing() {
             lab.attach_ok(v, &["cat", "/etc/provision-image"]).trim(),
             image
         );
+        let leak = lab.attach_ok(
+            v,
+            &["sh", "-c", "cat /etc/vzdump/pct.conf 2>/dev/null || true"],
+        );
+        assert_eq!(leak, "", "ct {v} keeps the build container's config");
     }
     // Identity: differs between the two, and nothing of the build container's is in the image.
     let ident = |v: u32| {

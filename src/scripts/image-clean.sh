@@ -36,6 +36,25 @@ EOF
   mkdir -p /etc/systemd/system/multi-user.target.wants
   ln -sf /etc/systemd/system/provision-ssh-host-keys.service /etc/systemd/system/multi-user.target.wants/provision-ssh-host-keys.service
 fi
+# vzdump puts the build container's config (its hostname, MAC address) into the archive as
+# /etc/vzdump/pct.conf, and a create from a template keeps it (only a restore removes it):
+# removed at the first boot of every container made from the image.
+if [ -d /etc/systemd/system ]; then
+  cat > /etc/systemd/system/provision-image-first-boot.service <<'EOF'
+[Unit]
+Description=Remove the image build container's configuration that vzdump stored
+ConditionPathExists=/etc/vzdump/pct.conf
+
+[Service]
+Type=oneshot
+ExecStart=/bin/rm -f /etc/vzdump/pct.conf
+
+[Install]
+WantedBy=multi-user.target
+EOF
+  mkdir -p /etc/systemd/system/multi-user.target.wants
+  ln -sf /etc/systemd/system/provision-image-first-boot.service /etc/systemd/system/multi-user.target.wants/provision-image-first-boot.service
+fi
 # Package lists and caches, logs, shell history, temporary files, the tool's state.
 apt-get clean >/dev/null 2>&1 || true
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
