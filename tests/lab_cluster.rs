@@ -252,8 +252,9 @@ fn six_auto_containers_spread_over_three_members_reapply_is_a_no_op_status_and_d
     let d = dir.path();
     // the plan shows where each goes and why (same facts: the same places as the run below)
     let plan = c.provision(d, &["apply", &f, "--dry-run", "--output", "json"]);
-    assert_eq!(plan.status.code(), Some(0));
-    let notes = report(&plan)["notes"].to_string();
+    let doc = report(&plan);
+    assert_eq!(plan.status.code(), Some(0), "{doc:#}");
+    let notes = doc["notes"].to_string();
     for (n, node) in [(1, "pve1"), (2, "pve2"), (3, "pve3"), (4, "pve1")] {
         let want = format!("placement: cl6-{n} -> {node} (most free memory");
         assert!(notes.contains(&want), "{want} not in {notes}");

@@ -3,7 +3,8 @@
 //! A container goes to the online member (among `nodes`, when the entry lists them) with the
 //! most free memory after what this run has already placed there, and whose root disk storage
 //! is there (shared, or that node's own), active, able to hold container roots and with room
-//! for the disk after this run's earlier placements on it. Ties go to the node name that sorts
+//! for the disk after this run's earlier placements on it, and whose template storage is
+//! there and holds templates (the template is downloaded there when missing). Ties go to the node name that sorts
 //! first. Because every placement lowers its node's headroom, a counted entry spreads.
 
 use super::ClusterFacts;
@@ -23,6 +24,8 @@ pub struct Want {
     pub storage: String,
     /// Root disk size, GiB.
     pub disk_gib: f64,
+    /// Where the template is (or is downloaded to) on the node; empty: not checked.
+    pub template_storage: String,
 }
 
 /// Where a container goes and why.
@@ -64,6 +67,33 @@ fn headroom(
     }
     if !st.content.iter().any(|c| c == "rootdir") {
         return Err(format!("storage {} cannot hold container roots", w.storage));
+    }
+    if !w.template_storage.is_empty() {
+        let tpl = f
+            .storages
+            .iter()
+            .find(|s| s.node == node && s.storage == w.template_storage);
+        match tpl {
+            Some(t) if t.status == "available" && t.content.iter().any(|c| c == "vztmpl") => {}
+            Some(t) if t.status != "available" => {
+                return Err(format!(
+                    "template storage {} is {}",
+                    w.template_storage, t.status
+                ));
+            }
+            Some(_) => {
+                return Err(format!(
+                    "template storage {} cannot hold templates",
+                    w.template_storage
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "template storage {} is not on this node",
+                    w.template_storage
+                ));
+            }
+        }
     }
     // a shared storage is one pool whichever node writes to it
     let key_node = if st.shared { "" } else { node };

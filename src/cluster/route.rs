@@ -169,6 +169,7 @@ fn decide(r: &mut Routed<'_>, f: &ClusterFacts, opts: &Options) {
                 memory_mib: u64::from(p.memory),
                 storage: p.rootfs.storage.clone(),
                 disk_gib: p.rootfs.size,
+                template_storage: p.template_storage.clone(),
             }
         })
         .collect();

@@ -21,6 +21,12 @@ fn res(mem: [u64; 3], avail: [u64; 3]) -> String {
             "storage":"local-zfs","shared":0,"status":"available","content":"images,rootdir",
             "maxdisk": 1000 * GIB, "disk": 1000 * GIB - avail[i]}),
         );
+        let local = if i == 0 { "unknown" } else { "available" };
+        v.push(
+            serde_json::json!({"type":"storage","id":format!("storage/{n}/local"),"node":n,
+            "storage":"local","shared":0,"status":local,"content":"vztmpl,iso,backup",
+            "maxdisk": 100 * GIB, "disk": 0}),
+        );
         v.push(
             serde_json::json!({"type":"storage","id":format!("storage/{n}/nfs"),"node":n,
             "storage":"nfs","shared":1,"status":"available","content":"rootdir",
@@ -56,6 +62,7 @@ fn want(name: &str, storage: &str, mem: u64, disk: f64) -> Want {
         memory_mib: mem,
         storage: storage.into(),
         disk_gib: disk,
+        template_storage: String::new(),
     }
 }
 
@@ -185,5 +192,26 @@ fn doctor_fails_an_offline_member_the_file_uses_and_warns_for_another() {
         r.checks[0].detail.contains("2 of 3 members online"),
         "{:?}",
         r.checks[0]
+    );
+}
+
+#[test]
+fn the_template_storage_must_be_there_and_usable() {
+    let f = facts([0, 0, 0], [100 * GIB; 3], true);
+    let mut w = want("a", "local-zfs", 64, 1.0);
+    w.template_storage = "local".into();
+    // pve1's `local` is not available: pve2 gets it although pve1 sorts first
+    let p = place(&f, &[w.clone()]);
+    assert_eq!(nodes(&p), ["pve2"]);
+    let reason = &p[0].as_ref().unwrap().reason;
+    assert!(
+        reason.contains("pve1 template storage local is unknown"),
+        "{reason}"
+    );
+    w.template_storage = "local-zfs".into();
+    let got = nodes(&place(&f, &[w]));
+    assert!(
+        got[0].contains("template storage local-zfs cannot hold templates"),
+        "{got:?}"
     );
 }
