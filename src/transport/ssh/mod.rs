@@ -136,6 +136,7 @@ impl Ssh {
                     sftp: None,
                     closing: Vec::new(),
                 }),
+                starting: Mutex::new(()),
                 fd,
                 label,
             }),
@@ -154,6 +155,11 @@ impl Ssh {
 
     /// Opens a channel and starts `line` on it.
     fn start(&self, line: &str, deadline: Option<Instant>) -> Result<Chan, Fail> {
+        let _starting = self
+            .conn
+            .starting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let ch = self.conn.call(deadline, |st| {
             st.reap();
             st.sess.channel_session()

@@ -74,6 +74,13 @@ impl State {
 
 pub(super) struct Conn {
     pub(super) state: Mutex<State>,
+    /// Held from a channel's open until its request (exec, subsystem) is answered. libssh2 reads
+    /// whatever packet arrives: when two channels wait for their answers at once, the thread
+    /// that reads the other channel's CHANNEL_SUCCESS gives up with "Failed waiting for channel
+    /// success" although its own request may have been accepted (and its command started), so
+    /// it cannot be retried safely. One start at a time avoids it; data keeps flowing on the
+    /// channels already started.
+    pub(super) starting: Mutex<()>,
     pub(super) fd: RawFd,
     pub(super) label: String,
 }
@@ -125,6 +132,8 @@ impl Conn {
         deadline: Option<Instant>,
         mut f: impl FnMut(&Sftp) -> Result<T, ssh2::Error>,
     ) -> Result<T, Fail> {
+        let _starting = (self.lock().sftp.is_none())
+            .then(|| self.starting.lock().unwrap_or_else(PoisonError::into_inner));
         self.call(deadline, |st| {
             if st.sftp.is_none() {
                 st.sftp = Some(st.sess.sftp()?);
