@@ -41,7 +41,7 @@ pub fn config_mounts(cfg: &CtConfig) -> Vec<(u32, String)> {
     v
 }
 
-fn map_of(value: &str) -> BTreeMap<String, String> {
+pub(crate) fn map_of(value: &str) -> BTreeMap<String, String> {
     propstr::parse(value, "volume").into_iter().collect()
 }
 
