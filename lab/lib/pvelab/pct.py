@@ -680,9 +680,11 @@ def cmd_list(args):
     return 0
 
 
-def destroy_volumes(vmid, conf):
+def destroy_volumes(vmid, conf, unreferenced=True):
     """Remove the CT's volumes. They vanish at once (renamed into a trash dir); the files are
-    deleted by a detached `rm -rf`, because freeing blocks on this kind of disk can take seconds."""
+    deleted by a detached `rm -rf`, because freeing blocks on this kind of disk can take seconds.
+    `unreferenced`: also the CT's volumes the config does not name (PVE's
+    destroy-unreferenced-disks; off by default for `pct destroy`)."""
     victims = []
     for k, v in conf.items():
         if k == "rootfs" or re.fullmatch(r"(mp|unused)\d+", k):
@@ -694,7 +696,7 @@ def destroy_volumes(vmid, conf):
             except PVEError:
                 continue
             victims.append(path)
-    for sid in storage.STORAGES:
+    for sid in storage.STORAGES if unreferenced else ():
         victims += storage.vm_volume_dirs(sid, vmid)
     trash = None
     for p in victims:
@@ -726,7 +728,7 @@ def cmd_destroy(args):
             if not force:
                 raise PVEError("unable to destroy CT %d - container is running" % vmid)
             lxc.stop(vmid, kill=True)
-        destroy_volumes(vmid, conf)
+        destroy_volumes(vmid, conf, o.get("destroy-unreferenced-disks") == "1")
         lxc.remove_ct(vmid)
         os.unlink(pveconf.conf_path(vmid))
     if o.get("purge") == "1":
