@@ -128,6 +128,41 @@ class Refusals(unittest.TestCase):
         self.assertNotIn("mp0:", cfg)
         self.assertIn("unused0: %s\n" % vol, cfg)
 
+    def test_move_volume_to_another_ct_is_checked_and_renames_like_pve(self):
+        a = nextid()
+        r = run("pct", "create", a, self.tpl, "--rootfs", "labct:1", "--mp0", "labct:1,mp=/keep")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        b = nextid()
+        try:
+            r = run("pct", "create", b, self.tpl, "--rootfs", "labct:1", "--mp0", "/tmp,mp=/tmp2")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.refused(["pct", "move-volume", a, "rootfs", "--target-vmid", b], "Cannot move to/from 'rootfs'")
+            self.refused(["pct", "move-volume", a, "mp0"], "either needs to be set")
+            self.refused(["pct", "move-volume", a, "mp0", "--target-vmid", "999999"], "could not find CT 999999")
+            self.refused(["pct", "move-volume", a, "mp0", "--target-vmid", b],
+                         "Target volume key 'mp0' is already in use for container '%s'" % b)
+            self.refused(["pct", "move-volume", b, "mp0", "--target-vmid", a, "--target-volume", "mp1"],
+                         "Cannot move a bindmount or device mount to another container")
+            old = "labct:%s/vm-%s-disk-1.raw" % (a, a)
+            with open(os.path.join(os.environ["PROVISION_LAB_STATE"], "storage", "labct", "images", a,
+                                   "vm-%s-disk-1.raw" % a, "marker"), "w") as f:
+                f.write("kept")
+            r = run("pct", "move-volume", a, "mp0", "--target-vmid", b, "--target-volume", "mp1")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertNotIn(old, run("pct", "config", a).stdout)
+            new = "labct:%s/vm-%s-disk-1.raw" % (b, b)
+            self.assertIn("mp1: %s,mp=/keep,size=1G\n" % new, run("pct", "config", b).stdout)
+            self.assertEqual(read(os.path.join(os.environ["PROVISION_LAB_STATE"], "storage", "labct", "images",
+                                               b, "vm-%s-disk-1.raw" % b, "marker")), "kept")
+            # pct destroy of the old container leaves the volume it no longer names.
+            self.assertEqual(run("pct", "destroy", a).returncode, 0)
+            a = None
+            self.assertIn("mp1: %s" % new, run("pct", "config", b).stdout)
+        finally:
+            for v in (a, b):
+                if v:
+                    run("pct", "destroy", v, "--force", "1")
+
     def test_unknown_option(self):
         self.refused(self.create("--bogus", "1"), "Unknown option: bogus", "400 unable to parse option",
                      usage="pct create <vmid> <ostemplate> [OPTIONS]")

@@ -351,6 +351,12 @@ pub struct DestroyArgs {
     /// node paths are never touched.
     #[arg(long)]
     pub delete_volumes: bool,
+    /// Keep the containers' data volumes by handing them to container VMID first (PVE's
+    /// `pct move-volume --target-vmid`: renamed for their new owner, mounted there at the same
+    /// path); the volume ids they get are reported. A volume whose path VMID already mounts
+    /// stays, and is refused without --delete-volumes.
+    #[arg(long, value_name = "VMID")]
+    pub move_volumes_to: Option<u32>,
 }
 
 /// `doctor`.

@@ -819,6 +819,7 @@ fn destroy_cmd(node: &Arc<FakeNode>, path: &Path, force: bool, dry_run: bool) ->
         },
         force,
         delete_volumes: false,
+        move_volumes_to: None,
     };
     commands::destroy::run_with(
         &a,
@@ -885,6 +886,7 @@ fn destroy_tapped(node: &Arc<FakeNode>, path: &Path, hook: Hook) -> u8 {
         },
         force: false,
         delete_volumes: false,
+        move_volumes_to: None,
     };
     commands::destroy::run_with(
         &a,

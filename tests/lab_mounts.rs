@@ -371,3 +371,113 @@ fn on_pve_8_1_a_new_device_waits_for_a_restart_and_restart_applies_it() {
     let seen = lab.attach_ok(vmid, &["stat", "-c", "%g %a", &one.0]);
     assert_eq!(seen.trim(), "1234 660");
 }
+
+/// The rebuild that keeps the data: a new container is made, `destroy --move-volumes-to`
+/// hands the old one's data volume to it with PVE's `pct move-volume --target-vmid` (the only
+/// way PVE keeps a volume through `pct destroy`), and the file written in the old container
+/// is read back inside the new one, at the same path, under the volume id the report gives.
+#[test]
+fn a_rebuild_keeps_the_data_volume_when_asked_to_keep_it() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(lab.clone(), vec!["keep1".into(), "keep2".into()]);
+    let data = format!(
+        "[[mounts]]\npath = \"/data\"\nstorage = \"{}\"\nsize = 1\n[docker]\ninstall = \"none\"\n",
+        lab.storage
+    );
+    let old_p = lab.profile(dir.path(), "keep-old", "docker-auto", &data);
+    let make = |name: &str, p: &std::path::Path| {
+        let out = provision(&[
+            name,
+            "--profile",
+            p.to_str().unwrap(),
+            "--yes",
+            "--output",
+            "json",
+        ]);
+        let r = json(&out);
+        assert_eq!(out.status.code(), Some(0), "{r:#}");
+        r["containers"][0]["vmid"].as_u64().unwrap() as u32
+    };
+    let old = make("keep1", &old_p);
+    lab.attach_ok(old, &["sh", "-c", "echo kept-data > /data/file"]);
+    let new_p = lab.profile(
+        dir.path(),
+        "keep-new",
+        "docker-auto",
+        "[docker]\ninstall = \"none\"\n",
+    );
+    let new = make("keep2", &new_p);
+
+    let labfile = dir.path().join("lab.toml");
+    std::fs::write(
+        &labfile,
+        "[[container]]\nname = \"keep1\"\nprofile = \"docker\"\n",
+    )
+    .unwrap();
+    let lf = labfile.to_str().unwrap();
+    // Handing the volume to the container itself is refused before any change.
+    let out = provision(&[
+        "destroy",
+        lf,
+        "--yes",
+        "--move-volumes-to",
+        &old.to_string(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(lab.vmid_of("keep1").is_some());
+    let to = new.to_string();
+    let out = provision(&[
+        "destroy",
+        lf,
+        "--yes",
+        "--move-volumes-to",
+        &to,
+        "--output",
+        "json",
+    ]);
+    let r = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    let c = &r["containers"][0];
+    assert_eq!(c["action"], "destroyed", "{c:#}");
+    let kept = c["moved"][0]["kept_as"].as_str().unwrap().to_string();
+    assert!(
+        kept.contains(&format!("-{new}-disk-")),
+        "renamed for its new owner: {c:#}"
+    );
+    assert!(c["reason"].as_str().unwrap().contains(&kept), "{c:#}");
+    assert!(lab.vmid_of("keep1").is_none());
+    // In the new container, mounted at once (it runs) at the same path, with the old content.
+    let key = c["moved"][0]["target_key"].as_str().unwrap();
+    assert!(
+        pct_config(new).contains(&format!("{key}: {kept},mp=/data")),
+        "{}",
+        pct_config(new)
+    );
+    assert_eq!(lab.attach_ok(new, &["cat", "/data/file"]), "kept-data\n");
+
+    // The new container's profile names the kept volume: a re-run keeps it where it is.
+    let named = format!(
+        "[[mounts]]\npath = \"/data\"\nvolume = \"{kept}\"\n[docker]\ninstall = \"none\"\n"
+    );
+    let p = lab.profile(dir.path(), "keep-named", "docker-auto", &named);
+    let out = provision(&[
+        "keep2",
+        "--profile",
+        p.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let r = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    assert!(pct_config(new).contains(&format!("{key}: {kept},mp=/data")));
+    assert_eq!(lab.attach_ok(new, &["cat", "/data/file"]), "kept-data\n");
+}

@@ -197,6 +197,14 @@ fn a_missing_storage_is_refused_before_any_change() {
 }
 
 fn destroy(node: &std::sync::Arc<crate::support::fake::FakeNode>, delete_volumes: bool) -> u8 {
+    destroy_moving(node, delete_volumes, None)
+}
+
+fn destroy_moving(
+    node: &std::sync::Arc<crate::support::fake::FakeNode>,
+    delete_volumes: bool,
+    move_volumes_to: Option<u32>,
+) -> u8 {
     use provision::cli::{DestroyArgs, FileArgs, GlobalArgs, OutputFormat};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lab.toml");
@@ -213,6 +221,7 @@ fn destroy(node: &std::sync::Arc<crate::support::fake::FakeNode>, delete_volumes
         },
         force: false,
         delete_volumes,
+        move_volumes_to,
     };
     let g = GlobalArgs {
         quiet: true,
@@ -512,4 +521,111 @@ fn profiles_show_leaves_out_the_mount_docker_data_makes() {
     assert!(!shown.contains("[[mounts]]"), "{shown}");
     let again: Layer = toml::from_str(&shown).unwrap();
     assert!(provision::profile::load("docker", &again).is_ok());
+}
+
+/// The rebuild that keeps data: `destroy --move-volumes-to NEW` hands the data volume to the
+/// new container with `pct move-volume` (stopped first, as PVE requires), leaves the bind
+/// mount's node directory alone, and destroys the old container with its root disk only.
+#[test]
+fn destroy_hands_the_data_volume_to_the_new_container_then_destroys_the_old_one() {
+    let node = fake_node();
+    let old = request("jelly", "docker", layer(DATA));
+    assert_eq!(
+        run_once(&node, &old, Options::default()).outcome,
+        Outcome::Created
+    );
+    let new = request("jelly2", "docker", layer(""));
+    assert_eq!(
+        run_once(&node, &new, Options::default()).outcome,
+        Outcome::Created
+    );
+    node.clear_calls();
+    assert_eq!(destroy_moving(&node, false, Some(101)), 0);
+    let calls: Vec<String> = node.changing_calls();
+    let stop = calls.iter().position(|c| c == "pct stop 100");
+    let mv = calls
+        .iter()
+        .position(|c| c == "pct move-volume 100 mp0 --target-vmid 101 --target-volume mp0");
+    assert!(stop.is_some() && stop < mv, "{calls:#?}");
+    assert_eq!(
+        calls.iter().filter(|c| c.contains("move-volume")).count(),
+        1,
+        "the bind mount is never moved: {calls:#?}"
+    );
+    node.with(|s| {
+        assert!(!s.cts.contains_key(&100));
+        assert_eq!(
+            s.cts[&101].config["mp0"],
+            "local-lvm:vm-101-disk-1,mp=/data,backup=1,size=8G"
+        );
+        assert_eq!(s.node_dirs["/tank/media"], "101000:101000");
+    });
+}
+
+#[test]
+fn moving_volumes_is_refused_before_any_change_when_it_cannot_keep_them_all() {
+    let node = fake_node();
+    let old = request("jelly", "docker", layer(DATA));
+    assert_eq!(
+        run_once(&node, &old, Options::default()).outcome,
+        Outcome::Created
+    );
+    // The new container already mounts /data: the old /data volume cannot go there.
+    let clash = "[[mounts]]\npath = \"/data\"\nstorage = \"local-lvm\"\nsize = 1\n";
+    let new = request("jelly2", "docker", layer(clash));
+    assert_eq!(
+        run_once(&node, &new, Options::default()).outcome,
+        Outcome::Created
+    );
+    node.clear_calls();
+    for to in [Some(100), Some(555), Some(101)] {
+        assert_eq!(
+            destroy_moving(&node, false, to),
+            1,
+            "--move-volumes-to {to:?}"
+        );
+        assert!(
+            node.changing_calls().is_empty(),
+            "{to:?}: {:?}",
+            node.changing_calls()
+        );
+    }
+    node.with(|s| assert!(s.cts.contains_key(&100)));
+}
+
+#[test]
+fn plan_moves_keeps_numbers_paths_and_unused_slots() {
+    use provision::facts::CtConfig;
+    use provision::plan::plan_moves;
+    let cfg = |pairs: &[(&str, &str)]| CtConfig {
+        current: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..CtConfig::default()
+    };
+    let src = cfg(&[
+        ("rootfs", "local-lvm:vm-100-disk-0,size=8G"),
+        ("mp0", "local-lvm:vm-100-disk-1,mp=/data,size=16G"),
+        ("mp1", "local-lvm:vm-100-disk-2,mp=/var/lib/docker,size=32G"),
+        ("mp2", "/tank/media,mp=/media"),
+        ("unused0", "local-lvm:vm-100-disk-3"),
+    ]);
+    let dst = cfg(&[
+        ("rootfs", "local-lvm:vm-101-disk-0,size=8G"),
+        ("mp0", "local-lvm:vm-101-disk-1,mp=/var/lib/docker,size=32G"),
+        ("unused0", "local-lvm:vm-101-disk-2"),
+    ]);
+    let (moves, stay) = plan_moves(&src, 100, 101, &dst).unwrap();
+    let got: Vec<(&str, &str)> = moves
+        .iter()
+        .map(|m| (m.key.as_str(), m.target_key.as_str()))
+        .collect();
+    // mp0 is taken there: the lowest free number; unusedN stays unused.
+    assert_eq!(got, [("mp0", "mp1"), ("unused0", "unused1")]);
+    let kept: Vec<&str> = stay.iter().map(|v| v.key.as_str()).collect();
+    // The root disk goes with the container; /var/lib/docker is already mounted there; the
+    // bind mount is never moved.
+    assert_eq!(kept, ["rootfs", "mp1", "mp2"]);
+    assert!(plan_moves(&src, 100, 100, &dst).is_err());
 }

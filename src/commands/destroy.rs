@@ -73,6 +73,10 @@ pub struct Item {
     /// Its volumes and bind mounts (what `pct destroy` deletes and what stays).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<crate::plan::CtVolume>,
+    /// Data volumes handed to another container before the destroy (`--move-volumes-to`),
+    /// with the volume ids they got there once moved.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub moved: Vec<crate::plan::VolumeMove>,
     /// Index into the run's targets.
     #[serde(skip)]
     pub target: usize,
@@ -265,6 +269,7 @@ pub fn run_with(
                     action: Verdict::Failed,
                     reason: m.to_string(),
                     volumes: Vec::new(),
+                    moved: Vec::new(),
                     target,
                 },
                 Ok(t) => {
@@ -276,6 +281,7 @@ pub fn run_with(
                         action,
                         reason,
                         volumes: Vec::new(),
+                        moved: Vec::new(),
                         target,
                     }
                 }
@@ -283,7 +289,7 @@ pub fn run_with(
         })
         .collect();
     for it in items.iter_mut().filter(|it| it.action == Verdict::Destroy) {
-        judge_volumes(&targets, it, a.delete_volumes);
+        judge_volumes(&targets, it, a.delete_volumes, a.move_volumes_to);
     }
     let doomed = items
         .iter()
@@ -320,7 +326,11 @@ pub fn run_with(
         let (Ok(t), Some(v)) = (&targets.list[it.target], it.vmid) else {
             return Some(Err((Verdict::Failed, "no node".to_string())));
         };
-        let destroyed = destroy_rechecked(t, entries[i], v, a.force, a.delete_volumes);
+        let keep = Keep {
+            delete_volumes: a.delete_volumes,
+            move_to: a.move_volumes_to,
+        };
+        let destroyed = destroy_rechecked(t, entries[i], v, a.force, keep);
         if destroyed.is_ok() {
             forget_host_key(&entries[i].request);
         }
@@ -333,7 +343,16 @@ pub fn run_with(
                 it.reason = "not started (interrupted): still there".into();
             }
             None | Some(None) => {}
-            Some(Some(Ok(()))) => {
+            Some(Some(Ok(moved))) if !moved.is_empty() => {
+                let kept: Vec<String> = moved.iter().map(crate::plan::VolumeMove::show).collect();
+                it.action = Verdict::Destroyed;
+                it.reason = format!(
+                    "stopped and destroyed; kept, handed over first: {}",
+                    kept.join("; ")
+                );
+                it.moved = moved;
+            }
+            Some(Some(Ok(_))) => {
                 it.action = Verdict::Destroyed;
                 it.reason = format!("stopped and destroyed ({})", it.reason);
             }
@@ -357,8 +376,8 @@ fn destroy_rechecked(
     e: &Entry,
     vmid: u32,
     force: bool,
-    delete_volumes: bool,
-) -> Result<(), (Verdict, String)> {
+    keep: Keep,
+) -> Result<Vec<crate::plan::VolumeMove>, (Verdict, String)> {
     let failed = |e: anyhow::Error| (Verdict::Failed, format!("{e:#}"));
     let refused = |m: String| {
         (
@@ -394,16 +413,117 @@ fn destroy_rechecked(
             )));
         }
         // The volumes may have changed since they were listed: judged again on this config.
-        crate::plan::destroy_volumes_verdict(&crate::plan::ct_volumes(&cfg), delete_volumes)
-            .map_err(|m| (Verdict::Refused, m.replace("VMID", &vmid.to_string())))?;
-        apply::destroy(t.node(), vmid).map_err(failed)
+        let (moves, _) = volume_verdict(t.node(), &g.node, vmid, &cfg, keep)
+            .map_err(|(v, m)| (v, m.replace("VMID", &vmid.to_string())))?;
+        let moved = move_volumes(t.node(), &g.node, vmid, moves).map_err(failed)?;
+        apply::destroy(t.node(), vmid).map_err(|e| {
+            let kept: Vec<String> = moved.iter().map(crate::plan::VolumeMove::show).collect();
+            (
+                Verdict::Failed,
+                format!("{e:#} (already handed over: {})", kept.join("; ")),
+            )
+        })?;
+        Ok(moved)
     })
     .map_err(failed)?
 }
 
+/// What `destroy` may do with a container's data volumes.
+#[derive(Clone, Copy)]
+struct Keep {
+    delete_volumes: bool,
+    move_to: Option<u32>,
+}
+
+/// Which volumes go to `--move-volumes-to` and what the destroy then deletes (text), or why
+/// the container is refused (a volume would be deleted without --delete-volumes).
+fn volume_verdict(
+    node: &dyn crate::transport::Transport,
+    node_name: &str,
+    vmid: u32,
+    cfg: &crate::facts::CtConfig,
+    keep: Keep,
+) -> Result<(Vec<crate::plan::VolumeMove>, String), (Verdict, String)> {
+    let (moves, stay) = match keep.move_to {
+        None => (Vec::new(), crate::plan::ct_volumes(cfg)),
+        Some(to) => {
+            let target = crate::facts::gather_ct(node, node_name, to).map_err(|e| {
+                (
+                    Verdict::Failed,
+                    format!("cannot read CT {to}'s configuration (--move-volumes-to; it must be on the same node): {e:#}"),
+                )
+            })?;
+            crate::plan::plan_moves(cfg, vmid, to, &target).map_err(|m| (Verdict::Refused, m))?
+        }
+    };
+    let what = crate::plan::destroy_volumes_verdict(&stay, keep.delete_volumes)
+        .map_err(|m| (Verdict::Refused, m))?;
+    if moves.is_empty() {
+        return Ok((moves, what));
+    }
+    let shown: Vec<String> = moves.iter().map(crate::plan::VolumeMove::show).collect();
+    let text = format!("keeps {}; then {what}", shown.join(", "));
+    Ok((moves, text))
+}
+
+/// Hands each volume to its new container with `pct move-volume` (the container stopped
+/// first: PVE refuses to move a mounted volume), and reads the new volume id back from both
+/// configurations: the exit code alone is not trusted.
+fn move_volumes(
+    node: &dyn crate::transport::Transport,
+    node_name: &str,
+    vmid: u32,
+    mut moves: Vec<crate::plan::VolumeMove>,
+) -> Result<Vec<crate::plan::VolumeMove>> {
+    use crate::cmd::Cmd;
+    if moves.is_empty() {
+        return Ok(moves);
+    }
+    let id = vmid.to_string();
+    let st = node.run(&Cmd::new("pct").args(["status", &id]), None)?;
+    if st.stdout_text().contains("running") {
+        crate::transport::run_ok(node, &Cmd::new("pct").args(["stop", &id]), None)?;
+    }
+    for i in 0..moves.len() {
+        let m = &moves[i];
+        let done: Vec<String> = moves[..i]
+            .iter()
+            .map(crate::plan::VolumeMove::show)
+            .collect();
+        let so_far = if done.is_empty() {
+            String::new()
+        } else {
+            format!(" (already handed over: {})", done.join("; "))
+        };
+        crate::transport::run_ok(node, &Cmd::new("pct").args(m.argv(vmid)), None)
+            .map_err(|e| anyhow::anyhow!("{e:#}{so_far}"))?;
+        let src = crate::facts::gather_ct(node, node_name, vmid)?;
+        let dst = crate::facts::gather_ct(node, node_name, m.target_vmid)?;
+        let now = dst.current.get(&m.target_key).map(|v| {
+            crate::plan::map_of(v)
+                .get("volume")
+                .cloned()
+                .unwrap_or_default()
+        });
+        let left = src.current.contains_key(&m.key) || src.pending.contains_key(&m.key);
+        match now {
+            Some(v) if !left && !v.is_empty() => moves[i].kept_as = Some(v),
+            _ => anyhow::bail!(
+                "pct move-volume {vmid} {} --target-vmid {} reported success, but CT {} has no {} and CT {vmid} {} it: nothing else was changed{so_far}",
+                m.key,
+                m.target_vmid,
+                m.target_vmid,
+                m.target_key,
+                if left { "still has" } else { "no longer has" }
+            ),
+        }
+    }
+    Ok(moves)
+}
+
 /// Lists a container's volumes (with sizes) and bind mounts in its line, and refuses it when
 /// it holds volumes besides its root disk without `--delete-volumes`.
-fn judge_volumes(targets: &Targets, it: &mut Item, delete_volumes: bool) {
+fn judge_volumes(targets: &Targets, it: &mut Item, delete_volumes: bool, move_to: Option<u32>) {
     let (Ok(t), Some(vmid), Some(node)) = (&targets.list[it.target], it.vmid, it.node.clone())
     else {
         return;
@@ -415,10 +535,17 @@ fn judge_volumes(targets: &Targets, it: &mut Item, delete_volumes: bool) {
         }
         Ok(cfg) => {
             it.volumes = crate::plan::ct_volumes(&cfg);
-            match crate::plan::destroy_volumes_verdict(&it.volumes, delete_volumes) {
-                Ok(what) => it.reason = format!("{}; {what}", it.reason),
-                Err(why) => {
-                    it.action = Verdict::Refused;
+            let keep = Keep {
+                delete_volumes,
+                move_to,
+            };
+            match volume_verdict(t.node(), &node, vmid, &cfg, keep) {
+                Ok((moves, what)) => {
+                    it.reason = format!("{}; {what}", it.reason);
+                    it.moved = moves;
+                }
+                Err((verdict, why)) => {
+                    it.action = verdict;
                     it.reason = why.replace("VMID", &vmid.to_string());
                 }
             }

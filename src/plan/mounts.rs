@@ -41,7 +41,7 @@ pub fn config_mounts(cfg: &CtConfig) -> Vec<(u32, String)> {
     v
 }
 
-fn map_of(value: &str) -> BTreeMap<String, String> {
+pub(crate) fn map_of(value: &str) -> BTreeMap<String, String> {
     propstr::parse(value, "volume").into_iter().collect()
 }
 
@@ -373,7 +373,7 @@ pub fn destroy_volumes_verdict(vols: &[CtVolume], delete_volumes: bool) -> Resul
     if !data.is_empty() && !delete_volumes {
         let list: Vec<String> = data.iter().map(|v| v.show()).collect();
         return Err(format!(
-            "holds volumes besides its root disk: {}; destroying it would delete them with their data. --delete-volumes deletes them; to keep one, move it to another container first (`pct move-volume VMID {} --target-vmid OTHER`){stays}",
+            "holds volumes besides its root disk: {}; destroying it would delete them with their data. --delete-volumes deletes them; --move-volumes-to OTHER keeps them, handed to container OTHER first (`pct move-volume VMID {} --target-vmid OTHER`){stays}",
             list.join(", "),
             data[0].key
         ));

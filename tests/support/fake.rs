@@ -771,6 +771,16 @@ impl FakeState {
                     ok("")
                 })
             }
+            [
+                "pct",
+                "move-volume",
+                id,
+                key,
+                "--target-vmid",
+                to,
+                "--target-volume",
+                tkey,
+            ] => self.move_volume(id, key, to, tkey),
             ["pct", "destroy", id, ..] => {
                 let Ok(i) = id.parse::<u32>() else {
                     return Output::fail(255, "bad vmid\n");
@@ -1014,6 +1024,78 @@ fn vmid_of(id: &str) -> u32 {
 
 /// An `mpN` value as PVE stores it: `STORAGE:SIZE` allocated as the next `vm-ID-disk-K` with
 /// its size; a bind source must exist on the node.
+impl FakeState {
+    /// `pct move-volume ID KEY --target-vmid TO --target-volume TKEY`, with pve-container's
+    /// refusals: the volume is renamed for its new owner and leaves the source's configuration.
+    fn move_volume(&mut self, id: &str, key: &str, to: &str, tkey: &str) -> Output {
+        let (Ok(a), Ok(b)) = (id.parse::<u32>(), to.parse::<u32>()) else {
+            return Output::fail(255, "bad vmid\n");
+        };
+        if key == "rootfs" || tkey == "rootfs" {
+            return Output::fail(255, "Cannot move to/from 'rootfs'\n");
+        }
+        if key.starts_with("unused") && !tkey.starts_with("unused") {
+            return Output::fail(
+                255,
+                "Moving an unused volume to a used one is not possible\n",
+            );
+        }
+        for v in [a, b] {
+            if !self.cts.contains_key(&v) {
+                return Output::fail(255, format!("could not find CT {v}\n"));
+            }
+        }
+        let src = &self.cts[&a];
+        let Some(value) = src.config.get(key).cloned() else {
+            return Output::fail(
+                255,
+                format!("volume '{key}' for container '{a}' does not exist\n"),
+            );
+        };
+        if self.cts[&b].config.contains_key(tkey) {
+            return Output::fail(
+                255,
+                format!("Target volume key '{tkey}' is already in use for container '{b}'\n"),
+            );
+        }
+        let (vol, rest) = value.split_once(',').unwrap_or((&value, ""));
+        if vol.starts_with('/') {
+            return Output::fail(
+                255,
+                "Cannot move a bindmount or device mount to another container\n",
+            );
+        }
+        if src.running && !key.starts_with("unused") {
+            return Output::fail(
+                255,
+                "Cannot move in-use volume while the source CT is running - detach or shutdown first\n",
+            );
+        }
+        let storage = vol.split(':').next().unwrap_or("");
+        let n = (0..)
+            .find(|n| {
+                !self.cts[&b]
+                    .config
+                    .values()
+                    .any(|c| c.contains(&format!("vm-{b}-disk-{n}")))
+            })
+            .unwrap_or(0);
+        let new = format!("{storage}:vm-{b}-disk-{n}");
+        self.cts.get_mut(&a).unwrap().config.remove(key);
+        let moved = if tkey.starts_with("unused") || rest.is_empty() {
+            new
+        } else {
+            format!("{new},{rest}")
+        };
+        self.cts
+            .get_mut(&b)
+            .unwrap()
+            .config
+            .insert(tkey.into(), moved);
+        ok("")
+    }
+}
+
 fn mount_value(
     vmid: u32,
     key: &str,

@@ -38,6 +38,7 @@ USAGE = {
     "push": "pct push <vmid> <file> <destination> [OPTIONS]",
     "pull": "pct pull <vmid> <path> <destination> [OPTIONS]",
     "resize": "pct resize <vmid> <disk> <size> [OPTIONS]",
+    "move-volume": "pct move-volume <vmid> <volume> [<storage>] [<target-vmid>] [<target-volume>] [OPTIONS]",
 }
 
 SMALL = {
@@ -51,6 +52,13 @@ SMALL = {
     "pending": {"vmid": VMID},
     "list": {},
     "destroy": {"vmid": VMID, "force": B, "purge": B, "destroy-unreferenced-disks": B},
+    "move-volume": {"vmid": VMID, "volume": {"type": "string", "pattern": r"(rootfs|mp\d+|unused\d+)"},
+                    "storage": {"type": "string", "optional": True},
+                    "target-vmid": {"type": "integer", "minimum": 100, "maximum": 999999999, "optional": True},
+                    "target-volume": {"type": "string", "pattern": r"(rootfs|mp\d+|unused\d+)", "optional": True},
+                    "delete": B, "digest": {"type": "string", "optional": True},
+                    "target-digest": {"type": "string", "optional": True},
+                    "bwlimit": {"type": "number", "minimum": 0, "optional": True}},
     "exec": {"vmid": VMID, "keep-env": B},
     "enter": {"vmid": VMID, "keep-env": B},
     "push": {"vmid": VMID, "file": {"type": "string"}, "destination": {"type": "string"},
@@ -65,7 +73,8 @@ SMALL["resize"] = {"vmid": VMID,
                   "size": {"type": "string", "pattern": r"\+?\d+(\.\d+)?[KMGT]?"},
                   "digest": {"type": "string", "maxLength": 40, "optional": True}}
 POSITIONAL = {"push": ["vmid", "file", "destination"], "pull": ["vmid", "path", "destination"], "list": [],
-              "resize": ["vmid", "disk", "size"]}
+              "resize": ["vmid", "disk", "size"],
+              "move-volume": ["vmid", "volume", "storage", "target-vmid", "target-volume"]}
 
 # options a running container takes at once (PVE's $LXC_FASTPLUG_OPTIONS + cgroup limits)
 FASTPLUG = {"description", "onboot", "startup", "protection", "hostname", "hookscript", "cores", "tags", "lock"}
@@ -675,9 +684,11 @@ def cmd_list(args):
     return 0
 
 
-def destroy_volumes(vmid, conf):
+def destroy_volumes(vmid, conf, unreferenced=True):
     """Remove the CT's volumes. They vanish at once (renamed into a trash dir); the files are
-    deleted by a detached `rm -rf`, because freeing blocks on this kind of disk can take seconds."""
+    deleted by a detached `rm -rf`, because freeing blocks on this kind of disk can take seconds.
+    `unreferenced`: also the CT's volumes the config does not name (PVE's
+    destroy-unreferenced-disks; off by default for `pct destroy`)."""
     victims = []
     for k, v in conf.items():
         if k == "rootfs" or re.fullmatch(r"(mp|unused)\d+", k):
@@ -689,7 +700,7 @@ def destroy_volumes(vmid, conf):
             except PVEError:
                 continue
             victims.append(path)
-    for sid in storage.STORAGES:
+    for sid in storage.STORAGES if unreferenced else ():
         victims += storage.vm_volume_dirs(sid, vmid)
     trash = None
     for p in victims:
@@ -721,7 +732,7 @@ def cmd_destroy(args):
             if not force:
                 raise PVEError("unable to destroy CT %d - container is running" % vmid)
             lxc.stop(vmid, kill=True)
-        destroy_volumes(vmid, conf)
+        destroy_volumes(vmid, conf, o.get("destroy-unreferenced-disks") == "1")
         lxc.remove_ct(vmid)
         os.unlink(pveconf.conf_path(vmid))
     if o.get("purge") == "1":
@@ -770,6 +781,92 @@ def cmd_resize(args):
             pveconf.write(vmid, conf)
     # resize runs in a worker without $upid_exit: a failure inside it exits 0
     return task.run(worker)
+
+
+def cmd_move_volume(args):
+    """`pct move-volume`: only the reassign to another container (`--target-vmid`, pve-container
+    4.1-2) is imitated, with pve-container's checks and words; moving to another storage is not."""
+    if not release.at_least("container", "4.1-2"):
+        args = [a for a in args if not a.startswith("--target-")]
+    o = small("move-volume", args)
+    vmid, key = int(o["vmid"]), o["volume"]
+    target = o.get("target-vmid")
+    tkey = o.get("target-volume") or key
+    if o.get("storage") and target:
+        raise PVEError("either set storage or target-vmid, but not both")
+    if not target:
+        if o.get("storage"):
+            raise PVEError("lab: moving a volume to another storage is not imitated")
+        raise PVEError("both 'storage' and 'target-vmid' missing, either needs to be set")
+    target = int(target)
+    if key == "rootfs" or tkey == "rootfs":
+        raise PVEError("Cannot move to/from 'rootfs'")
+    if key.startswith("unused") and not tkey.startswith("unused"):
+        raise PVEError("Moving an unused volume to a used one is not possible")
+    for v in (vmid, target):
+        if not pveconf.exists(v):
+            raise PVEError("could not find CT %d" % v)
+    with ConfigLock(vmid), ConfigLock(target) if target != vmid else _nolock():
+        src = pveconf.load(vmid)
+        dst = src if target == vmid else pveconf.load(target)
+        for c, v in ((src, vmid), (dst, target)):
+            if c.get("lock"):
+                raise PVEError("CT %d is locked (%s)" % (v, c["lock"]))
+        if src.get("template") == "1" or dst.get("template") == "1":
+            raise PVEError("Can't move volumes from or to template CT")
+        if key not in src:
+            raise PVEError("volume '%s' for container '%d' does not exist" % (key, vmid))
+        if tkey in dst:
+            raise PVEError("Target volume key '%s' is already in use for container '%d'" % (tkey, target))
+        fmt = api_props("pct-set")["mp0"]["format"]
+        value = src[key]
+        mp = {"volume": value} if key.startswith("unused") else schema.parse_property_string(fmt, value)
+        vol = mp["volume"]
+        if vol.startswith("/"):
+            raise PVEError("Cannot move a bindmount or device mount to another container")
+        if check_running(vmid) and not key.startswith("unused"):
+            raise PVEError("Cannot move in-use volume while the source CT is running - detach or shutdown first")
+        sid, _ = storage.parse_volume_id(vol)
+        old_path, _ = storage.volume_path(vol)
+        n = 0
+        while True:
+            new = storage.volume_name(sid, target, n)
+            new_path, _ = storage.volume_path(new)
+            if not os.path.lexists(new_path):
+                break
+            n += 1
+
+        def worker():
+            sys.stdout.write("moving volume '%s' from container '%d' to '%d'\n" % (key, vmid, target))
+            os.makedirs(os.path.dirname(new_path), exist_ok=True)
+            os.rename(old_path, new_path)
+            del src[key]
+            src.pop("digest", None)
+            sys.stdout.write("removing volume '%s' from container '%d' config\n" % (key, vmid))
+            pveconf.write(vmid, src)
+            d = src if target == vmid else pveconf.load(target)
+            d.pop("digest", None)
+            if tkey.startswith("unused"):
+                d[tkey] = new
+            else:
+                mp["volume"] = new
+                d.setdefault("pending", {})[tkey] = schema.print_property_string(mp, fmt)
+                if check_running(target):
+                    hotplug(target, d)
+                else:
+                    d = pveconf.apply_pending(d)
+                cleanup_pending(d)
+            pveconf.write(target, d)
+            sys.stdout.write("target container '%d' updated with '%s'\n" % (target, tkey))
+        return task.run(worker, upid_exit=True)
+
+
+class _nolock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
 
 
 # ---------------------------------------------------------------- exec / push / pull
@@ -1011,6 +1108,7 @@ COMMANDS = {
     "shutdown": cmd_shutdown, "reboot": cmd_reboot, "status": cmd_status, "config": cmd_config,
     "pending": cmd_pending, "list": cmd_list, "destroy": cmd_destroy, "exec": cmd_exec,
     "enter": cmd_enter, "push": cmd_push, "pull": cmd_pull, "resize": cmd_resize,
+    "move-volume": cmd_move_volume, "move_volume": cmd_move_volume,
 }
 
 

@@ -349,7 +349,8 @@ def getopt(args, props, positional, usage, list_param=None, optional_value=()):
     """
     import sys
 
-    names = sorted(n for n in props if n not in positional and n != list_param)
+    # PVE's get_options makes every property an option, the positional ones included.
+    names = sorted(n for n in props if n != list_param)
     lower = {n.lower(): n for n in names}
     opts = {}
     rest = []
