@@ -592,7 +592,16 @@ impl Runner<'_> {
         let ctx = self.ctx;
         self.phase("read pending changes");
         let cfg = facts::gather_ct(ctx.node.as_ref(), &node_plan.node, vmid)?;
-        let next = plan::after_pending(rest, plan::pending_keys(&cfg), ctx.opts.restart);
+        let mut keys = plan::pending_keys(&cfg);
+        // Raw lxc lines still to be written wait for a start too (PVE reads them only then).
+        for s in &rest {
+            if let Step::RawLxc { lines, .. } = s {
+                keys.extend(lines.iter().map(|(k, _)| k.clone()));
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        let next = plan::after_pending(rest, keys, ctx.opts.restart);
         self.report.already.extend(next.already);
         if !ctx.opts.restart {
             self.report.pending = next.pending;
