@@ -371,3 +371,89 @@ fn on_pve_8_1_a_new_device_waits_for_a_restart_and_restart_applies_it() {
     let seen = lab.attach_ok(vmid, &["stat", "-c", "%g %a", &one.0]);
     assert_eq!(seen.trim(), "1234 660");
 }
+
+#[test]
+fn on_pve_8_0_a_device_is_passed_with_raw_lxc_lines_that_round_trip_through_pct_config() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(lab.clone(), vec!["dev80".into()]);
+    let at = |args: &[&str]| crate::lab::provision_with(args, &[("PROVISION_LAB_RELEASE", "8.0")]);
+    let plain = lab.profile(
+        dir.path(),
+        "plain80",
+        "docker-auto",
+        "[docker]\ninstall = \"none\"\n",
+    );
+    let out = at(&[
+        "dev80",
+        "--profile",
+        plain.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let r = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    let vmid = r["containers"][0]["vmid"].as_u64().unwrap() as u32;
+    // Raw lines cannot set owner or mode: the node's apply, so the test node is open to all
+    // (as /dev/null is), and the container's root (nobody's "other") may write it.
+    let one = TestDevice::new("provision-lab-null80", 3);
+    std::fs::set_permissions(&one.0, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let extra = format!(
+        "[[devices]]\npath = \"{}\"\n[docker]\ninstall = \"none\"\n",
+        one.0
+    );
+    let p = lab.profile(dir.path(), "dev80", "docker-auto", &extra);
+    let args = [
+        "dev80",
+        "--profile",
+        p.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+    ];
+    assert!(
+        !lab.attach(vmid, &["test", "-e", &one.0]).status.success(),
+        "{} is there before provision passes it",
+        one.0
+    );
+    // pve-container 5.0.3 has no devN: the lines are written under the config lock and apply
+    // at the restart --restart does.
+    let mut restart = args.to_vec();
+    restart.push("--restart");
+    let out = at(&restart);
+    let r = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    let allow = "lxc.cgroup2.devices.allow: c 1:3 rwm".to_string();
+    let entry = format!(
+        "lxc.mount.entry: {} {} none bind,optional,create=file",
+        one.0,
+        &one.0[1..]
+    );
+    let shown = pct_config(vmid);
+    assert!(shown.lines().any(|l| l == allow), "{shown}");
+    assert!(shown.lines().any(|l| l == entry), "{shown}");
+    assert!(!shown.lines().any(|l| l.starts_with("dev0")), "{shown}");
+    let seen = lab.attach_ok(vmid, &["stat", "-c", "%F %t:%T", &one.0]);
+    assert_eq!(seen.trim(), "character special file 1:3");
+    assert!(
+        lab.attach(vmid, &["sh", "-c", &format!("echo x > {}", one.0)])
+            .status
+            .success(),
+        "{} is not usable inside",
+        one.0
+    );
+    // Again: nothing changes, and the lines are there once each.
+    let mark = lab.log_mark();
+    let again = at(&args);
+    assert_eq!(
+        json(&again)["containers"][0]["outcome"],
+        "unchanged",
+        "{:#}",
+        json(&again)
+    );
+    assert!(lab.changing_for(mark, vmid).is_empty());
+    let shown = pct_config(vmid);
+    assert_eq!(shown.lines().filter(|l| *l == allow).count(), 1, "{shown}");
+    assert_eq!(shown.lines().filter(|l| *l == entry).count(), 1, "{shown}");
+}

@@ -529,6 +529,18 @@ impl Runner<'_> {
                         check_resized(r.ctx.node.as_ref(), &node_name, vmid, size)
                     })?;
                 }
+                Step::RawLxc { lines, .. } => {
+                    // Written by a script; `pct config` must show every line back, as written.
+                    let ct = (ctx.container)(vmid);
+                    self.step(&step, |r| {
+                        let outs = r.run_actions(&step, vmid, ct.as_ref())?;
+                        let shown = outs
+                            .last()
+                            .map(|o| crate::mounts::rawlxc::parse_pct_config(&o.stdout_text()))
+                            .unwrap_or_default();
+                        crate::mounts::rawlxc::check_round_trip(lines, &shown)
+                    })?;
+                }
                 _ => {
                     let ct = (ctx.container)(vmid);
                     self.step(&step, |r| {

@@ -117,6 +117,25 @@ pub fn parse_pct_config(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Fails unless every written line is shown by `pct config` exactly as written.
+pub fn check_round_trip(
+    written: &[(String, String)],
+    shown: &[(String, String)],
+) -> anyhow::Result<()> {
+    let missing: Vec<String> = written
+        .iter()
+        .filter(|l| !shown.contains(l))
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "the config was written but `pct config` does not show: {}",
+            missing.join("; ")
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

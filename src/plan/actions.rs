@@ -263,7 +263,10 @@ impl Step {
                     args.push(k);
                     args.push(v);
                 }
-                vec![Action::Node(sh(RAW_LXC_SCRIPT, &args))]
+                vec![
+                    Action::Node(sh(RAW_LXC_SCRIPT, &args)),
+                    Action::Node(Cmd::new("pct").args(["config", &id])),
+                ]
             }
             Step::Resize { size } => vec![Action::Node(
                 Cmd::new("pct").args(["resize", &id, "rootfs", size]),

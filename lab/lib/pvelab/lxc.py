@@ -159,6 +159,9 @@ def lxc_config(vmid, conf):
             L.append("lxc.net.%d.flags = up" % i)
         if net.get("mtu"):
             L.append("lxc.net.%d.mtu = %s" % (i, net["mtu"]))
+    # The config's raw lxc.* keys go to LXC as they are, at every start (update_lxc_config).
+    for k, v in conf.get("lxc") or []:
+        L.append("%s = %s" % (k, v))
     return "\n".join(L) + "\n"
 
 
