@@ -395,9 +395,11 @@ fn on_pve_8_0_a_device_is_passed_with_raw_lxc_lines_that_round_trip_through_pct_
     let r = json(&out);
     assert_eq!(out.status.code(), Some(0), "{r:#}");
     let vmid = r["containers"][0]["vmid"].as_u64().unwrap() as u32;
-    // Raw lines cannot set owner or mode: the node's apply, so the test node is open to all
-    // (as /dev/null is), and the container's root (nobody's "other") may write it.
-    let one = TestDevice::new("provision-lab-null80", 3);
+    // Raw lines cannot set owner or mode: the node's apply, so the test node is open to all,
+    // and the container's root (nobody's "other") may write it. /dev/kmsg's numbers (1:11):
+    // LXC's default device list does not allow them (it does /dev/null's), so opening it
+    // inside proves the allow line; a write-only open needs no capability (a line in dmesg).
+    let one = TestDevice::new("provision-lab-kmsg80", 11);
     std::fs::set_permissions(&one.0, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
     let extra = format!(
         "[[devices]]\npath = \"{}\"\n[docker]\ninstall = \"none\"\n",
@@ -424,7 +426,7 @@ fn on_pve_8_0_a_device_is_passed_with_raw_lxc_lines_that_round_trip_through_pct_
     let out = at(&restart);
     let r = json(&out);
     assert_eq!(out.status.code(), Some(0), "{r:#}");
-    let allow = "lxc.cgroup2.devices.allow: c 1:3 rwm".to_string();
+    let allow = "lxc.cgroup2.devices.allow: c 1:11 rwm".to_string();
     let entry = format!(
         "lxc.mount.entry: {} {} none bind,optional,create=file",
         one.0,
@@ -435,11 +437,14 @@ fn on_pve_8_0_a_device_is_passed_with_raw_lxc_lines_that_round_trip_through_pct_
     assert!(shown.lines().any(|l| l == entry), "{shown}");
     assert!(!shown.lines().any(|l| l.starts_with("dev0")), "{shown}");
     let seen = lab.attach_ok(vmid, &["stat", "-c", "%F %t:%T", &one.0]);
-    assert_eq!(seen.trim(), "character special file 1:3");
+    assert_eq!(seen.trim(), "character special file 1:b");
     assert!(
-        lab.attach(vmid, &["sh", "-c", &format!("echo x > {}", one.0)])
-            .status
-            .success(),
+        lab.attach(
+            vmid,
+            &["sh", "-c", &format!("echo provision-lab-test > {}", one.0)]
+        )
+        .status
+        .success(),
         "{} is not usable inside",
         one.0
     );
