@@ -162,6 +162,18 @@ class Refusals(unittest.TestCase):
             for v in (a, b):
                 if v:
                     run("pct", "destroy", v, "--force", "1")
+    def test_raw_lxc_keys_are_refused_by_pct_set_and_kept_in_the_config(self):
+        v = self.vmid
+        self.refused(["pct", "set", v, "--lxc.cgroup2.devices.allow", "c 1:3 rwm"], "Unknown option")
+        path = "/etc/pve/lxc/%s.conf" % v
+        lines = "lxc.cgroup2.devices.allow: c 1:3 rwm\nlxc.mount.entry: /dev/null dev/x none bind,optional,create=file\n"
+        with open(path, "a") as f:
+            f.write(lines)
+        self.assertTrue(run("pct", "config", v).stdout.endswith(lines))
+        # A later `pct set` writes the file again: the raw lines stay, after the sorted keys.
+        r = run("pct", "set", v, "--cores", "1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(read(path).endswith(lines), read(path))
 
     def test_unknown_option(self):
         self.refused(self.create("--bogus", "1"), "Unknown option: bogus", "400 unable to parse option",

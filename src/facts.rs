@@ -65,6 +65,57 @@ pub struct NodeFacts {
     /// MTU of the bridges profiles with `network.mtu` use (`/sys/class/net/BRIDGE/mtu`, as
     /// PVE reads it), read when such a profile is planned.
     pub bridge_mtu: BTreeMap<String, u32>,
+    /// For devices on a node without devN: the device nodes and the container's raw `lxc.*`
+    /// lines, read when such a profile is planned.
+    pub raw_lxc: Option<RawLxcFacts>,
+}
+
+/// What the raw `lxc.*` way of passing devices reads on the node.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RawLxcFacts {
+    /// Device path -> (kind, major hex, minor hex) as the node's `stat` printed them.
+    pub nodes: BTreeMap<String, (String, String, String)>,
+    /// The container's raw `lxc.*` lines as `pct config` prints them (empty for a new one).
+    pub lines: Vec<(String, String)>,
+}
+
+/// The node script that reads device numbers.
+pub const DEV_NUMBERS_SCRIPT: &str = include_str!("scripts/node-dev-numbers.sh");
+
+/// Reads the numbers of `paths` on the node and the raw `lxc.*` lines of container `vmid`.
+pub fn gather_raw_lxc(
+    node: &dyn Transport,
+    paths: &[&str],
+    vmid: Option<u32>,
+) -> Result<RawLxcFacts> {
+    let mut f = RawLxcFacts::default();
+    let out = crate::transport::run_ok(
+        node,
+        &Cmd::new("sh")
+            .arg("-c")
+            .arg(DEV_NUMBERS_SCRIPT)
+            .arg("provision")
+            .args(paths.iter().map(ToString::to_string)),
+        None,
+    )?;
+    for l in out.stdout_text().lines() {
+        let mut w = l.splitn(5, ' ');
+        if let (Some("dev"), Some(k), Some(a), Some(b), Some(p)) =
+            (w.next(), w.next(), w.next(), w.next(), w.next())
+        {
+            f.nodes
+                .insert(p.to_string(), (k.to_string(), a.to_string(), b.to_string()));
+        }
+    }
+    if let Some(id) = vmid {
+        let out = crate::transport::run_ok(
+            node,
+            &Cmd::new("pct").args(["config".to_string(), id.to_string()]),
+            None,
+        )?;
+        f.lines = crate::mounts::rawlxc::parse_pct_config(&out.stdout_text());
+    }
+    Ok(f)
 }
 
 /// Template facts for one template storage, read only when a container must be created.
@@ -548,6 +599,7 @@ pub fn gather_node(node: &dyn Transport) -> Result<NodeFacts> {
         versions,
         caps,
         bridge_mtu: BTreeMap::new(),
+        raw_lxc: None,
     })
 }
 

@@ -481,3 +481,96 @@ fn a_rebuild_keeps_the_data_volume_when_asked_to_keep_it() {
     assert!(pct_config(new).contains(&format!("{key}: {kept},mp=/data")));
     assert_eq!(lab.attach_ok(new, &["cat", "/data/file"]), "kept-data\n");
 }
+
+#[test]
+fn on_pve_8_0_a_device_is_passed_with_raw_lxc_lines_that_round_trip_through_pct_config() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(lab.clone(), vec!["dev80".into()]);
+    let at = |args: &[&str]| crate::lab::provision_with(args, &[("PROVISION_LAB_RELEASE", "8.0")]);
+    let plain = lab.profile(
+        dir.path(),
+        "plain80",
+        "docker-auto",
+        "[docker]\ninstall = \"none\"\n",
+    );
+    let out = at(&[
+        "dev80",
+        "--profile",
+        plain.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let r = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    let vmid = r["containers"][0]["vmid"].as_u64().unwrap() as u32;
+    // Raw lines cannot set owner or mode: the node's apply, so the test node is open to all,
+    // and the container's root (nobody's "other") may write it. /dev/kmsg's numbers (1:11),
+    // which LXC's default device list does not allow (it does /dev/null's); a write-only open
+    // needs no capability (a line in dmesg). NOTE: in this lab the write also succeeds with
+    // the allow line removed (seen 2026-12-02): the device cgroup is not observed to enforce
+    // here, so this test proves the mount entry and the round trip, not the allow line.
+    let one = TestDevice::new("provision-lab-kmsg80", 11);
+    std::fs::set_permissions(&one.0, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let extra = format!(
+        "[[devices]]\npath = \"{}\"\n[docker]\ninstall = \"none\"\n",
+        one.0
+    );
+    let p = lab.profile(dir.path(), "dev80", "docker-auto", &extra);
+    let args = [
+        "dev80",
+        "--profile",
+        p.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+    ];
+    assert!(
+        !lab.attach(vmid, &["test", "-e", &one.0]).status.success(),
+        "{} is there before provision passes it",
+        one.0
+    );
+    // pve-container 5.0.3 has no devN: the lines are written under the config lock and apply
+    // at the restart --restart does.
+    let mut restart = args.to_vec();
+    restart.push("--restart");
+    let out = at(&restart);
+    let r = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    let allow = "lxc.cgroup2.devices.allow: c 1:11 rwm".to_string();
+    let entry = format!(
+        "lxc.mount.entry: {} {} none bind,optional,create=file",
+        one.0,
+        &one.0[1..]
+    );
+    let shown = pct_config(vmid);
+    assert!(shown.lines().any(|l| l == allow), "{shown}");
+    assert!(shown.lines().any(|l| l == entry), "{shown}");
+    assert!(!shown.lines().any(|l| l.starts_with("dev0")), "{shown}");
+    let seen = lab.attach_ok(vmid, &["stat", "-c", "%F %t:%T", &one.0]);
+    assert_eq!(seen.trim(), "character special file 1:b");
+    assert!(
+        lab.attach(
+            vmid,
+            &["sh", "-c", &format!("echo provision-lab-test > {}", one.0)]
+        )
+        .status
+        .success(),
+        "{} is not usable inside",
+        one.0
+    );
+    // Again: nothing changes, and the lines are there once each.
+    let mark = lab.log_mark();
+    let again = at(&args);
+    assert_eq!(
+        json(&again)["containers"][0]["outcome"],
+        "unchanged",
+        "{:#}",
+        json(&again)
+    );
+    assert!(lab.changing_for(mark, vmid).is_empty());
+    let shown = pct_config(vmid);
+    assert_eq!(shown.lines().filter(|l| *l == allow).count(), 1, "{shown}");
+    assert_eq!(shown.lines().filter(|l| *l == entry).count(), 1, "{shown}");
+}

@@ -434,22 +434,123 @@ fn a_new_device_is_hot_added_from_6_0_4_and_pending_before() {
     }
 }
 
+const RAW_DEV: &str = r#"
+[[devices]]
+path = "/dev/dri/renderD128"
+"#;
+
+fn raw_lines() -> Vec<(String, String)> {
+    vec![
+        (
+            "lxc.cgroup2.devices.allow".to_string(),
+            "c 226:128 rwm".to_string(),
+        ),
+        (
+            "lxc.mount.entry".to_string(),
+            "/dev/dri/renderD128 dev/dri/renderD128 none bind,optional,create=file".to_string(),
+        ),
+    ]
+}
+
 #[test]
-fn devices_on_a_release_without_dev_n_are_refused_before_any_change() {
+fn devices_without_dev_n_are_written_as_raw_lxc_lines_before_the_first_start() {
     let node = fake_node();
     node.with(|s| s.pveversion = Some(versions_with_container("5.0.6")));
-    let r = run_once(
-        &node,
-        &request("gpu", "docker", layer(GPU)),
-        Options::default(),
-    );
-    assert_eq!(r.outcome, Outcome::Failed, "{}", r.text());
-    assert!(r.text().contains("5.0.7"), "{}", r.text());
+    let req = request("gpu", "docker", layer(RAW_DEV));
+    let r = run_once(&node, &req, Options::default());
+    assert_eq!(r.outcome, Outcome::Created, "{}", r.text());
+    node.with(|s| {
+        let ct = &s.cts[&100];
+        assert_eq!(ct.raw, raw_lines());
+        assert_eq!(
+            ct.raw_started,
+            raw_lines(),
+            "written before the first start"
+        );
+        assert!(!ct.config.keys().any(|k| k.starts_with("dev")));
+    });
+    node.clear_calls();
+    let again = run_once(&node, &req, Options::default());
+    assert_eq!(again.outcome, Outcome::Unchanged, "{}", again.text());
     assert!(
         node.changing_calls().is_empty(),
         "{:?}",
         node.changing_calls()
     );
+}
+
+#[test]
+fn raw_lxc_lines_on_a_running_container_are_pending_and_restart_applies_them() {
+    for restart in [false, true] {
+        let node = fake_node();
+        node.with(|s| s.pveversion = Some(versions_with_container("5.0.6")));
+        let plain = request("gpu", "docker", Layer::default());
+        assert_eq!(
+            run_once(&node, &plain, Options::default()).outcome,
+            Outcome::Created
+        );
+        let req = request("gpu", "docker", layer(RAW_DEV));
+        let opts = Options {
+            restart,
+            ..Options::default()
+        };
+        let r = run_once(&node, &req, opts);
+        assert_eq!(r.outcome, Outcome::Changed, "{}", r.text());
+        assert_eq!(
+            r.pending.contains(&"lxc.cgroup2.devices.allow".to_string()),
+            !restart,
+            "{}",
+            r.text()
+        );
+        node.with(|s| {
+            assert_eq!(s.cts[&100].raw, raw_lines());
+            let started = if restart { raw_lines() } else { Vec::new() };
+            assert_eq!(s.cts[&100].raw_started, started, "restart {restart}");
+        });
+    }
+}
+
+#[test]
+fn hostile_or_unusable_devices_without_dev_n_are_refused_before_any_change() {
+    let cases: [(&str, (&str, &str, &str), &str); 7] = [
+        (RAW_DEV, ("c", "zz", "80"), "major"),
+        (RAW_DEV, ("c", "1000", "0"), "out of"),
+        (
+            RAW_DEV,
+            ("c", "e2", "80 rwm\nlxc.apparmor.profile: unconfined"),
+            "not read",
+        ),
+        (RAW_DEV, ("other", "-", "-"), "not a device node"),
+        (RAW_DEV, ("missing", "-", "-"), "not a device node"),
+        (GPU, ("c", "e2", "80"), "cannot set uid, gid, mode"),
+        (
+            "gpu = \"intel\"\n",
+            ("c", "e2", "80"),
+            "gpu shortcut needs devN",
+        ),
+    ];
+    for (profile, printed, want) in cases {
+        let node = fake_node();
+        node.with(|s| {
+            s.pveversion = Some(versions_with_container("5.0.6"));
+            s.dev_nodes.insert(
+                "/dev/dri/renderD128".into(),
+                (printed.0.into(), printed.1.into(), printed.2.into()),
+            );
+        });
+        let r = run_once(
+            &node,
+            &request("gpu", "docker", layer(profile)),
+            Options::default(),
+        );
+        assert_eq!(r.outcome, Outcome::Failed, "{printed:?}: {}", r.text());
+        assert!(r.text().contains(want), "{printed:?}: {}", r.text());
+        assert!(
+            node.changing_calls().is_empty(),
+            "{printed:?}: {:?}",
+            node.changing_calls()
+        );
+    }
 }
 
 #[test]

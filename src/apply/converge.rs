@@ -533,6 +533,18 @@ impl Runner<'_> {
                         check_resized(r.ctx.node.as_ref(), &node_name, vmid, size)
                     })?;
                 }
+                Step::RawLxc { lines, .. } => {
+                    // Written by a script; `pct config` must show every line back, as written.
+                    let ct = (ctx.container)(vmid);
+                    self.step(&step, |r| {
+                        let outs = r.run_actions(&step, vmid, ct.as_ref())?;
+                        let shown = outs
+                            .last()
+                            .map(|o| crate::mounts::rawlxc::parse_pct_config(&o.stdout_text()))
+                            .unwrap_or_default();
+                        crate::mounts::rawlxc::check_round_trip(lines, &shown)
+                    })?;
+                }
                 _ => {
                     let ct = (ctx.container)(vmid);
                     self.step(&step, |r| {
@@ -596,7 +608,16 @@ impl Runner<'_> {
         let ctx = self.ctx;
         self.phase("read pending changes");
         let cfg = facts::gather_ct(ctx.node.as_ref(), &node_plan.node, vmid)?;
-        let next = plan::after_pending(rest, plan::pending_keys(&cfg), ctx.opts.restart);
+        let mut keys = plan::pending_keys(&cfg);
+        // Raw lxc lines still to be written wait for a start too (PVE reads them only then).
+        for s in &rest {
+            if let Step::RawLxc { lines, .. } = s {
+                keys.extend(lines.iter().map(|(k, _)| k.clone()));
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        let next = plan::after_pending(rest, keys, ctx.opts.restart);
         self.report.already.extend(next.already);
         if !ctx.opts.restart {
             self.report.pending = next.pending;

@@ -251,6 +251,26 @@ pub fn prepare(
         }
         _ => nf,
     };
+    // Devices on a node without devN: their numbers and the container's raw lines, read once.
+    let with_raw;
+    let nf = if nf.pve && !nf.caps.dev_passthrough && !req.profile.devices.is_empty() {
+        let paths: Vec<&str> = req
+            .profile
+            .devices
+            .iter()
+            .map(|d| d.path.as_str())
+            .collect();
+        let mut n = nf.clone();
+        n.raw_lxc = Some(facts::gather_raw_lxc(
+            ctx.node.as_ref(),
+            &paths,
+            existing.as_ref().map(|g| g.vmid),
+        )?);
+        with_raw = n;
+        &with_raw
+    } else {
+        nf
+    };
     let tf = match (&existing, nf.pve) {
         (None, true) => Some(ctx.templates_of(&req.profile.template_storage)?),
         _ => None,

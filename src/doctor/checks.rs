@@ -812,12 +812,16 @@ pub(super) fn check_devices(f: &HostFacts, reqs: &[Request]) -> Vec<Check> {
         .map(|path| {
             let id = format!("device:{path}");
             let title = format!("device {path} on the node");
-            if !caps.dev_passthrough {
-                return check(id, Level::Fail, title, format!("pve-container {} has no devN (device passthrough came with 5.0.7, PVE 8.1)", caps.container))
-                    .fix("update the node; on older nodes a device needs raw lxc.cgroup2.devices.allow and lxc.mount.entry lines in the container's config");
-            }
+            let way = if caps.dev_passthrough {
+                String::new()
+            } else {
+                format!(
+                    " (pve-container {} has no devN: passed with raw lxc.cgroup2.devices.allow and lxc.mount.entry lines)",
+                    caps.container
+                )
+            };
             match f.device_nodes.get(path).map(String::as_str) {
-                Some("c") | Some("b") => check(id, Level::Ok, title, format!("{path} is a device node")),
+                Some("c") | Some("b") => check(id, Level::Ok, title, format!("{path} is a device node{way}")),
                 Some("other") => check(id, Level::Fail, title, format!("{path} is not a device node (PVE: \"{path} is not a device\")"))
                     .fix("give the device node itself, e.g. /dev/dri/renderD128"),
                 Some(_) => check(id, Level::Fail, title, format!("{path} does not exist on the node (PVE: \"Device {path} does not exist\")"))

@@ -5,6 +5,7 @@
 
 pub mod devices;
 pub mod propstr;
+pub mod rawlxc;
 
 use crate::validate;
 use serde::{Deserialize, Serialize};

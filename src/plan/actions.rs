@@ -14,6 +14,9 @@ pub(super) fn sh(script: &str, args: &[&str]) -> Cmd {
         .args(args.iter().map(ToString::to_string))
 }
 
+/// Raw `lxc.*` lines (see [`Step::RawLxc`]).
+pub const RAW_LXC_SCRIPT: &str = include_str!("../scripts/node-raw-lxc.sh");
+
 /// A bind mount's node directory (see [`Step::HostDir`]).
 /// Node script (see its use in [`Step::actions`]).
 pub const HOST_DIR_SCRIPT: &str = include_str!("../scripts/node-host-dir.sh");
@@ -97,6 +100,7 @@ impl Step {
             Step::Create { .. } => "create".into(),
             Step::Set { .. } => "set config".into(),
             Step::HostDir { path, .. } => format!("bind mount source {path}"),
+            Step::RawLxc { .. } => "raw lxc lines".into(),
             Step::Resize { .. } => "resize rootfs".into(),
             Step::Start => "start".into(),
             Step::Reboot { .. } => "reboot".into(),
@@ -142,6 +146,14 @@ impl Step {
                 (false, Some((u, g))) => format!("owned by {u}:{g} on the node"),
                 (false, None) => "it must exist".into(),
             },
+            Step::RawLxc { lines, .. } => format!(
+                "passes devices the classic way (no devN on this node; applies at start): {}",
+                lines
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
             Step::Resize { size } => format!("the profile wants a {size} root disk"),
             Step::Start => "the container is stopped".into(),
             Step::Reboot { keys } => {
@@ -187,8 +199,10 @@ impl Step {
             | Step::PushFuseOverlayfs { .. }
             | Step::LinkPackageFuseOverlayfs => "fuse-overlayfs",
             Step::Create { .. } => "create",
-            Step::Set { .. } | Step::Resize { .. } | Step::HostDir { .. } => "config",
             Step::BuildImage { .. } => "install",
+            Step::Set { .. } | Step::Resize { .. } | Step::HostDir { .. } | Step::RawLxc { .. } => {
+                "config"
+            }
             Step::Start | Step::Reboot { .. } => "start",
             Step::InstallPackages { .. } => "install",
             Step::WriteDaemonJson { .. } | Step::RestartDocker { .. } => "docker",
@@ -254,6 +268,17 @@ impl Step {
                     HOST_DIR_SCRIPT,
                     &[path, if *create { "1" } else { "0" }, &owner],
                 ))]
+            }
+            Step::RawLxc { hostname, lines } => {
+                let mut args: Vec<&str> = vec![&id, hostname];
+                for (k, v) in lines {
+                    args.push(k);
+                    args.push(v);
+                }
+                vec![
+                    Action::Node(sh(RAW_LXC_SCRIPT, &args)),
+                    Action::Node(Cmd::new("pct").args(["config", &id])),
+                ]
             }
             Step::Resize { size } => vec![Action::Node(
                 Cmd::new("pct").args(["resize", &id, "rootfs", size]),

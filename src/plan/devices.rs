@@ -46,15 +46,7 @@ pub fn plan_devices(
         return Ok(());
     }
     if !nf.caps.dev_passthrough {
-        return Err(crate::error::InputErrors(vec![InputError::whole(
-            format!("profile {}", p.name),
-            "devices",
-            format!(
-                "this node's pve-container {} has no devN (device passthrough came with 5.0.7, PVE 8.1); update the node, or pass the device with raw lxc.cgroup2.devices.allow and lxc.mount.entry lines in /etc/pve/lxc/VMID.conf (see README, \"Data and devices\")",
-                nf.caps.container
-            ),
-        )])
-        .into());
+        return rawlxc::plan_raw_devices(p, nf, mp);
     }
     let have = cfg.map(config_devices).unwrap_or_default();
     let mut used: Vec<u32> = have.iter().map(|(n, _)| *n).collect();

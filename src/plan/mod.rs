@@ -31,6 +31,7 @@ mod keep;
 mod mounts;
 mod node;
 mod pve_config;
+mod rawlxc;
 mod replan;
 mod template;
 
@@ -245,6 +246,14 @@ pub enum Step {
         create: bool,
         /// Owner (uid, gid) on the node.
         owner: Option<(u32, u32)>,
+    },
+    /// Raw `lxc.*` lines added to the config's main section by a node script under PVE's
+    /// config lock (`pct set` refuses them), read back through `pct config`.
+    RawLxc {
+        /// The container's hostname (the script refuses another container).
+        hostname: String,
+        /// key, value.
+        lines: Vec<(String, String)>,
     },
     /// Grow the root disk.
     Resize {

@@ -23,6 +23,8 @@ pub struct MountPlan {
     pub notes: Vec<String>,
     /// Mounts already as the profile says.
     pub already: Vec<Already>,
+    /// Raw `lxc.*` lines to add (devices on a node without devN).
+    pub raw: Vec<(String, String)>,
 }
 
 /// The `mpN` keys of a configuration with their effective values, by number.

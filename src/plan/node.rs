@@ -136,6 +136,21 @@ pub fn plan_node(i: &NodeInput<'_>) -> Result<NodePlan> {
                 .map_or(0, |i| i + 1);
             options.splice(at..at, mounts.set);
         }
+        if !mounts.raw.is_empty() {
+            // Before the first start, which hands them to LXC.
+            let at = plan
+                .steps
+                .iter()
+                .position(|s| matches!(s, Step::Start))
+                .unwrap_or(plan.steps.len());
+            plan.steps.insert(
+                at,
+                Step::RawLxc {
+                    hostname: req.hostname.clone(),
+                    lines: mounts.raw,
+                },
+            );
+        }
         return Ok(plan);
     };
     plan.exists = true;
@@ -163,7 +178,13 @@ pub fn plan_node(i: &NodeInput<'_>) -> Result<NodePlan> {
     let (mut set, mut why) = config_changes(p, g, &cfg, &mut plan.already);
     set.append(&mut mounts.set);
     why.append(&mut mounts.why);
-    let will_pend = forecast_pending(&cfg, &set, plan.running, &mounts.hot);
+    let mut will_pend = forecast_pending(&cfg, &set, plan.running, &mounts.hot);
+    if plan.running {
+        // PVE hands raw lxc lines to LXC at start only.
+        will_pend.extend(mounts.raw.iter().map(|(k, _)| k.clone()));
+        will_pend.sort();
+        will_pend.dedup();
+    }
     if plan.running && !mounts.hot.is_empty() {
         plan.notes.push(format!(
             "{} added to the running container at once (PVE hot-plugs new mount points, and new devices from pve-container 6.0.4)",
@@ -174,8 +195,14 @@ pub fn plan_node(i: &NodeInput<'_>) -> Result<NodePlan> {
         plan.notes.push("net0 changes apply at once on a running container (PVE hot-plugs the interface): its network restarts, and a new address or VLAN cuts current connections".into());
     }
     let setting = !set.is_empty();
-    if setting {
+    if !set.is_empty() {
         plan.steps.push(Step::Set { set, why });
+    }
+    if !mounts.raw.is_empty() {
+        plan.steps.push(Step::RawLxc {
+            hostname: req.hostname.clone(),
+            lines: mounts.raw,
+        });
     }
     plan_rootfs(p, &cfg, &mut plan);
     plan_start(&mut plan, will_pend, setting, opts);

@@ -71,6 +71,10 @@ pub struct FakeCt {
     pub no_render_group: bool,
     /// The OS of the template.
     pub os: (String, String),
+    /// Raw `lxc.*` lines of the config (written by the raw-lxc node script).
+    pub raw: Vec<(String, String)>,
+    /// The raw lines LXC got at the last start (PVE passes them only then).
+    pub raw_started: Vec<(String, String)>,
 }
 
 /// The node model.
@@ -125,6 +129,8 @@ pub struct FakeState {
     pub bridges: BTreeMap<String, u32>,
     /// Directories on the node (bind mount sources) and their owner "UID:GID".
     pub node_dirs: BTreeMap<String, String>,
+    /// Device nodes on the node as `stat` prints them: path -> (kind, major hex, minor hex).
+    pub dev_nodes: BTreeMap<String, (String, String, String)>,
 }
 
 /// `pveversion -v` of a PVE 9.1 node.
@@ -231,6 +237,10 @@ impl FakeNode {
                     resize_task_fails: false,
                     bridges: BTreeMap::from([("vmbr0".to_string(), 1500)]),
                     node_dirs: BTreeMap::new(),
+                    dev_nodes: BTreeMap::from([(
+                        "/dev/dri/renderD128".to_string(),
+                        ("c".to_string(), "e2".to_string(), "80".to_string()),
+                    )]),
                 }),
                 Condvar::new(),
             )),
@@ -275,6 +285,7 @@ pub fn is_changing(argv: &[String]) -> bool {
         }
         ["pveam", "list" | "available", ..] => false,
         ["sh", "-c", script, ..] if *script == plan::NODE_FUSE_CHECK_SCRIPT => false,
+        ["sh", "-c", script, ..] if *script == provision::facts::DEV_NUMBERS_SCRIPT => false,
         ["pct", "status" | "config" | "list" | "pending", ..] => false,
         ["pct", "exec", _, rest @ ..] => {
             let inner: Vec<&str> = rest
@@ -706,10 +717,53 @@ impl FakeState {
                 }
                 ok("")
             }
+            ["sh", "-c", script, _, paths @ ..]
+                if *script == provision::facts::DEV_NUMBERS_SCRIPT =>
+            {
+                let mut out = String::new();
+                for p in paths {
+                    match self.dev_nodes.get(*p) {
+                        Some((k, a, b)) => out.push_str(&format!("dev {k} {a} {b} {p}\n")),
+                        None => out.push_str(&format!("dev missing - - {p}\n")),
+                    }
+                }
+                ok(out)
+            }
+            ["sh", "-c", script, _, id, host, rest @ ..]
+                if script.ends_with(plan::RAW_LXC_SCRIPT) =>
+            {
+                self.with_ct(id, |ct| {
+                    if ct.config.get("hostname").map(String::as_str) != Some(*host) {
+                        return Output::fail(
+                            1,
+                            format!("CT {id} is not named '{host}': refused\n"),
+                        );
+                    }
+                    for kv in rest.chunks(2) {
+                        let l = (kv[0].to_string(), kv[1].to_string());
+                        if !ct.raw.contains(&l) {
+                            ct.raw.push(l);
+                        }
+                    }
+                    ok("")
+                })
+            }
+            ["pct", "config", id] => self.with_ct(id, |ct| {
+                let mut out: String = ct
+                    .config
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}\n"))
+                    .collect();
+                for (k, v) in &ct.raw {
+                    out.push_str(&format!("{k}: {v}\n"));
+                }
+                ok(out)
+            }),
             ["pct", "start", id] => self.with_ct(id, |ct| {
                 if ct.running {
                     return Output::fail(255, format!("CT {id} already running\n"));
                 }
+                ct.raw_started.clone_from(&ct.raw);
                 let p = std::mem::take(&mut ct.pending);
                 ct.config.extend(p);
                 ct.running = true;
@@ -721,6 +775,7 @@ impl FakeState {
                 ok("")
             }),
             ["pct", "reboot", id] => self.with_ct(id, |ct| {
+                ct.raw_started.clone_from(&ct.raw);
                 let p = std::mem::take(&mut ct.pending);
                 ct.config.extend(p);
                 ok("")

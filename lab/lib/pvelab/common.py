@@ -207,11 +207,15 @@ def run_main(prog, func, argv=None):
 
 # ---------------------------------------------------------------- locks
 
+LOCK_DIR = "/run/lock/lxc"
+
+
 class ConfigLock:
-    """flock on STATE/lock/pve-config-VMID.lock, like PVE's lock_config (10 s timeout)."""
+    """flock on /run/lock/lxc/pve-config-VMID.lock, PVE's own path (lock_config, 10 s timeout):
+    scripts that take PVE's lock take the lab's."""
 
     def __init__(self, vmid, timeout=10.0):
-        self.path = sp("lock", "pve-config-%s.lock" % vmid)
+        self.path = os.path.join(LOCK_DIR, "pve-config-%s.lock" % vmid)
         self.timeout = timeout
         self.fd = None
 

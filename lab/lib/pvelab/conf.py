@@ -1,12 +1,14 @@
 """PVE container config files (STATE/pve/lxc/VMID.conf), as pve-container reads and writes them.
 
-Layout: `#description` comment lines, `key: value` lines sorted by key, then an optional
-`[pve:pending]` section (with `delete: k1,k2`), snapshots are not supported.
+Layout: `#description` comment lines, `key: value` lines sorted by key, then the raw `lxc.*`
+lines in file order (kept as a list under "lxc", as pve-container keeps $conf->{lxc}), then an
+optional `[pve:pending]` section (with `delete: k1,k2`), snapshots are not supported.
 """
 
 import hashlib
 import os
 import re
+import sys
 import urllib.parse
 
 from .common import PVEError, atomic_write, node_name, sp
@@ -84,6 +86,13 @@ def parse(text):
             if section is conf:
                 descr.append(decode_text(line[1:]))
             continue
+        m = re.match(r"^(lxc\.[a-z0-9_\-\.]+)(:|\s*=)\s*(.*?)\s*$", line)
+        if m:
+            if valid_lxc_key(m.group(1)):
+                section.setdefault("lxc", []).append([m.group(1), m.group(3)])
+            else:
+                sys.stderr.write("vm - unable to parse config: %s\n" % line)
+            continue
         m = re.match(r"^(\S+?):\s*(.*\S)?\s*$", line)
         if m:
             section[m.group(1)] = m.group(2) or ""
@@ -92,6 +101,23 @@ def parse(text):
     if pending is not None:
         conf["pending"] = pending
     return conf
+
+
+# pve-container's $valid_lxc_conf_keys (the keys admins use), and its prefixes: cgroup2,
+# prlimit and net are all allowed; cgroup (v1) is deprecated but allowed.
+_LXC_KEYS = {"lxc.apparmor.profile", "lxc.apparmor.allow_incomplete", "lxc.apparmor.allow_nesting",
+             "lxc.apparmor.raw", "lxc.selinux.context", "lxc.mount.entry", "lxc.mount.auto",
+             "lxc.mount.fstab", "lxc.idmap", "lxc.cap.drop", "lxc.cap.keep", "lxc.environment",
+             "lxc.init.cmd", "lxc.init.uid", "lxc.init.gid", "lxc.init.cwd", "lxc.init.groups",
+             "lxc.signal.halt", "lxc.signal.reboot", "lxc.signal.stop", "lxc.hook.mount",
+             "lxc.hook.autodev", "lxc.hook.start", "lxc.hook.stop", "lxc.autodev", "lxc.tty.max",
+             "lxc.console.path", "lxc.seccomp.profile", "lxc.sysctl", "lxc.namespace.keep"}
+_LXC_PREFIXES = ("lxc.cgroup2.", "lxc.cgroup.", "lxc.prlimit.", "lxc.net.", "lxc.sysctl.",
+                 "lxc.environment.")
+
+
+def valid_lxc_key(key):
+    return key in _LXC_KEYS or key.startswith(_LXC_PREFIXES)
 
 
 def load(vmid):
@@ -108,11 +134,13 @@ def load(vmid):
 def _lines(d):
     out = ""
     for k in sorted(d):
-        if k in ("digest", "description", "pending", "lock_owner"):
+        if k in ("digest", "description", "pending", "lock_owner", "lxc"):
             continue
         v = str(d[k])
         if "\n" in v:
             raise PVEError("detected invalid newline inside property '%s'" % k)
+        out += "%s: %s\n" % (k, v)
+    for k, v in d.get("lxc") or []:
         out += "%s: %s\n" % (k, v)
     return out
 

@@ -159,6 +159,14 @@ def lxc_config(vmid, conf):
             L.append("lxc.net.%d.flags = up" % i)
         if net.get("mtu"):
             L.append("lxc.net.%d.mtu = %s" % (i, net["mtu"]))
+    # The config's raw lxc.* keys go to LXC as they are, at every start (update_lxc_config).
+    # On this hybrid-cgroup host the device controller is cgroup v1: a cgroup2 device line goes
+    # to it (a PVE 7+ node is pure cgroup v2, where the line works as written).
+    v1_devices = os.path.isdir("/sys/fs/cgroup/devices")
+    for k, v in conf.get("lxc") or []:
+        if v1_devices and k == "lxc.cgroup2.devices.allow":
+            k = "lxc.cgroup.devices.allow"
+        L.append("%s = %s" % (k, v))
     return "\n".join(L) + "\n"
 
 

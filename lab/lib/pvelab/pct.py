@@ -614,6 +614,9 @@ def cmd_config(args):
         if k == "description":
             v = pveconf.encode_text(v)
         out("%s: %s" % (k, v))
+    # pct config prints the raw lxc.* keys last, in file order (PVE::CLI::pct).
+    for k, v in conf.get("lxc") or []:
+        out("%s: %s" % (k, v))
     return 0
 
 
@@ -624,7 +627,8 @@ def pending_items(vmid):
     dels = pveconf.pending_deletes(conf)
     res = []
     for k in conf:
-        if k == "pending":
+        # config_with_pending_array leaves out what is not a plain value (the lxc.* list).
+        if k in ("pending", "lxc"):
             continue
         item = {"key": k, "value": schema.typed(k, conf[k], props)}
         if k in pend:
@@ -633,7 +637,7 @@ def pending_items(vmid):
             item["delete"] = 1
         res.append(item)
     for k in pend:
-        if k == "delete" or k in conf:
+        if k in ("delete", "lxc") or k in conf:
             continue
         res.append({"key": k, "pending": schema.typed(k, pend[k], props)})
     for k in dels:

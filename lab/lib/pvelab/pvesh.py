@@ -147,7 +147,7 @@ def ct_config(m, o):
         raise PVEError("snapshot '%s' does not exist" % o["snapshot"])
     c = pct.config_view(vmid, o.get("current") == "1")
     props = pct.api_props("pct-set")
-    return {k: (schema.typed(k, v, props) if k != "digest" else v) for k, v in c.items()}
+    return {k: (schema.typed(k, v, props) if k not in ("digest", "lxc") else v) for k, v in c.items()}
 
 
 def version():
