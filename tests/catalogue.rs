@@ -695,7 +695,7 @@ fn cases() -> Vec<Case> {
         .says("not a SHA-256"),
         Case::profile(
             "repository with a newline",
-            "[docker]\nrepository = \"https://download.docker.com/linux/ubuntu\\ntrusted\"\n",
+            "[docker]\nrepository = \"https://packages.example/linux/ubuntu\\ntrusted\"\n",
         )
         .at_p(2, 1, "docker.repository")
         .says("not an http(s) URL"),

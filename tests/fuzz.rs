@@ -200,7 +200,7 @@ const ANY_GOOD: &[&str] = &[
     "Europe/Berlin",
     "web-1",
     "/etc/motd",
-    "https://download.docker.com/linux/ubuntu",
+    "https://packages.example/linux/ubuntu",
     "",
 ];
 
@@ -267,7 +267,7 @@ enum Kind {
 
 const STORAGES: &[&str] = &["local", "local-lvm", "local-zfs", "tank.ct_1"];
 const URLS: &[&str] = &[
-    "https://download.docker.com/linux/ubuntu",
+    "https://packages.example/linux/ubuntu",
     "http://mirror.example/x?a=1&b=2#f",
 ];
 const ROOTFS: &[(&str, Kind)] = &[("storage", Kind::Str(STORAGES)), ("size", Kind::Float)];
