@@ -259,34 +259,7 @@ pub fn run_with(
     let mut items: Vec<Item> = entries
         .iter()
         .enumerate()
-        .map(|(i, e)| {
-            let target = targets.of[i];
-            match targets.for_entry(i) {
-                Err(m) => Item {
-                    name: e.name.clone(),
-                    vmid: e.vmid(),
-                    node: e.node.clone(),
-                    action: Verdict::Failed,
-                    reason: m.to_string(),
-                    volumes: Vec::new(),
-                    moved: Vec::new(),
-                    target,
-                },
-                Ok(t) => {
-                    let (action, guest, reason) = judge(e, &t.facts.guests, a.force);
-                    Item {
-                        name: e.name.clone(),
-                        vmid: guest.map(|g| g.vmid).or(e.vmid()),
-                        node: guest.map(|g| g.node.clone()).or(e.node.clone()),
-                        action,
-                        reason,
-                        volumes: Vec::new(),
-                        moved: Vec::new(),
-                        target,
-                    }
-                }
-            }
-        })
+        .map(|(i, e)| first_judgement(&targets, i, e, a.force))
         .collect();
     for it in items.iter_mut().filter(|it| it.action == Verdict::Destroy) {
         judge_volumes(&targets, it, a.delete_volumes, a.move_volumes_to);
@@ -364,6 +337,37 @@ pub fn run_with(
     }
     report.containers = items;
     print(g, &report)
+}
+
+/// What destroy would do with entry `e` (the `i`th) from the node's guest list, before its
+/// volumes are looked at.
+fn first_judgement(targets: &Targets, i: usize, e: &Entry, force: bool) -> Item {
+    let target = targets.of[i];
+    match targets.for_entry(i) {
+        Err(m) => Item {
+            name: e.name.clone(),
+            vmid: e.vmid(),
+            node: e.node.clone(),
+            action: Verdict::Failed,
+            reason: m.to_string(),
+            volumes: Vec::new(),
+            moved: Vec::new(),
+            target,
+        },
+        Ok(t) => {
+            let (action, guest, reason) = judge(e, &t.facts.guests, force);
+            Item {
+                name: e.name.clone(),
+                vmid: guest.map(|g| g.vmid).or(e.vmid()),
+                node: guest.map(|g| g.node.clone()).or(e.node.clone()),
+                action,
+                reason,
+                volumes: Vec::new(),
+                moved: Vec::new(),
+                target,
+            }
+        }
+    }
 }
 
 /// Destroys `vmid` after judging the entry again against what the node says now, under the
