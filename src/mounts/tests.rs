@@ -3,21 +3,8 @@ use super::*;
 fn spec(path: &str) -> MountSpec {
     MountSpec {
         path: path.into(),
-        storage: None,
-        size: None,
-        volume: None,
         host: Some("/tank/media".into()),
-        create: None,
-        owner: None,
-        ownership: None,
-        ro: None,
-        backup: None,
-        acl: None,
-        quota: None,
-        replicate: None,
-        shared: None,
-        mountoptions: None,
-        from_docker_data: false,
+        ..MountSpec::bare()
     }
 }
 

@@ -9,18 +9,7 @@ use crate::mounts::propstr;
 
 /// The `devN` keys of a configuration with their effective values, by number.
 fn config_devices(cfg: &CtConfig) -> Vec<(u32, String)> {
-    let mut keys: Vec<&String> = cfg.current.keys().chain(cfg.pending.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    let mut v: Vec<(u32, String)> = keys
-        .into_iter()
-        .filter_map(|k| {
-            let n = k.strip_prefix("dev")?.parse::<u32>().ok()?;
-            Some((n, cfg.effective(k)?.to_string()))
-        })
-        .collect();
-    v.sort();
-    v
+    config_numbered(cfg, "dev")
 }
 
 fn comparable(value: &str) -> Vec<(String, String)> {

@@ -29,13 +29,19 @@ pub struct MountPlan {
 
 /// The `mpN` keys of a configuration with their effective values, by number.
 pub fn config_mounts(cfg: &CtConfig) -> Vec<(u32, String)> {
+    config_numbered(cfg, "mp")
+}
+
+/// The numbered keys `{prefix}N` (`mpN`, `devN`) of a configuration with their effective
+/// values (pending over current), by number.
+pub fn config_numbered(cfg: &CtConfig, prefix: &str) -> Vec<(u32, String)> {
     let mut keys: Vec<&String> = cfg.current.keys().chain(cfg.pending.keys()).collect();
     keys.sort();
     keys.dedup();
     let mut v: Vec<(u32, String)> = keys
         .into_iter()
         .filter_map(|k| {
-            let n = k.strip_prefix("mp")?.parse::<u32>().ok()?;
+            let n = k.strip_prefix(prefix)?.parse::<u32>().ok()?;
             Some((n, cfg.effective(k)?.to_string()))
         })
         .collect();
