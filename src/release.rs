@@ -179,6 +179,8 @@ pub struct Caps {
     /// A failed hot-plug writes nothing to the config (5.2.2); before, the config (pending
     /// entries included) had already been written.
     pub hotplug_error_atomic: bool,
+    /// `pct move-volume --target-vmid` hands a volume to another container (4.1-2, PVE 7.1).
+    pub move_volume_to_ct: bool,
 }
 
 impl Default for Caps {
@@ -213,6 +215,7 @@ impl Caps {
             mp_idmap: c.at_least(&[6, 1, 6]),
             unprivileged_default: c.at_least(&[6, 0, 6]),
             hotplug_error_atomic: c.at_least(&[5, 2, 2]),
+            move_volume_to_ct: c.at_least(&[4, 1, 2]),
         }
     }
 

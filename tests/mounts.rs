@@ -694,6 +694,40 @@ fn moving_volumes_is_refused_before_any_change_when_it_cannot_keep_them_all() {
     node.with(|s| assert!(s.cts.contains_key(&100)));
 }
 
+/// `pct move-volume --target-vmid` came with pve-container 4.1-2 (PVE 7.1): on an older node
+/// the tool refuses before it stops the old container, instead of stopping it and then
+/// learning from the node's refusal.
+#[test]
+fn moving_volumes_needs_a_node_with_move_volume_to_another_container() {
+    let node = fake_node();
+    let old = request("jelly", "docker", layer(DATA));
+    assert_eq!(
+        run_once(&node, &old, Options::default()).outcome,
+        Outcome::Created
+    );
+    let new = request("jelly2", "docker", layer(""));
+    assert_eq!(
+        run_once(&node, &new, Options::default()).outcome,
+        Outcome::Created
+    );
+    node.with(|s| {
+        s.pveversion = Some(versions_with_container("4.0-9"));
+    });
+    node.clear_calls();
+    assert_eq!(destroy_moving(&node, false, Some(101)), 1);
+    assert!(
+        node.changing_calls().is_empty(),
+        "{:?}",
+        node.changing_calls()
+    );
+    node.with(|s| assert!(s.cts.contains_key(&100)));
+    node.with(|s| {
+        s.pveversion = Some(versions_with_container("4.1-2"));
+    });
+    assert_eq!(destroy_moving(&node, false, Some(101)), 0);
+    node.with(|s| assert!(!s.cts.contains_key(&100)));
+}
+
 #[test]
 fn plan_moves_keeps_numbers_paths_and_unused_slots() {
     use provision::facts::CtConfig;

@@ -539,6 +539,15 @@ fn judge_volumes(targets: &Targets, it: &mut Item, delete_volumes: bool, move_to
         }
         Ok(cfg) => {
             it.volumes = crate::plan::ct_volumes(&cfg);
+            let moves_some = it.volumes.iter().any(|v| !v.bind && v.key != "rootfs");
+            if move_to.is_some() && moves_some && !t.facts.caps.move_volume_to_ct {
+                it.action = Verdict::Refused;
+                it.reason = format!(
+                    "--move-volumes-to needs `pct move-volume --target-vmid` (pve-container 4.1-2, PVE 7.1); the node is {}: nothing was changed",
+                    t.facts.caps.describe()
+                );
+                return;
+            }
             let keep = Keep {
                 delete_volumes,
                 move_to,
